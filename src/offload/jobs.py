@@ -1,0 +1,237 @@
+"""The job record and the small value types that travel between producers, stores and workers.
+
+Times are UTC seconds since the epoch (floats) in storage and on the wire; the ``*_dt`` properties give
+aware datetimes. Arguments and results stay encoded (offload JSON text) until someone needs them, so a
+worker's supervisor never decodes what only its executor child uses.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import uuid
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from offload import codec
+from offload.errors import InvalidQueueName
+
+SCHEDULED = "scheduled"
+QUEUED = "queued"
+STARTED = "started"
+FINISHED = "finished"
+FAILED = "failed"
+CANCELED = "canceled"
+
+STATES = (SCHEDULED, QUEUED, STARTED, FINISHED, FAILED, CANCELED)
+PENDING_STATES = (SCHEDULED, QUEUED, STARTED)
+DONE_STATES = (FINISHED, FAILED, CANCELED)
+
+_QUEUE_RE = re.compile(r"[A-Za-z0-9_.-]{1,100}")
+_JOB_ID_RE = re.compile(r"[A-Za-z0-9_.:-]{1,200}")
+
+
+def check_queue_name(name: object) -> str:
+    if not isinstance(name, str) or not _QUEUE_RE.fullmatch(name):
+        raise InvalidQueueName(
+            f"invalid queue name {name!r}: use 1-100 letters, digits, '_', '-' or '.'"
+        )
+    return name
+
+
+def check_job_id(job_id: object) -> str:
+    if not isinstance(job_id, str) or not _JOB_ID_RE.fullmatch(job_id):
+        raise ValueError(f"invalid job id {job_id!r}: use 1-200 letters, digits, '_', '-', '.' or ':'")
+    return job_id
+
+
+def new_id() -> str:
+    return uuid.uuid4().hex
+
+
+def to_datetime(ts: float | None) -> dt.datetime | None:
+    return None if ts is None else dt.datetime.fromtimestamp(ts, dt.timezone.utc)
+
+
+@dataclass
+class Job:
+    """One unit of work and everything known about it.
+
+    ``func`` is an import path (``pkg.mod:func``) or ``task`` a registered task name; exactly one is set.
+    ``attempts`` counts executions started (incremented at claim). ``timeout`` is seconds or ``None``
+    (no limit). ``error`` describes the last failure; ``errors`` keeps every failed attempt's error.
+    """
+
+    id: str
+    queue: str
+    func: str | None = None
+    task: str | None = None
+    payload: str = "[[],{}]"
+    title: str | None = None
+    state: str = QUEUED
+    created_at: float = 0.0
+    enqueued_at: float | None = None
+    run_at: float | None = None
+    started_at: float | None = None
+    ended_at: float | None = None
+    attempts: int = 0
+    max_attempts: int = 1
+    retry: dict[str, Any] | None = None
+    timeout: float | None = None
+    result_json: str | None = None
+    error: dict[str, Any] | None = None
+    errors: list[dict[str, Any]] = field(default_factory=list)
+    worker: str | None = None
+    lease_until: float | None = None
+    lease_token: str | None = None
+    progress: dict[str, Any] | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+    unique_key: str | None = None
+    # Set on the Job returned by enqueue when an equal pending job already existed (nothing was added).
+    duplicate: bool = field(default=False, compare=False)
+
+    @property
+    def target(self) -> str:
+        return self.task if self.task is not None else (self.func or "")
+
+    @property
+    def args(self) -> list[Any]:
+        return codec.decode_payload(self.payload)[0]
+
+    @property
+    def kwargs(self) -> dict[str, Any]:
+        return codec.decode_payload(self.payload)[1]
+
+    @property
+    def result(self) -> Any:
+        return None if self.result_json is None else codec.loads(self.result_json)
+
+    @property
+    def created(self) -> dt.datetime:
+        created = to_datetime(self.created_at)
+        assert created is not None
+        return created
+
+    @property
+    def started(self) -> dt.datetime | None:
+        return to_datetime(self.started_at)
+
+    @property
+    def ended(self) -> dt.datetime | None:
+        return to_datetime(self.ended_at)
+
+    @property
+    def scheduled_for(self) -> dt.datetime | None:
+        return to_datetime(self.run_at)
+
+    @property
+    def duration(self) -> float | None:
+        if self.started_at is None or self.ended_at is None:
+            return None
+        return max(0.0, self.ended_at - self.started_at)
+
+    def describe(self) -> str:
+        """``<id> ("<title>") on queue "<queue>"``, the form every log line uses."""
+        title = f' ("{self.title}")' if self.title else ""
+        return f'{self.id}{title} on queue "{self.queue}"'
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-friendly view (arguments and result decoded) for the CLI and the API."""
+        try:
+            args, kwargs = codec.decode_payload(self.payload)
+            plain_args: Any = codec.to_jsonable(args)
+            plain_kwargs: Any = codec.to_jsonable(kwargs)
+        except Exception:  # a corrupted record is still shown, as text
+            plain_args, plain_kwargs = self.payload, None
+        try:
+            result = None if self.result_json is None else codec.to_jsonable(self.result)
+        except Exception:
+            result = self.result_json
+        return {
+            "id": self.id,
+            "queue": self.queue,
+            "func": self.func,
+            "task": self.task,
+            "title": self.title,
+            "state": self.state,
+            "args": plain_args,
+            "kwargs": plain_kwargs,
+            "created_at": self.created_at,
+            "enqueued_at": self.enqueued_at,
+            "run_at": self.run_at,
+            "started_at": self.started_at,
+            "ended_at": self.ended_at,
+            "attempts": self.attempts,
+            "max_attempts": self.max_attempts,
+            "timeout": self.timeout,
+            "result": result,
+            "error": self.error,
+            "errors": self.errors,
+            "worker": self.worker,
+            "progress": self.progress,
+            "meta": self.meta,
+            "unique_key": self.unique_key,
+        }
+
+
+OutcomeKind = Literal["finish", "fail", "retry", "release"]
+
+
+@dataclass
+class Outcome:
+    """How one claimed job ended, as the worker tells the store.
+
+    ``finish``: ran and returned ``result_json``. ``fail``: ran and failed for good (``error``).
+    ``retry``: failed but goes back to ``scheduled`` until ``retry_at`` (``error`` recorded).
+    ``release``: never ran (prefetched, or its child was killed for another job): back to ``queued`` and the
+    attempt taken at claim is given back.
+    """
+
+    job_id: str
+    token: str
+    kind: OutcomeKind
+    result_json: str | None = None
+    error: dict[str, Any] | None = None
+    retry_at: float | None = None
+    ended_at: float = 0.0
+
+
+@dataclass
+class WorkerInfo:
+    """A running worker as the registry shows it."""
+
+    id: str
+    hostname: str
+    pid: int
+    queues: list[str]
+    concurrency: int
+    started_at: float
+    last_seen: float
+    jobs: list[str] = field(default_factory=list)
+    processed: int = 0
+    failed: int = 0
+    version: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "hostname": self.hostname,
+            "pid": self.pid,
+            "queues": self.queues,
+            "concurrency": self.concurrency,
+            "started_at": self.started_at,
+            "last_seen": self.last_seen,
+            "jobs": self.jobs,
+            "processed": self.processed,
+            "failed": self.failed,
+            "version": self.version,
+        }
+
+
+@dataclass
+class ScheduleRun:
+    """The last slot a periodic schedule enqueued, kept by the store so that each slot runs once."""
+
+    name: str
+    last_slot: float
+    job_id: str | None

@@ -1,0 +1,215 @@
+"""The Store contract: job-level verbs that every storage engine implements atomically.
+
+A store instance is bound to one site id. Queue names cross this interface unprefixed (``"default"``);
+each engine stores them as ``"<site_id>:<name>"`` and never returns another site's jobs, workers,
+schedules or records. Every time argument (``now``, ``lease``) comes from the caller's clock, so all engines
+agree and tests can move time.
+
+State machine (what each verb may do):
+
+    enqueue        -> queued (run_at absent or due) | scheduled (run_at in the future)
+    claim          scheduled (due) -> queued;  queued -> started (attempts + 1, new lease token)
+    settle finish  started -> finished           settle fail   started -> failed
+    settle retry   started -> scheduled (run_at = retry_at, error appended to errors)
+    settle release started -> queued (attempt given back, back at the head of its queue)
+    requeue_expired started (lease over) -> queued, or failed (reason "abandoned") once attempts are spent
+    cancel         scheduled | queued | started -> canceled (a started job's lease is revoked)
+    retry_now      failed | canceled | scheduled -> queued (attempts reset to 0 for failed/canceled)
+
+Fencing: settle and extend_leases act only on a started job whose ``lease_token`` matches; anything else
+is a late or foreign result and is rejected (returns False / reported as lost).
+
+Uniqueness: at most one pending (scheduled, queued or started) job per job id and per ``unique_key`` on a
+site. ``enqueue`` of a duplicate adds nothing and returns the existing job with ``duplicate=True``. A job
+id whose previous job is done (finished, failed, canceled) is reused: the old record is replaced.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Sequence
+from typing import Any, ClassVar
+
+from offload.jobs import Job, Outcome, ScheduleRun, WorkerInfo
+
+
+class Store(abc.ABC):
+    """Base class of the storage engines. See the module docstring for the contract."""
+
+    scheme: ClassVar[str]
+    #: How long an engine's ``wait_for_work`` may take to notice new work when it polls (seconds).
+    poll_interval: ClassVar[float] = 0.0
+
+    def __init__(self, url: str, site_id: str = "default") -> None:
+        self.url = url
+        self.site_id = site_id
+        self.prefix = f"{site_id}:"
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.safe_url} site={self.site_id!r}>"
+
+    @property
+    def safe_url(self) -> str:
+        """The URL with any password hidden, for logs and error messages."""
+        from offload.stores import redact_url
+
+        return redact_url(self.url)
+
+    def qname(self, queue: str) -> str:
+        return self.prefix + queue
+
+    def unqname(self, stored: str) -> str:
+        return stored[len(self.prefix):] if stored.startswith(self.prefix) else stored
+
+    # -- lifecycle ---------------------------------------------------------------------------------------
+    @abc.abstractmethod
+    def open(self) -> None:
+        """Connect and apply pending schema migrations; raise ``StoreUnavailable`` if unreachable."""
+
+    @abc.abstractmethod
+    def close(self) -> None:
+        """Release connections. The store may be opened again."""
+
+    @abc.abstractmethod
+    def migrate(self) -> int:
+        """Apply pending schema migrations (idempotent); return the schema version now in place."""
+
+    def ping(self) -> None:
+        """Raise ``StoreUnavailable`` unless the store answers."""
+        self.counts()
+
+    def __enter__(self) -> Store:
+        self.open()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- producer ----------------------------------------------------------------------------------------
+    def enqueue(self, job: Job, now: float) -> Job:
+        """Store a new job (state ``queued`` or ``scheduled`` as given). Returns the stored job, or the
+        existing pending job with ``duplicate=True`` when the id or unique key is taken."""
+        return self.enqueue_many([job], now)[0]
+
+    @abc.abstractmethod
+    def enqueue_many(self, jobs: Sequence[Job], now: float) -> list[Job]:
+        """``enqueue`` for many jobs in one round trip; one result per job, in order."""
+
+    # -- worker ------------------------------------------------------------------------------------------
+    @abc.abstractmethod
+    def claim(self, queues: Sequence[str], worker_id: str, lease: float, limit: int, now: float) -> list[Job]:
+        """Promote due scheduled jobs, then take up to ``limit`` queued jobs, earlier queues first and
+        FIFO within a queue; each becomes ``started`` with a fresh ``lease_token``, ``lease_until = now +
+        lease``, ``worker = worker_id``, ``started_at = now`` and ``attempts + 1``."""
+
+    @abc.abstractmethod
+    def extend_leases(self, worker_id: str, held: dict[str, str], lease: float, now: float) -> list[str]:
+        """Extend the leases of ``held`` (job id -> token) to ``now + lease``; return the ids that are no
+        longer held with that token (canceled, deleted, expired and taken by another worker)."""
+
+    @abc.abstractmethod
+    def settle(self, outcomes: Sequence[Outcome], now: float) -> list[bool]:
+        """Apply outcomes of claimed jobs; False for each one fenced off (token no longer current)."""
+
+    @abc.abstractmethod
+    def requeue_expired(self, now: float) -> list[Job]:
+        """Return started jobs whose lease ended before ``now`` to ``queued`` (attempt counted, an
+        ``abandoned`` error appended), or fail them (reason ``abandoned``) when no attempts are left.
+        Returns the jobs in their new state."""
+
+    @abc.abstractmethod
+    def wait_for_work(self, queues: Sequence[str], timeout: float) -> bool:
+        """Block until a job may be claimable from ``queues`` (True) or ``timeout`` seconds pass (False).
+        Returns at once if claimable work exists now. May be called from a thread other than the one
+        using the other verbs; spurious True is allowed, a missed wake-up is not."""
+
+    @abc.abstractmethod
+    def set_progress(self, job_id: str, progress: dict[str, Any] | None, meta: dict[str, Any] | None) -> bool:
+        """Store a job's progress and/or meta (None leaves a field as it is). False if no such job."""
+
+    # -- management --------------------------------------------------------------------------------------
+    @abc.abstractmethod
+    def get(self, job_id: str) -> Job | None:
+        """The job with this id on this site, or None."""
+
+    @abc.abstractmethod
+    def list(
+        self,
+        queues: Sequence[str] | None = None,
+        states: Sequence[str] | None = None,
+        limit: int = 100,
+        offset: int = 0,
+        descending: bool = False,
+    ) -> list[Job]:
+        """Jobs filtered by queues and states (None: all), ordered by creation time (ties in insertion
+        order), oldest first unless ``descending``."""
+
+    @abc.abstractmethod
+    def count(self, queues: Sequence[str] | None = None, states: Sequence[str] | None = None) -> int:
+        """How many jobs ``list`` would return without a limit."""
+
+    @abc.abstractmethod
+    def counts(self) -> dict[str, dict[str, int]]:
+        """``{queue: {state: n}}`` for every queue of this site holding jobs (zero counts omitted)."""
+
+    @abc.abstractmethod
+    def cancel(self, job_id: str, now: float) -> Job | None:
+        """Cancel a pending job (see the state machine); return it as it is now (a done job is returned
+        unchanged), or None if there is no such job."""
+
+    @abc.abstractmethod
+    def retry_now(self, job_id: str, now: float) -> Job | None:
+        """Queue a failed, canceled or scheduled job to run now; return it as it is now (unchanged when
+        its state does not allow this), or None if there is no such job."""
+
+    @abc.abstractmethod
+    def delete(self, job_id: str) -> bool:
+        """Remove a job record whatever its state (a running attempt is thereby fenced off)."""
+
+    @abc.abstractmethod
+    def clear(self, queues: Sequence[str] | None = None) -> int:
+        """Delete the queued and scheduled jobs of ``queues`` (None: every queue of the site); return how many."""
+
+    @abc.abstractmethod
+    def purge(self, ended_before: float, limit: int = 10_000) -> int:
+        """Delete up to ``limit`` done jobs that ended before ``ended_before``; return how many."""
+
+    # -- workers -----------------------------------------------------------------------------------------
+    @abc.abstractmethod
+    def register_worker(self, info: WorkerInfo) -> None:
+        """Add or refresh a worker's registry entry (also the worker heartbeat)."""
+
+    @abc.abstractmethod
+    def unregister_worker(self, worker_id: str) -> None:
+        """Remove a worker's registry entry."""
+
+    @abc.abstractmethod
+    def list_workers(self, seen_after: float) -> list[WorkerInfo]:
+        """Workers seen after ``seen_after``, ordered by id; older entries may be pruned."""
+
+    # -- periodic schedules ------------------------------------------------------------------------------
+    @abc.abstractmethod
+    def enqueue_periodic(self, name: str, slot: float, job: Job, now: float) -> bool:
+        """Atomically: if schedule ``name`` has not yet run slot ``slot`` or a later one, record ``slot``
+        and enqueue ``job``; True when this call did it. However many schedulers race, one wins a slot."""
+
+    @abc.abstractmethod
+    def schedule_runs(self) -> dict[str, ScheduleRun]:
+        """The last slot each schedule ran, by name."""
+
+    # -- records (small JSON documents such as webhook subscriptions) -------------------------------------
+    @abc.abstractmethod
+    def put_record(self, kind: str, key: str, data: dict[str, Any]) -> None:
+        """Create or replace a record."""
+
+    @abc.abstractmethod
+    def get_record(self, kind: str, key: str) -> dict[str, Any] | None:
+        """A record, or None."""
+
+    @abc.abstractmethod
+    def list_records(self, kind: str) -> list[tuple[str, dict[str, Any]]]:
+        """All records of a kind as (key, data), ordered by key."""
+
+    @abc.abstractmethod
+    def delete_record(self, kind: str, key: str) -> bool:
+        """Delete a record; False if there was none."""

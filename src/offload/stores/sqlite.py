@@ -1,0 +1,539 @@
+"""The embedded default engine: one SQLite file shared by any number of processes on one machine.
+
+``sqlite:///offload.db`` (relative) or ``sqlite:////var/lib/offload/jobs.db`` (absolute). Options in the
+query string: ``timeout`` (busy timeout, seconds, default 30) and ``poll`` (how often an idle worker looks for
+new work, seconds, default 0.002).
+
+WAL journal, ``synchronous=NORMAL`` (a committed job survives any process crash; a power cut may lose the
+last transactions), ``BEGIN IMMEDIATE`` for every write so writers queue on the lock instead of failing
+mid-transaction. Waiting for work polls ``PRAGMA data_version``, which changes only when another connection
+commits, so an idle worker costs a few microseconds per poll.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+from offload.errors import StoreURLError
+from offload.jobs import (
+    CANCELED,
+    FAILED,
+    FINISHED,
+    QUEUED,
+    SCHEDULED,
+    STARTED,
+    Job,
+    Outcome,
+    ScheduleRun,
+    WorkerInfo,
+)
+from offload.stores.base import Store
+from offload.stores.memory import abandoned_error
+from offload.stores.sqlite_schema import MIGRATIONS
+
+_COLUMNS = (
+    "id, queue, func, task, payload, title, state, created_at, enqueued_at, run_at, started_at, ended_at, "
+    "attempts, max_attempts, retry, timeout, result, error, errors, worker, lease_until, lease_token, "
+    "progress, meta, unique_key"
+)
+_PENDING_SQL = "('scheduled','queued','started')"
+_DONE_SQL = "('finished','failed','canceled')"
+
+
+def _dump(value: Any) -> str | None:
+    return None if value is None else json.dumps(value, separators=(",", ":"))
+
+
+def _load(text: str | None) -> Any:
+    return None if text is None else json.loads(text)
+
+
+class SQLiteStore(Store):
+    scheme = "sqlite"
+    poll_interval = 0.002
+
+    def __init__(self, url: str, site_id: str = "default") -> None:
+        super().__init__(url, site_id)
+        parts = urlsplit(url)
+        raw_path = parts.path[1:] if parts.path.startswith("/") else parts.path
+        if parts.netloc or not raw_path or raw_path == ":memory:":
+            raise StoreURLError(
+                f"invalid SQLite URL {url!r}: use sqlite:///relative/file.db or sqlite:////absolute/file.db "
+                "(for an in-process store use memory://)"
+            )
+        self.path = Path(raw_path)
+        options = {k: v[-1] for k, v in parse_qs(parts.query).items()}
+        try:
+            self.busy_timeout = float(options.pop("timeout", "30"))
+            self.poll = float(options.pop("poll", str(self.poll_interval)))
+        except ValueError:
+            raise StoreURLError(f"invalid SQLite URL {url!r}: timeout and poll must be numbers") from None
+        if options:
+            raise StoreURLError(f"unknown SQLite URL option(s) {', '.join(sorted(options))} in {url!r}")
+        self._local = threading.local()
+        self._all: list[sqlite3.Connection] = []
+        self._all_lock = threading.Lock()
+
+    # -- connections -------------------------------------------------------------------------------------
+    def _connect(self) -> sqlite3.Connection:
+        if self.path.parent and not self.path.parent.exists():
+            from offload.errors import StoreUnavailable
+
+            raise StoreUnavailable(f"cannot open {self.path}: directory {self.path.parent} does not exist")
+        conn = sqlite3.connect(self.path, timeout=self.busy_timeout, isolation_level=None,
+                               check_same_thread=False)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=NORMAL")
+        conn.execute(f"PRAGMA busy_timeout={int(self.busy_timeout * 1000)}")
+        with self._all_lock:
+            self._all.append(conn)
+        return conn
+
+    def _conn(self) -> sqlite3.Connection:
+        local = self._local
+        conn: sqlite3.Connection | None = getattr(local, "conn", None)
+        # A connection must never cross a fork: a child process opens its own.
+        if conn is None or local.pid != os.getpid():
+            conn = self._connect()
+            local.conn = conn
+            local.pid = os.getpid()
+        return conn
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        conn = self._conn()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield conn
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+
+    def open(self) -> None:
+        from offload.errors import StoreUnavailable
+
+        try:
+            self.migrate()
+        except sqlite3.DatabaseError as exc:
+            raise StoreUnavailable(f"cannot use SQLite database {self.path}: {exc}") from None
+
+    def close(self) -> None:
+        with self._all_lock:
+            conns, self._all = self._all, []
+        for conn in conns:
+            try:
+                conn.close()
+            except sqlite3.Error:
+                pass
+        self._local = threading.local()
+
+    def migrate(self) -> int:
+        with self._write() as conn:
+            conn.execute("CREATE TABLE IF NOT EXISTS offload_schema (version INTEGER NOT NULL)")
+            row = conn.execute("SELECT max(version) FROM offload_schema").fetchone()
+            version = row[0] or 0
+            for number, script in enumerate(MIGRATIONS, start=1):
+                if number > version:
+                    for statement in script.split(";\n"):
+                        if statement.strip():
+                            conn.execute(statement)
+                    conn.execute("INSERT INTO offload_schema (version) VALUES (?)", (number,))
+                    version = number
+        return version
+
+    # -- rows --------------------------------------------------------------------------------------------
+    def _job(self, row: Sequence[Any]) -> Job:
+        return Job(
+            id=row[0],
+            queue=self.unqname(row[1]),
+            func=row[2],
+            task=row[3],
+            payload=row[4],
+            title=row[5],
+            state=row[6],
+            created_at=row[7],
+            enqueued_at=row[8],
+            run_at=row[9],
+            started_at=row[10],
+            ended_at=row[11],
+            attempts=row[12],
+            max_attempts=row[13],
+            retry=_load(row[14]),
+            timeout=row[15],
+            result_json=row[16],
+            error=_load(row[17]),
+            errors=_load(row[18]) or [],
+            worker=row[19],
+            lease_until=row[20],
+            lease_token=row[21],
+            progress=_load(row[22]),
+            meta=_load(row[23]) or {},
+            unique_key=row[24],
+        )
+
+    def _row(self, job: Job, now: float) -> tuple[Any, ...]:
+        return (
+            self.site_id, job.id, self.qname(job.queue), job.func, job.task, job.payload, job.title, job.state,
+            job.created_at, now if job.state == QUEUED else job.enqueued_at, job.run_at, job.attempts,
+            job.max_attempts, _dump(job.retry), job.timeout, _dump(job.meta or {}), job.unique_key,
+        )
+
+    _INSERT = (
+        "INSERT INTO jobs (site, id, queue, func, task, payload, title, state, created_at, enqueued_at, run_at, "
+        "attempts, max_attempts, retry, timeout, meta, unique_key, errors) "
+        "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,'[]')"
+    )
+
+    # -- producer ----------------------------------------------------------------------------------------
+    def enqueue_many(self, jobs: Sequence[Job], now: float) -> list[Job]:
+        out: list[Job] = []
+        with self._write() as conn:
+            for job in jobs:
+                try:
+                    conn.execute(self._INSERT, self._row(job, now))
+                except sqlite3.IntegrityError:
+                    existing = self._conflict(conn, job)
+                    if existing is not None:
+                        existing.duplicate = True
+                        out.append(existing)
+                        continue
+                    conn.execute(self._INSERT, self._row(job, now))
+                stored = Job(**{**job.__dict__, "duplicate": False})
+                if job.state == QUEUED:
+                    stored.enqueued_at = now
+                out.append(stored)
+        return out
+
+    def _conflict(self, conn: sqlite3.Connection, job: Job) -> Job | None:
+        """The pending job that blocks ``job``, or None after removing a done job with the same id."""
+        row = conn.execute(f"SELECT {_COLUMNS} FROM jobs WHERE site=? AND id=?", (self.site_id, job.id)).fetchone()
+        if row is not None:
+            if row[6] not in (FINISHED, FAILED, CANCELED):
+                return self._job(row)
+            conn.execute("DELETE FROM jobs WHERE site=? AND id=?", (self.site_id, job.id))
+        if job.unique_key is not None:
+            row = conn.execute(
+                f"SELECT {_COLUMNS} FROM jobs WHERE site=? AND unique_key=? AND state IN {_PENDING_SQL}",
+                (self.site_id, job.unique_key),
+            ).fetchone()
+            if row is not None:
+                return self._job(row)
+        return None
+
+    # -- worker ------------------------------------------------------------------------------------------
+    def _promote(self, conn: sqlite3.Connection, now: float) -> None:
+        conn.execute(
+            "UPDATE jobs SET state='queued', enqueued_at=? WHERE site=? AND state='scheduled' AND run_at<=?",
+            (now, self.site_id, now),
+        )
+
+    def claim(self, queues: Sequence[str], worker_id: str, lease: float, limit: int, now: float) -> list[Job]:
+        claimed: list[Job] = []
+        with self._write() as conn:
+            self._promote(conn, now)
+            for queue in queues:
+                want = limit - len(claimed)
+                if want <= 0:
+                    break
+                rows = conn.execute(
+                    f"UPDATE jobs SET state='started', attempts=attempts+1, "
+                    f"lease_token=lower(hex(randomblob(16))), lease_until=?, worker=?, started_at=?, ended_at=NULL "
+                    f"WHERE seq IN (SELECT seq FROM jobs WHERE queue=? AND state='queued' "
+                    f"ORDER BY enqueued_at, seq LIMIT ?) RETURNING seq, {_COLUMNS}",
+                    (now + lease, worker_id, now, self.qname(queue), want),
+                ).fetchall()
+                rows.sort(key=lambda r: (r[9], r[0]))  # RETURNING order is unspecified: FIFO again
+                claimed.extend(self._job(r[1:]) for r in rows)
+        return claimed
+
+    def extend_leases(self, worker_id: str, held: dict[str, str], lease: float, now: float) -> list[str]:
+        if not held:
+            return []
+        lost: list[str] = []
+        with self._write() as conn:
+            for job_id, token in held.items():
+                cur = conn.execute(
+                    "UPDATE jobs SET lease_until=? WHERE site=? AND id=? AND state='started' AND lease_token=?",
+                    (now + lease, self.site_id, job_id, token),
+                )
+                if cur.rowcount == 0:
+                    lost.append(job_id)
+        return lost
+
+    def settle(self, outcomes: Sequence[Outcome], now: float) -> list[bool]:
+        results: list[bool] = []
+        held = "site=? AND id=? AND state='started' AND lease_token=?"
+        with self._write() as conn:
+            for o in outcomes:
+                key = (self.site_id, o.job_id, o.token)
+                if o.kind == "finish":
+                    cur = conn.execute(
+                        f"UPDATE jobs SET state='finished', result=?, ended_at=?, lease_token=NULL, "
+                        f"lease_until=NULL WHERE {held}",
+                        (o.result_json, o.ended_at or now, *key),
+                    )
+                elif o.kind == "fail":
+                    error = _dump(o.error or {})
+                    cur = conn.execute(
+                        f"UPDATE jobs SET state='failed', error=?, errors=json_insert(errors, '$[#]', json(?)), "
+                        f"ended_at=?, lease_token=NULL, lease_until=NULL WHERE {held}",
+                        (error, error, o.ended_at or now, *key),
+                    )
+                elif o.kind == "retry":
+                    error = _dump(o.error or {})
+                    cur = conn.execute(
+                        f"UPDATE jobs SET state='scheduled', run_at=?, error=?, "
+                        f"errors=json_insert(errors, '$[#]', json(?)), ended_at=?, lease_token=NULL, "
+                        f"lease_until=NULL WHERE {held}",
+                        (o.retry_at if o.retry_at is not None else now, error, error, o.ended_at or now, *key),
+                    )
+                else:  # release: keeps its old enqueued_at, so it goes back to the head of its queue
+                    cur = conn.execute(
+                        f"UPDATE jobs SET state='queued', attempts=max(attempts-1, 0), started_at=NULL, "
+                        f"worker=NULL, lease_token=NULL, lease_until=NULL WHERE {held}",
+                        key,
+                    )
+                results.append(cur.rowcount == 1)
+        return results
+
+    def requeue_expired(self, now: float) -> list[Job]:
+        conn = self._conn()
+        # Cheap read first: the common case is that nothing expired, and then no write lock is taken.
+        if conn.execute(
+            "SELECT 1 FROM jobs WHERE state='started' AND lease_until<? AND site=? LIMIT 1", (now, self.site_id)
+        ).fetchone() is None:
+            return []
+        changed: list[Job] = []
+        with self._write() as conn:
+            rows = conn.execute(
+                f"SELECT {_COLUMNS} FROM jobs WHERE state='started' AND lease_until<? AND site=?",
+                (now, self.site_id),
+            ).fetchall()
+            for row in rows:
+                job = self._job(row)
+                error = abandoned_error(job)
+                job.errors.append(error)
+                job.error = error
+                job.lease_token = None
+                job.lease_until = None
+                if job.attempts < job.max_attempts:
+                    job.state, job.enqueued_at = QUEUED, now
+                else:
+                    job.state, job.ended_at = FAILED, now
+                conn.execute(
+                    "UPDATE jobs SET state=?, enqueued_at=?, ended_at=?, error=?, errors=?, lease_token=NULL, "
+                    "lease_until=NULL WHERE site=? AND id=?",
+                    (job.state, job.enqueued_at, job.ended_at, _dump(error), _dump(job.errors), self.site_id, job.id),
+                )
+                changed.append(job)
+        return changed
+
+    def _work_ready(self, conn: sqlite3.Connection, queues: Sequence[str], now: float) -> tuple[bool, float | None]:
+        marks = ",".join("?" * len(queues))
+        names = [self.qname(q) for q in queues]
+        if conn.execute(f"SELECT 1 FROM jobs WHERE queue IN ({marks}) AND state='queued' LIMIT 1",
+                        names).fetchone():
+            return True, None
+        row = conn.execute("SELECT min(run_at) FROM jobs WHERE site=? AND state='scheduled'",
+                           (self.site_id,)).fetchone()
+        next_due = row[0]
+        return (next_due is not None and next_due <= now), next_due
+
+    def wait_for_work(self, queues: Sequence[str], timeout: float) -> bool:
+        conn = self._conn()
+        deadline = time.monotonic() + timeout
+        seen_version = None
+        next_due: float | None = None
+        while True:
+            version = conn.execute("PRAGMA data_version").fetchone()[0]
+            now = time.time()
+            if version != seen_version or (next_due is not None and now >= next_due):
+                seen_version = version
+                ready, next_due = self._work_ready(conn, queues, now)
+                if ready:
+                    return True
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            time.sleep(min(remaining, self.poll))
+
+    def set_progress(self, job_id: str, progress: dict[str, Any] | None, meta: dict[str, Any] | None) -> bool:
+        with self._write() as conn:
+            cur = conn.execute(
+                "UPDATE jobs SET progress=coalesce(?, progress), meta=coalesce(?, meta) WHERE site=? AND id=?",
+                (_dump(progress), _dump(meta), self.site_id, job_id),
+            )
+            return cur.rowcount == 1
+
+    # -- management --------------------------------------------------------------------------------------
+    def get(self, job_id: str) -> Job | None:
+        row = self._conn().execute(
+            f"SELECT {_COLUMNS} FROM jobs WHERE site=? AND id=?", (self.site_id, job_id)
+        ).fetchone()
+        return None if row is None else self._job(row)
+
+    def _where(self, queues: Sequence[str] | None, states: Sequence[str] | None) -> tuple[str, list[Any]]:
+        clauses, params = ["site=?"], [self.site_id]
+        if queues is not None:
+            clauses.append(f"queue IN ({','.join('?' * len(queues))})")
+            params.extend(self.qname(q) for q in queues)
+        if states is not None:
+            clauses.append(f"state IN ({','.join('?' * len(states))})")
+            params.extend(states)
+        return " AND ".join(clauses), params
+
+    def list(
+        self,
+        queues: Sequence[str] | None = None,
+        states: Sequence[str] | None = None,
+        limit: int = 100,
+        offset: int = 0,
+        descending: bool = False,
+    ) -> list[Job]:
+        where, params = self._where(queues, states)
+        order = "DESC" if descending else "ASC"
+        rows = self._conn().execute(
+            f"SELECT {_COLUMNS} FROM jobs WHERE {where} ORDER BY created_at {order}, seq {order} LIMIT ? OFFSET ?",
+            [*params, limit, offset],
+        ).fetchall()
+        return [self._job(r) for r in rows]
+
+    def count(self, queues: Sequence[str] | None = None, states: Sequence[str] | None = None) -> int:
+        where, params = self._where(queues, states)
+        return int(self._conn().execute(f"SELECT count(*) FROM jobs WHERE {where}", params).fetchone()[0])
+
+    def counts(self) -> dict[str, dict[str, int]]:
+        out: dict[str, dict[str, int]] = {}
+        rows = self._conn().execute(
+            "SELECT queue, state, count(*) FROM jobs WHERE site=? GROUP BY queue, state", (self.site_id,)
+        )
+        for queue, state, n in rows:
+            out.setdefault(self.unqname(queue), {})[state] = n
+        return out
+
+    def cancel(self, job_id: str, now: float) -> Job | None:
+        with self._write() as conn:
+            conn.execute(
+                f"UPDATE jobs SET state='canceled', ended_at=?, lease_token=NULL, lease_until=NULL "
+                f"WHERE site=? AND id=? AND state IN {_PENDING_SQL}",
+                (now, self.site_id, job_id),
+            )
+        return self.get(job_id)
+
+    def retry_now(self, job_id: str, now: float) -> Job | None:
+        with self._write() as conn:
+            row = conn.execute("SELECT state, unique_key FROM jobs WHERE site=? AND id=?",
+                               (self.site_id, job_id)).fetchone()
+            if row is not None and row[0] in (FAILED, CANCELED, SCHEDULED):
+                attempts = "attempts" if row[0] == SCHEDULED else "0"
+                try:
+                    conn.execute(
+                        f"UPDATE jobs SET state='queued', attempts={attempts}, enqueued_at=?, run_at=NULL, "
+                        f"ended_at=NULL WHERE site=? AND id=?",
+                        (now, self.site_id, job_id),
+                    )
+                except sqlite3.IntegrityError:
+                    pass  # another pending job holds its unique key: leave this one as it is
+        return self.get(job_id)
+
+    def delete(self, job_id: str) -> bool:
+        with self._write() as conn:
+            return conn.execute("DELETE FROM jobs WHERE site=? AND id=?", (self.site_id, job_id)).rowcount == 1
+
+    def clear(self, queues: Sequence[str] | None = None) -> int:
+        where, params = self._where(queues, (QUEUED, SCHEDULED))
+        with self._write() as conn:
+            return conn.execute(f"DELETE FROM jobs WHERE {where}", params).rowcount
+
+    def purge(self, ended_before: float, limit: int = 10_000) -> int:
+        with self._write() as conn:
+            return conn.execute(
+                f"DELETE FROM jobs WHERE seq IN (SELECT seq FROM jobs WHERE site=? AND state IN {_DONE_SQL} "
+                f"AND ended_at<? LIMIT ?)",
+                (self.site_id, ended_before, limit),
+            ).rowcount
+
+    # -- workers -----------------------------------------------------------------------------------------
+    def register_worker(self, info: WorkerInfo) -> None:
+        with self._write() as conn:
+            conn.execute(
+                "INSERT INTO workers (site, id, last_seen, info) VALUES (?,?,?,?) "
+                "ON CONFLICT (site, id) DO UPDATE SET last_seen=excluded.last_seen, info=excluded.info",
+                (self.site_id, info.id, info.last_seen, _dump(info.to_dict())),
+            )
+
+    def unregister_worker(self, worker_id: str) -> None:
+        with self._write() as conn:
+            conn.execute("DELETE FROM workers WHERE site=? AND id=?", (self.site_id, worker_id))
+
+    def list_workers(self, seen_after: float) -> list[WorkerInfo]:
+        conn = self._conn()
+        rows = conn.execute(
+            "SELECT info FROM workers WHERE site=? AND last_seen>? ORDER BY id", (self.site_id, seen_after)
+        ).fetchall()
+        return [WorkerInfo(**json.loads(r[0])) for r in rows]
+
+    # -- schedules ---------------------------------------------------------------------------------------
+    def enqueue_periodic(self, name: str, slot: float, job: Job, now: float) -> bool:
+        with self._write() as conn:
+            row = conn.execute("SELECT last_slot FROM schedule_runs WHERE site=? AND name=?",
+                               (self.site_id, name)).fetchone()
+            if row is not None and row[0] >= slot:
+                return False
+            # Same transaction as the slot bookkeeping: the slot and its job commit together or not at all.
+            try:
+                conn.execute(self._INSERT, self._row(job, now))
+                job_id = job.id
+            except sqlite3.IntegrityError:
+                existing = self._conflict(conn, job)
+                if existing is None:
+                    conn.execute(self._INSERT, self._row(job, now))
+                job_id = job.id if existing is None else existing.id
+            conn.execute(
+                "INSERT INTO schedule_runs (site, name, last_slot, job_id) VALUES (?,?,?,?) "
+                "ON CONFLICT (site, name) DO UPDATE SET last_slot=excluded.last_slot, job_id=excluded.job_id",
+                (self.site_id, name, slot, job_id),
+            )
+        return True
+
+    def schedule_runs(self) -> dict[str, ScheduleRun]:
+        rows = self._conn().execute(
+            "SELECT name, last_slot, job_id FROM schedule_runs WHERE site=?", (self.site_id,)
+        ).fetchall()
+        return {name: ScheduleRun(name, last_slot, job_id) for name, last_slot, job_id in rows}
+
+    # -- records -----------------------------------------------------------------------------------------
+    def put_record(self, kind: str, key: str, data: dict[str, Any]) -> None:
+        with self._write() as conn:
+            conn.execute(
+                "INSERT INTO records (site, kind, key, data) VALUES (?,?,?,?) "
+                "ON CONFLICT (site, kind, key) DO UPDATE SET data=excluded.data",
+                (self.site_id, kind, key, _dump(data)),
+            )
+
+    def get_record(self, kind: str, key: str) -> dict[str, Any] | None:
+        row = self._conn().execute(
+            "SELECT data FROM records WHERE site=? AND kind=? AND key=?", (self.site_id, kind, key)
+        ).fetchone()
+        return None if row is None else dict(json.loads(row[0]))
+
+    def list_records(self, kind: str) -> list[tuple[str, dict[str, Any]]]:
+        rows = self._conn().execute(
+            "SELECT key, data FROM records WHERE site=? AND kind=? ORDER BY key", (self.site_id, kind)
+        ).fetchall()
+        return [(key, json.loads(data)) for key, data in rows]
+
+    def delete_record(self, kind: str, key: str) -> bool:
+        with self._write() as conn:
+            cur = conn.execute("DELETE FROM records WHERE site=? AND kind=? AND key=?", (self.site_id, kind, key))
+            return cur.rowcount == 1

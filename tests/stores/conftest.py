@@ -1,0 +1,68 @@
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from offload.jobs import QUEUED, SCHEDULED, Job, new_id
+from offload.stores import Store, open_store
+from tests.conftest import engine_url
+
+ENGINES = ["memory", "sqlite", "redis", "postgresql"]
+
+
+@pytest.fixture(params=ENGINES)
+def engine(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def store_url(engine: str, tmp_path: Any) -> str:
+    return engine_url(engine, tmp_path)
+
+
+@pytest.fixture
+def site() -> str:
+    # A fresh site id per test: tests share a run-wide namespace on the server engines but never data.
+    return f"t{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture
+def make_store(store_url: str, site: str) -> Iterator[Callable[..., Store]]:
+    opened: list[Store] = []
+
+    def make(site_id: str | None = None) -> Store:
+        store = open_store(store_url, site_id or site)
+        opened.append(store)
+        return store
+
+    yield make
+    for store in opened:
+        store.close()
+
+
+@pytest.fixture
+def store(make_store: Callable[..., Store]) -> Store:
+    return make_store()
+
+
+def make_job(queue: str = "default", *, now: float | None = None, run_at: float | None = None, **fields: Any) -> Job:
+    now = time.time() if now is None else now
+    state = SCHEDULED if run_at is not None and run_at > now else QUEUED
+    defaults: dict[str, Any] = {
+        "id": new_id(),
+        "queue": queue,
+        "func": "tests.jobfuncs:noop",
+        "payload": '[[1,"two"],{"x":3}]',
+        "title": None,
+        "state": state,
+        "created_at": now,
+        "run_at": run_at,
+        "max_attempts": 3,
+        "timeout": 180.0,
+    }
+    defaults.update(fields)
+    return Job(**defaults)
