@@ -1,1 +1,149 @@
-"""offload: background jobs."""
+"""offload: background jobs for Python web applications.
+
+    import offload
+    job = offload.enqueue(send_mail, [user_id], title="Welcome mail", queue="mail")
+    offload.get_job(job.id).state   # "queued", later "finished"
+
+The module-level functions act on a default ``Offload`` built from the configuration (arguments to
+``configure()``, then ``OFFLOAD_*`` environment variables, then the ini file named by ``OFFLOAD_CONFIG``).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+__version__ = "0.1.0"
+
+from offload.app import NO_TIMEOUT, Offload, Queue  # noqa: E402
+from offload.config import Config  # noqa: E402
+from offload.context import JobContext, current_job  # noqa: E402
+from offload.errors import (  # noqa: E402
+    ConfigError,
+    DuplicateJob,
+    InvalidJobState,
+    InvalidQueueName,
+    JobFunctionError,
+    JobNotFound,
+    LeaseLost,
+    OffloadError,
+    SerializationError,
+    StoreDriverMissing,
+    StoreError,
+    StoreUnavailable,
+    StoreURLError,
+    TaskNotFound,
+)
+from offload.jobs import Job  # noqa: E402
+from offload.retry import Retry, RetryPolicy  # noqa: E402
+from offload.tasks import Task, task  # noqa: E402
+
+__all__ = [
+    "NO_TIMEOUT",
+    "Config",
+    "ConfigError",
+    "DuplicateJob",
+    "InvalidJobState",
+    "InvalidQueueName",
+    "Job",
+    "JobContext",
+    "JobFunctionError",
+    "JobNotFound",
+    "LeaseLost",
+    "Offload",
+    "OffloadError",
+    "Queue",
+    "Retry",
+    "RetryPolicy",
+    "SerializationError",
+    "StoreDriverMissing",
+    "StoreError",
+    "StoreURLError",
+    "StoreUnavailable",
+    "Task",
+    "TaskNotFound",
+    "__version__",
+    "cancel",
+    "clear",
+    "configure",
+    "current_job",
+    "default_app",
+    "enqueue",
+    "enqueue_many",
+    "get_job",
+    "get_queue",
+    "list_jobs",
+    "retry",
+    "send_task",
+    "task",
+]
+
+_default: Offload | None = None
+_default_lock = threading.Lock()
+
+
+def configure(*args: Any, **kwargs: Any) -> Offload:
+    """Set the default site used by the module-level functions; takes ``Offload``'s arguments."""
+    global _default
+    with _default_lock:
+        old, _default = _default, Offload(*args, **kwargs)
+    if old is not None:
+        old.close()
+    return _default
+
+
+def default_app() -> Offload:
+    """The default site, built from the environment and ini file on first use."""
+    global _default
+    if _default is None:
+        with _default_lock:
+            if _default is None:
+                _default = Offload()
+    return _default
+
+
+def enqueue(
+    fn: Callable[..., Any] | str,
+    args: Any = None,
+    kwargs: Any = None,
+    title: str | None = None,
+    queue: str = "default",
+    timeout: float | None = None,
+    **options: Any,
+) -> Job:
+    """Add a job to a queue; see ``Offload.enqueue``."""
+    return default_app().enqueue(fn, args, kwargs, title, queue, timeout, **options)
+
+
+def enqueue_many(calls: Iterable[Any], **options: Any) -> list[Job]:
+    return default_app().enqueue_many(calls, **options)
+
+
+def send_task(name: str, args: Any = None, kwargs: Any = None, **options: Any) -> Job:
+    return default_app().send_task(name, args, kwargs, **options)
+
+
+def get_job(job_id: str) -> Job:
+    return default_app().get_job(job_id)
+
+
+def get_queue(name: str = "default") -> Queue:
+    return default_app().get_queue(name)
+
+
+def list_jobs(queues: Sequence[str] | None = None, states: Sequence[str] | None = None, limit: int = 100,
+              offset: int = 0, descending: bool = False) -> list[Job]:
+    return default_app().list_jobs(queues, states, limit, offset, descending)
+
+
+def cancel(job_id: str) -> Job:
+    return default_app().cancel(job_id)
+
+
+def retry(job_id: str) -> Job:
+    return default_app().retry(job_id)
+
+
+def clear(queues: Sequence[str] | None = None) -> int:
+    return default_app().clear(queues)

@@ -1,0 +1,410 @@
+"""``Offload``: one site's view of one store, and the verbs applications call."""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+from offload import codec, funcs
+from offload.config import NO_LIMIT, Config
+from offload.context import _current, JobContext
+from offload.errors import (
+    ConfigError,
+    InvalidJobState,
+    JobNotFound,
+    OffloadError,
+)
+from offload.jobs import (
+    CANCELED,
+    DONE_STATES,
+    FAILED,
+    FINISHED,
+    QUEUED,
+    SCHEDULED,
+    STATES,
+    Job,
+    WorkerInfo,
+    check_job_id,
+    check_queue_name,
+    new_id,
+)
+from offload.retry import RetryPolicy
+from offload.stores import Store, open_store, store_class
+
+NO_TIMEOUT = -1
+MAX_TIMEOUT = 366 * 86400.0
+# RQ options CKAN code passes through rq_kwargs that have no meaning here and are safe to ignore.
+_IGNORED_RQ_KWARGS = {"result_ttl", "ttl", "failure_ttl"}
+_ENQUEUE_OPTIONS = {"rq_kwargs", "max_attempts", "max_retries", "retry", "at", "delay", "unique_key", "job_id",
+                    "meta"}
+
+
+def _timeout(value: Any, default: float) -> float | None:
+    """Seconds or None (no limit) from a caller's timeout; ``None`` means the configured default."""
+    if value is None:
+        value = default
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"timeout must be a number of seconds, not {value!r}")
+    if value == NO_LIMIT:
+        return None
+    if not (math.isfinite(value) and 0 < value <= MAX_TIMEOUT):
+        raise ValueError(
+            f"timeout {value!r} is out of range: give seconds between 0 and {MAX_TIMEOUT:.0f}, or -1 for no limit"
+        )
+    return float(value)
+
+
+def _when(at: Any, delay: Any, now: float) -> float | None:
+    """Epoch seconds a job should run at, from ``at`` (datetime, naive = UTC) or ``delay`` (seconds)."""
+    if at is not None and delay is not None:
+        raise ValueError("give either at= or delay=, not both")
+    if at is not None:
+        if isinstance(at, dt.datetime):
+            aware = at if at.tzinfo is not None else at.replace(tzinfo=dt.timezone.utc)
+            return aware.timestamp()
+        if isinstance(at, (int, float)) and not isinstance(at, bool) and math.isfinite(at):
+            return float(at)
+        raise ValueError(f"at must be a datetime, not {at!r}")
+    if delay is not None:
+        seconds = delay.total_seconds() if isinstance(delay, dt.timedelta) else delay
+        if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not math.isfinite(seconds):
+            raise ValueError(f"delay must be seconds or a timedelta, not {delay!r}")
+        if seconds < 0:
+            raise ValueError(f"delay must not be negative ({delay!r})")
+        return now + float(seconds)
+    return None
+
+
+class Queue:
+    """A named queue of one site (RQ/CKAN style accessors)."""
+
+    def __init__(self, app: Offload, name: str) -> None:
+        self.app = app
+        self.name = check_queue_name(name)
+
+    def __repr__(self) -> str:
+        return f"<Queue {self.name!r}>"
+
+    def enqueue(self, fn: Callable[..., Any] | str, args: Any = None, kwargs: Any = None, **options: Any) -> Job:
+        return self.app.enqueue(fn, args, kwargs, queue=self.name, **options)
+
+    @property
+    def jobs(self) -> list[Job]:
+        """The jobs waiting in this queue, next first."""
+        return self.app.list_jobs([self.name], [QUEUED], limit=10_000)
+
+    @property
+    def job_ids(self) -> list[str]:
+        return [job.id for job in self.jobs]
+
+    @property
+    def count(self) -> int:
+        return self.app.store.count([self.name], [QUEUED])
+
+    def __len__(self) -> int:
+        return self.count
+
+    def is_empty(self) -> bool:
+        return self.count == 0
+
+    def empty(self) -> int:
+        """Delete the queue's waiting jobs (RQ's name for it); returns how many."""
+        return self.app.clear([self.name])
+
+
+class Offload:
+    """A site on a store. ``Offload()`` reads the configuration (arguments > environment > ini file >
+    defaults); ``Offload(store="redis://...", site_id="portal")`` sets it explicitly."""
+
+    def __init__(
+        self,
+        store: str | Store | None = None,
+        site_id: str | None = None,
+        config: Config | str | Path | None = None,
+        **settings: Any,
+    ) -> None:
+        overrides = {key.replace("__", "."): value for key, value in settings.items()}
+        if isinstance(store, str):
+            overrides["offload.store"] = store
+        if site_id is not None:
+            overrides["offload.site_id"] = site_id
+        if isinstance(config, Config):
+            self.config = config.replace(**overrides) if overrides else config
+        else:
+            self.config = Config.load(config, overrides)
+        self._store: Store | None = store if isinstance(store, Store) else None
+        if self._store is None:
+            store_class(self.config["offload.store"])  # a bad URL or a missing driver fails here, not later
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"<Offload site={self.site_id!r} store={self.store.safe_url if self._store else '(not open)'}>"
+
+    @property
+    def site_id(self) -> str:
+        return str(self._store.site_id if self._store else self.config["offload.site_id"])
+
+    @property
+    def store(self) -> Store:
+        """The store, opened on first use."""
+        if self._store is None:
+            with self._lock:
+                if self._store is None:
+                    self._store = open_store(self.config["offload.store"], self.config["offload.site_id"])
+        return self._store
+
+    def close(self) -> None:
+        if self._store is not None:
+            self._store.close()
+
+    # -- producing -----------------------------------------------------------------------------------------
+    def build_job(
+        self,
+        fn: Callable[..., Any] | str | None,
+        args: Any = None,
+        kwargs: Any = None,
+        title: str | None = None,
+        queue: str = "default",
+        timeout: float | None = None,
+        *,
+        task: str | None = None,
+        now: float | None = None,
+        **options: Any,
+    ) -> Job:
+        """Validate and encode everything about a job without storing it."""
+        unknown = set(options) - _ENQUEUE_OPTIONS
+        if unknown:
+            raise TypeError(f"unknown enqueue option(s): {', '.join(sorted(unknown))}")
+        now = time.time() if now is None else now
+        path = funcs.func_path(fn) if task is None else None
+        check_queue_name(queue)
+        if title is not None and not isinstance(title, str):
+            raise ValueError(f"title must be a string, not {type(title).__name__}")
+        rq_kwargs = dict(options.get("rq_kwargs") or {})
+        if "timeout" in rq_kwargs:
+            if timeout is not None:
+                raise ValueError("give the timeout either as timeout= or in rq_kwargs, not both")
+            timeout = rq_kwargs.pop("timeout")
+        job_id = options.get("job_id") or rq_kwargs.pop("job_id", None)
+        meta = dict(options.get("meta") or rq_kwargs.pop("meta", None) or {})
+        if "description" in rq_kwargs and title is None:
+            title = rq_kwargs.pop("description")
+        unsupported = set(rq_kwargs) - _IGNORED_RQ_KWARGS
+        if unsupported:
+            raise ValueError(f"rq_kwargs option(s) not supported by offload: {', '.join(sorted(unsupported))}")
+        meta.setdefault("title", title)
+        max_attempts = self._max_attempts(options)
+        retry = options.get("retry")
+        if isinstance(retry, dict):
+            retry = RetryPolicy.from_dict(retry)
+        if retry is not None and not isinstance(retry, RetryPolicy):
+            raise ValueError(f"retry must be a RetryPolicy or a dict, not {retry!r}")
+        unique_key = options.get("unique_key")
+        if unique_key is not None and (not isinstance(unique_key, str) or not 0 < len(unique_key) <= 500):
+            raise ValueError("unique_key must be a non-empty string of at most 500 characters")
+        run_at = _when(options.get("at"), options.get("delay"), now)
+        return Job(
+            id=check_job_id(job_id) if job_id is not None else new_id(),
+            queue=queue,
+            func=path,
+            task=task,
+            payload=codec.encode_payload(args if args is not None else [], kwargs if kwargs is not None else {}),
+            title=title,
+            state=SCHEDULED if run_at is not None and run_at > now else QUEUED,
+            created_at=now,
+            run_at=run_at,
+            max_attempts=max_attempts,
+            retry=retry.to_dict() if retry is not None else None,
+            timeout=_timeout(timeout, self.config["offload.jobs.timeout"]),
+            meta=codec.to_jsonable(meta, "meta"),
+            unique_key=unique_key,
+        )
+
+    def _max_attempts(self, options: dict[str, Any]) -> int:
+        if options.get("max_attempts") is not None and options.get("max_retries") is not None:
+            raise ValueError("give either max_attempts or max_retries, not both")
+        if options.get("max_retries") is not None:
+            value = options["max_retries"]
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ValueError(f"max_retries must be an integer >= 0, not {value!r}")
+            return value + 1
+        value = options.get("max_attempts", None)
+        if value is None:
+            return int(self.config["offload.jobs.max_attempts"])
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"max_attempts must be an integer >= 1, not {value!r}")
+        return value
+
+    def enqueue(
+        self,
+        fn: Callable[..., Any] | str,
+        args: Any = None,
+        kwargs: Any = None,
+        title: str | None = None,
+        queue: str = "default",
+        timeout: float | None = None,
+        **options: Any,
+    ) -> Job:
+        """Add a job: ``fn(*args, **kwargs)`` runs in a worker. Returns the Job (``duplicate`` is True when
+        a pending job with the same id or ``unique_key`` already existed; that job is returned)."""
+        job = self.build_job(fn, args, kwargs, title, queue, timeout, **options)
+        if self.config["offload.jobs.sync"]:
+            return self._run_inline(job)
+        return self.store.enqueue(job, job.created_at)
+
+    def enqueue_many(self, calls: Iterable[Any], **options: Any) -> list[Job]:
+        """Add many jobs in one round trip. Each call is ``fn``, ``(fn, args)``, ``(fn, args, kwargs)`` or a
+        dict of ``enqueue`` arguments; ``options`` apply to every call unless the dict says otherwise."""
+        now = time.time()
+        jobs = []
+        for i, call in enumerate(calls):
+            if isinstance(call, dict):
+                spec = {**options, **call}
+            elif isinstance(call, tuple):
+                spec = {**options, **dict(zip(("fn", "args", "kwargs"), call))}
+            else:
+                spec = {**options, "fn": call}
+            fn = spec.pop("fn", None)
+            if fn is None:
+                raise ValueError(f"call {i} has no function")
+            jobs.append(self.build_job(fn, now=now + i * 1e-6, **spec))
+        if self.config["offload.jobs.sync"]:
+            return [self._run_inline(job) for job in jobs]
+        return self.store.enqueue_many(jobs, now)
+
+    def send_task(
+        self,
+        name: str,
+        args: Any = None,
+        kwargs: Any = None,
+        task_id: str | None = None,
+        countdown: float | None = None,
+        eta: dt.datetime | float | None = None,
+        **options: Any,
+    ) -> Job:
+        """Enqueue the task registered as ``name``; its registration gives the default queue, timeout and
+        retry policy. ``task_id`` fixes the job id, ``countdown``/``eta`` delay it."""
+        from offload import tasks
+
+        tasks.load_registry(self.config["offload.tasks.imports"])
+        registered = tasks.lookup(name)
+        if registered.queue is not None:
+            options.setdefault("queue", registered.queue)
+        if registered.timeout is not None:
+            options.setdefault("timeout", registered.timeout)
+        if registered.max_retries is not None and "max_attempts" not in options:
+            options.setdefault("max_retries", registered.max_retries)
+        if registered.retry is not None:
+            options.setdefault("retry", registered.retry)
+        if task_id is not None:
+            options["job_id"] = task_id
+        if countdown is not None:
+            options["delay"] = countdown
+        if eta is not None:
+            options["at"] = eta
+        options.setdefault("title", name)
+        job = self.build_job(None, args, kwargs, task=name, **options)
+        if self.config["offload.jobs.sync"]:
+            return self._run_inline(job)
+        return self.store.enqueue(job, job.created_at)
+
+    def _run_inline(self, job: Job) -> Job:
+        """Synchronous mode: run now in this process; exceptions reach the caller as they would from a call."""
+        from offload.worker.executor import JobSpec, _resolve
+
+        spec = JobSpec(job.id, job.func, job.task, job.payload, 1, job.max_attempts, job.queue, job.title, job.meta)
+        args, kwargs = codec.decode_payload(job.payload)
+        token = _current.set(JobContext(job.id, 1, job.max_attempts, job.queue, job.title, dict(job.meta)))
+        job.started_at = time.time()
+        job.attempts = 1
+        try:
+            result = _resolve(spec)(*args, **kwargs)
+        finally:
+            _current.reset(token)
+        job.result_json = codec.encode_result(result)
+        job.state = FINISHED
+        job.ended_at = time.time()
+        return job
+
+    # -- inspecting and managing ---------------------------------------------------------------------------
+    def get_job(self, job_id: str) -> Job:
+        """The job with this id; ``JobNotFound`` if there is none on this site."""
+        job = self.store.get(job_id) if isinstance(job_id, str) else None
+        if job is None:
+            raise JobNotFound(f'There is no job with ID "{job_id}"')
+        return job
+
+    def get_queue(self, name: str = "default") -> Queue:
+        return Queue(self, name)
+
+    def queues(self) -> list[str]:
+        """Names of this site's queues that hold jobs."""
+        return sorted(self.store.counts())
+
+    def list_jobs(
+        self,
+        queues: Sequence[str] | None = None,
+        states: Sequence[str] | None = None,
+        limit: int = 100,
+        offset: int = 0,
+        descending: bool = False,
+    ) -> list[Job]:
+        for queue in queues or ():
+            check_queue_name(queue)
+        for state in states or ():
+            if state not in STATES:
+                raise ValueError(f"unknown state {state!r}; states are {', '.join(STATES)}")
+        if not (isinstance(limit, int) and 0 <= limit <= 100_000) or not (isinstance(offset, int) and offset >= 0):
+            raise ValueError("limit must be between 0 and 100000 and offset >= 0")
+        return self.store.list(list(queues) if queues else None, list(states) if states else None, limit, offset,
+                               descending)
+
+    def cancel(self, job_id: str) -> Job:
+        """Cancel a scheduled, queued or running job (a running job's process is stopped)."""
+        job = self.store.cancel(job_id, time.time())
+        if job is None:
+            raise JobNotFound(f'There is no job with ID "{job_id}"')
+        if job.state != CANCELED:
+            raise InvalidJobState(f"job {job_id} is already {job.state}")
+        return job
+
+    def retry(self, job_id: str) -> Job:
+        """Queue a failed or canceled job again (fresh attempts), or run a scheduled job now."""
+        job = self.store.retry_now(job_id, time.time())
+        if job is None:
+            raise JobNotFound(f'There is no job with ID "{job_id}"')
+        if job.state != QUEUED:
+            raise InvalidJobState(
+                f"job {job_id} is {job.state}; only failed, canceled or scheduled jobs can be retried"
+            )
+        return job
+
+    def delete(self, job_id: str) -> None:
+        if not self.store.delete(job_id):
+            raise JobNotFound(f'There is no job with ID "{job_id}"')
+
+    def clear(self, queues: Sequence[str] | None = None) -> int:
+        """Delete the waiting (queued and scheduled) jobs of ``queues`` (None: all); returns how many."""
+        for queue in queues or ():
+            check_queue_name(queue)
+        return self.store.clear(list(queues) if queues else None)
+
+    def purge(self, older_than: float | None = None) -> int:
+        """Delete finished, failed and canceled jobs that ended more than ``older_than`` seconds ago
+        (default ``offload.jobs.keep``)."""
+        keep = self.config["offload.jobs.keep"] if older_than is None else older_than
+        total = 0
+        while True:
+            n = self.store.purge(time.time() - keep)
+            total += n
+            if n < 10_000:
+                return total
+
+    def workers(self, stale_after: float = 30.0) -> list[WorkerInfo]:
+        return self.store.list_workers(time.time() - stale_after)
+

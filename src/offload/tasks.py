@@ -1,0 +1,114 @@
+"""Named tasks: functions registered under a stable name, sent by name.
+
+``@offload.task(name="ext.echo")`` registers a function; ``offload.send_task("ext.echo", args=[...])`` enqueues
+it by name, so producers need not import the function and the name survives refactoring. Workers import the
+modules that define tasks at start (``--import``, ``offload.tasks.imports`` and the ``offload.tasks`` entry-point
+group).
+"""
+
+from __future__ import annotations
+
+import importlib
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from offload.errors import TaskNotFound
+from offload.retry import RetryPolicy
+
+_NAME_RE = re.compile(r"[A-Za-z_][\w.:-]{0,199}")
+
+
+@dataclass
+class Task:
+    """A registered task. Calling it runs the function here; ``send``/``delay`` enqueue it."""
+
+    name: str
+    fn: Callable[..., Any]
+    queue: str | None = None
+    timeout: float | None = None
+    max_retries: int | None = None
+    retry: RetryPolicy | None = None
+    source: str = ""
+    options: dict[str, Any] = field(default_factory=dict)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self.fn(*args, **kwargs)
+
+    def send(self, args: Any = None, kwargs: Any = None, **options: Any) -> Any:
+        from offload import default_app
+
+        return default_app().send_task(self.name, args, kwargs, **options)
+
+    def delay(self, *args: Any, **kwargs: Any) -> Any:
+        return self.send(list(args), kwargs)
+
+
+_registry: dict[str, Task] = {}
+
+
+def task(
+    name: str | None = None,
+    *,
+    queue: str | None = None,
+    timeout: float | None = None,
+    max_retries: int | None = None,
+    retry: RetryPolicy | None = None,
+) -> Callable[[Callable[..., Any]], Task]:
+    """Register the decorated function as a task named ``name`` (default: ``module.function``)."""
+
+    def register(fn: Callable[..., Any]) -> Task:
+        task_name = name or f"{fn.__module__}.{fn.__qualname__}"
+        if not _NAME_RE.fullmatch(task_name):
+            raise ValueError(f"invalid task name {task_name!r}")
+        existing = _registry.get(task_name)
+        if existing is not None and existing.fn is not fn and existing.source != fn.__module__:
+            raise ValueError(f"task name {task_name!r} is already registered by {existing.source}")
+        registered = Task(task_name, fn, queue, timeout, max_retries, retry, source=fn.__module__)
+        _registry[task_name] = registered
+        return registered
+
+    return register
+
+
+def lookup(name: str) -> Task:
+    try:
+        return _registry[name]
+    except KeyError:
+        raise TaskNotFound(
+            f"no task named {name!r} is registered in this process; import the module that defines it "
+            "(worker --import MODULE, offload.tasks.imports, or the offload.tasks entry point)"
+        ) from None
+
+
+def registered() -> dict[str, Task]:
+    return dict(_registry)
+
+
+def import_modules(modules: list[str]) -> None:
+    for module in modules:
+        importlib.import_module(module)
+
+
+_loaded: set[str] = set()
+
+
+def load_registry(imports: list[str] | tuple[str, ...] = ()) -> None:
+    """Import the task modules named in config and contributed by the ``offload.tasks`` entry points."""
+    from importlib.metadata import entry_points
+
+    if "<entry points>" not in _loaded:
+        _loaded.add("<entry points>")
+        for ep in entry_points(group="offload.tasks"):
+            provider = ep.load()
+            for module in provider():
+                import_modules([module])
+                _sources[module] = f"entry point {ep.name}"
+    for module in imports:
+        if module not in _loaded:
+            import_modules([module])
+            _loaded.add(module)
+
+
+_sources: dict[str, str] = {}

@@ -1,0 +1,209 @@
+"""The executor child: imports job functions and runs them, in its own process group.
+
+Started by the supervisor as ``python -m offload.worker.executor --fd N``; everything else arrives over the
+socket: first an init message, then batches of jobs. The child never talks to the store. A reader thread
+keeps draining the socket so that the supervisor's writes never block on a child that is busy writing
+results (two processes both blocked on a full socket buffer would deadlock).
+
+Messages, child -> supervisor: ``("ready", pid)``, ``("start", job_id, t)`` (only with threads > 1, where
+the supervisor cannot infer start times), ``("done", job_id, report)``, ``("progress", job_id, progress,
+meta)``. Supervisor -> child: ``("run", [spec, ...])``, ``("revoke", [job_id, ...])`` (skip these if not
+started yet; reported as done with ``skipped``), ``("stop",)``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import ctypes
+import inspect
+import logging
+import os
+import queue
+import signal
+import sys
+import threading
+import time
+import traceback
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from multiprocessing.connection import Connection
+from typing import Any
+
+from offload import codec, context, funcs
+from offload.errors import JobFunctionError, SerializationError, TaskNotFound
+from offload.retry import Retry
+
+log = logging.getLogger("offload.executor")
+
+# Not worth retrying: the same job would fail the same way.
+_PERMANENT = (JobFunctionError, SerializationError, TaskNotFound)
+
+
+@dataclass
+class JobSpec:
+    """What a child needs to run one job (sent over the socket; kept small)."""
+
+    id: str
+    func: str | None
+    task: str | None
+    payload: str
+    attempt: int
+    max_attempts: int
+    queue: str
+    title: str | None
+    meta: dict[str, Any]
+
+
+def error_report(exc: BaseException, reason: str = "exception") -> dict[str, Any]:
+    cls = type(exc)
+    name = cls.__qualname__ if cls.__module__ == "builtins" else f"{cls.__module__}.{cls.__qualname__}"
+    report: dict[str, Any] = {
+        "type": name,
+        "message": str(exc),
+        "traceback": "".join(traceback.format_exception(cls, exc, exc.__traceback__)),
+        "reason": reason,
+    }
+    if isinstance(exc, _PERMANENT) or getattr(exc, "retryable", True) is False:
+        report["retryable"] = False
+    return report
+
+
+def _resolve(spec: JobSpec) -> Any:
+    if spec.task is not None:
+        from offload import tasks
+
+        return tasks.lookup(spec.task).fn
+    assert spec.func is not None
+    return funcs.resolve(spec.func)
+
+
+def run_job(spec: JobSpec, send_progress: Any = None) -> dict[str, Any]:
+    """Run one job in this process; the report says ``ok`` and carries the result or the error."""
+    started = time.perf_counter()
+    token = context.enter(spec, send_progress)
+    try:
+        fn = _resolve(spec)
+        args, kwargs = codec.decode_payload(spec.payload)
+        result = fn(*args, **kwargs)
+        if inspect.isawaitable(result):
+            result = asyncio.run(_await(result))
+        report: dict[str, Any] = {"ok": True, "result": codec.encode_result(result)}
+    except Retry as exc:
+        cause = exc.exc if exc.exc is not None else exc
+        report = {"ok": False, "error": error_report(cause, "retry")}
+        report["error"]["countdown"] = exc.countdown
+        report["error"]["max_retries"] = exc.max_retries
+    except BaseException as exc:  # SystemExit and KeyboardInterrupt from a job are its failure, not ours
+        report = {"ok": False, "error": error_report(exc)}
+    finally:
+        context.leave(token)
+    report["duration"] = time.perf_counter() - started
+    return report
+
+
+async def _await(awaitable: Any) -> Any:
+    return await awaitable
+
+
+def _rss_mib() -> float:
+    try:
+        with open("/proc/self/statm") as f:
+            pages = int(f.read().split()[1])
+        return pages * os.sysconf("SC_PAGE_SIZE") / 1048576
+    except (OSError, ValueError, IndexError):
+        return 0.0
+
+
+def _die_with_parent() -> None:
+    """Ask Linux to SIGKILL this process when the supervisor dies, so no job runs on unsupervised."""
+    if sys.platform.startswith("linux"):
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+        except (OSError, AttributeError):
+            pass
+
+
+class Executor:
+    def __init__(self, conn: Connection, threads: int) -> None:
+        self.conn = conn
+        self.threads = threads
+        self.inbox: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self.send_lock = threading.Lock()
+        self.last_rss_check = 0.0
+        self.revoked: set[str] = set()
+
+    def send(self, message: tuple[Any, ...]) -> None:
+        with self.send_lock:
+            self.conn.send(message)
+
+    def read_forever(self) -> None:
+        try:
+            while True:
+                message = self.conn.recv()
+                if message[0] == "revoke":
+                    self.revoked.update(message[1])
+                else:
+                    self.inbox.put(message)
+        except (EOFError, OSError):
+            os._exit(0)  # the supervisor is gone: nothing left to report to
+
+    def progress(self, job_id: str, progress: dict[str, Any] | None, meta: dict[str, Any] | None) -> None:
+        self.send(("progress", job_id, progress, meta))
+
+    def run_and_report(self, spec: JobSpec) -> None:
+        if spec.id in self.revoked:
+            self.revoked.discard(spec.id)
+            self.send(("done", spec.id, {"ok": False, "skipped": True}))
+            return
+        if self.threads > 1:
+            self.send(("start", spec.id, time.time()))
+        report = run_job(spec, self.progress)
+        now = time.monotonic()
+        if now - self.last_rss_check > 1.0:
+            self.last_rss_check = now
+            report["rss"] = _rss_mib()
+        self.send(("done", spec.id, report))
+
+    def serve(self) -> None:
+        threading.Thread(target=self.read_forever, name="offload-reader", daemon=True).start()
+        self.send(("ready", os.getpid(), _rss_mib()))
+        pool = ThreadPoolExecutor(self.threads, thread_name_prefix="offload-job") if self.threads > 1 else None
+        while True:
+            message = self.inbox.get()
+            if message[0] == "stop":
+                break
+            for spec in message[1]:
+                if pool is None:
+                    self.run_and_report(spec)
+                else:
+                    pool.submit(self.run_and_report, spec)
+        if pool is not None:
+            pool.shutdown(wait=True)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="offload-executor")
+    parser.add_argument("--fd", type=int, required=True)
+    opts = parser.parse_args(argv)
+    _die_with_parent()
+    if os.getppid() == 1:
+        os._exit(0)
+    # Ctrl-C in a terminal reaches the whole foreground group; the supervisor decides what stops.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    conn = Connection(opts.fd)
+    init = conn.recv()
+    sys.path[:] = init["sys_path"]
+    logging.basicConfig(
+        level=init.get("log_level", "INFO"),
+        format="%(asctime)s %(levelname)s [%(name)s] %(message)s",
+        stream=sys.stderr,
+    )
+    for module in init.get("imports", []):
+        __import__(module)
+    Executor(conn, int(init.get("threads", 1))).serve()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,60 @@
+"""From what happened to an attempt to the Outcome the store records, and the log line that says so."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from offload.jobs import Job, Outcome
+from offload.retry import RetryPolicy, decide
+
+log = logging.getLogger("offload")
+
+
+def outcome_for_report(job: Job, report: dict[str, Any], now: float) -> Outcome:
+    """The outcome of an attempt that ran to the end in its child (returned or raised)."""
+    token = job.lease_token or ""
+    if report.get("ok"):
+        if log.isEnabledFor(logging.INFO):
+            log.info("Job %s finished in %.3f s", job.describe(), report.get("duration", 0.0))
+        return Outcome(job.id, token, "finish", result_json=report["result"], ended_at=now)
+    return failed(job, dict(report["error"]), now)
+
+
+def outcome_for_timeout(job: Job, now: float, cause: str) -> Outcome:
+    error = {
+        "type": "JobTimeout",
+        "message": f"the job ran longer than its timeout of {job.timeout:g} s; its process group was killed",
+        "traceback": None,
+        "reason": "timeout",
+    }
+    return failed(job, error, now)
+
+
+def outcome_for_crash(job: Job, now: float, cause: str) -> Outcome:
+    error = {
+        "type": "ExecutorDied",
+        "message": f"the executor process running this job {cause}",
+        "traceback": None,
+        "reason": "crash",
+    }
+    return failed(job, error, now)
+
+
+def failed(job: Job, error: dict[str, Any], now: float) -> Outcome:
+    """Retry or fail for good, as the job's budget and policy decide; logs the failure at ERROR."""
+    countdown = error.pop("countdown", None)
+    max_retries = error.pop("max_retries", None)
+    retryable = error.get("retryable", True) is not False
+    decision = decide(job.attempts, job.max_attempts, RetryPolicy.from_dict(job.retry), now,
+                      retryable=retryable, countdown=countdown, max_retries=max_retries)
+    error["attempt"] = job.attempts
+    error["at"] = now
+    summary = f"{error['type']}: {error['message']}" if error.get("message") else error["type"]
+    if decision.retry_at is not None:
+        log.warning("Job %s failed (%s); will retry: %s", job.describe(), summary, decision.reason)
+        return Outcome(job.id, job.lease_token or "", "retry", error=error, retry_at=decision.retry_at,
+                       ended_at=now)
+    trace = error.get("traceback")
+    log.error("Job %s failed: %s%s", job.describe(), summary, f"\n{trace.rstrip()}" if trace else "")
+    return Outcome(job.id, job.lease_token or "", "fail", error=error, ended_at=now)

@@ -1,0 +1,480 @@
+"""The worker's supervisor: owns all store traffic and the executor children.
+
+One thread runs the loop claim -> dispatch -> collect -> settle, plus timers (lease heartbeats, the worker
+registry, expired-lease recovery, history purge). A second thread only waits for new work
+(``Store.wait_for_work``) and pokes the loop through a pipe, so an idle worker reacts within the store's
+wake-up latency without the loop polling.
+
+Start times: a single-threaded child runs its jobs in the order given, so a job starts when the previous
+one's result arrives; threaded children report starts themselves. Every timeout, crash, lease loss and
+shutdown decision is taken here, never in the child.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import select
+import signal
+import socket
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from offload import __version__
+from offload.errors import StoreUnavailable
+from offload.jobs import Job, Outcome, WorkerInfo
+from offload.worker.pool import Assigned, Child
+from offload.worker.settle import outcome_for_crash, outcome_for_report, outcome_for_timeout
+
+if TYPE_CHECKING:
+    from offload.app import Offload
+
+log = logging.getLogger("offload")
+
+PREFETCH_WINDOW = 0.05  # seconds of work a child may hold beyond what it runs, when jobs are short
+PREFETCH_MAX = 64
+
+
+@dataclass
+class WorkerOptions:
+    queues: list[str]
+    concurrency: int = 1
+    threads: int = 1
+    burst: bool = False
+    lease: float = 30.0
+    grace: float = 60.0
+    max_jobs_per_child: int = 0
+    max_memory_per_child: int = 0  # MiB
+    keep: float = 7 * 86400.0
+    log_level: str = "INFO"
+    imports: list[str] = field(default_factory=list)
+    name: str | None = None
+
+
+class Supervisor:
+    def __init__(self, app: Offload, options: WorkerOptions) -> None:
+        self.app = app
+        self.store = app.store
+        self.opts = options
+        host = socket.gethostname()
+        self.id = options.name or f"{host}.{os.getpid()}.{os.urandom(2).hex()}"
+        self.info = WorkerInfo(self.id, host, os.getpid(), list(options.queues), options.concurrency,
+                               time.time(), time.time(), version=__version__)
+        self.children: list[Child] = []
+        self.held: dict[str, tuple[Child, Assigned]] = {}
+        self.outcomes: list[Outcome] = []
+        self.avg_duration = 1.0  # seconds, EWMA; starts pessimistic so nothing is prefetched at first
+        self.stopping: str | None = None  # None, "warm" or "cold"
+        self.grace_deadline = math.inf
+        self.queue_empty = False
+        self.outage_since: float | None = None
+        self.retry_store_at = 0.0
+        self.timers: dict[str, float] = {}
+        self.wake_r, self.wake_w = os.pipe()
+        os.set_blocking(self.wake_w, False)
+        os.set_blocking(self.wake_r, False)
+        self.want_work = threading.Event()
+        self.closed = threading.Event()
+
+    # -- run -----------------------------------------------------------------------------------------------
+    def run(self) -> int:
+        self._install_signals()
+        queues = ", ".join(f'"{q}"' for q in self.opts.queues)
+        log.info("Worker %s (PID %d) started on queue(s) %s with %d executor(s), store %s",
+                 self.id, os.getpid(), queues, self.opts.concurrency, self.store.safe_url)
+        self._store_call(self.store.register_worker, self.info)
+        for index in range(self.opts.concurrency):
+            self.children.append(self._spawn(index))
+        waker = threading.Thread(target=self._wait_for_work, name="offload-waker", daemon=True)
+        waker.start()
+        try:
+            self._loop()
+        finally:
+            self.closed.set()
+            self._shutdown()
+        log.info("Worker %s (PID %d) stopped: %d job(s) finished, %d failed",
+                 self.id, os.getpid(), self.info.processed, self.info.failed)
+        return 0
+
+    def _loop(self) -> None:
+        while True:
+            self._collect()
+            self._enforce_deadlines()
+            self._replace_children()
+            self._flush()
+            self._housekeeping()
+            if self.stopping == "cold":
+                return
+            if self.stopping == "warm" and not self.held:
+                return
+            if not self.stopping:
+                self._fill()
+            if self.opts.burst and self.queue_empty and not self.held and not self.outcomes:
+                log.info("Worker %s: queues empty, burst mode done", self.id)
+                return
+            self._sleep()
+
+    # -- claiming and dispatching --------------------------------------------------------------------------
+    def _capacity(self, child: Child) -> int:
+        if child.retiring or child.dead or not child.ready:
+            return 0
+        extra = 0
+        if self.avg_duration < PREFETCH_WINDOW:
+            extra = min(PREFETCH_MAX, int(PREFETCH_WINDOW / max(self.avg_duration, 1e-5)))
+        return child.threads + extra
+
+    def _claimable(self) -> dict[Child, int]:
+        """Free slots per child, or {} when a claim now is not worth a round trip (batch them up)."""
+        if self.stopping or (self.outage_since is not None and time.monotonic() < self.retry_store_at):
+            return {}
+        free = {c: max(0, self._capacity(c) - len(c.assigned)) for c in self.children}
+        total_free = sum(free.values())
+        total_capacity = sum(self._capacity(c) for c in self.children)
+        idle_child = any(n > 0 and not c.assigned for c, n in free.items())
+        if total_free <= 0 or not (idle_child or total_free * 2 >= total_capacity):
+            return {}
+        return free
+
+    def _fill(self) -> None:
+        free = self._claimable()
+        total_free = sum(free.values())
+        if not total_free:
+            return
+        jobs = self._store_call(self.store.claim, self.opts.queues, self.id, self.opts.lease, total_free,
+                                time.time())
+        if jobs is None:
+            return
+        self.queue_empty = len(jobs) < total_free
+        if self.queue_empty:
+            self.want_work.set()
+        for child in sorted(self.children, key=lambda c: len(c.assigned)):
+            room = free.get(child, 0)
+            batch, jobs = jobs[:room], jobs[room:]
+            if batch:
+                self._dispatch(child, batch)
+        for job in jobs:  # no room after all (should not happen): give them back untouched
+            self.outcomes.append(Outcome(job.id, job.lease_token or "", "release"))
+
+    def _dispatch(self, child: Child, jobs: list[Job]) -> None:
+        now = time.monotonic()
+        for job in jobs:
+            assigned = Assigned(job)
+            child.assigned[job.id] = assigned
+            self.held[job.id] = (child, assigned)
+        if child.threads == 1:
+            head = next(iter(child.assigned.values()))
+            if head.started is None:
+                self._mark_started(head, now)
+        child.run(jobs)
+
+    def _mark_started(self, assigned: Assigned, now: float, wall: float | None = None) -> None:
+        assigned.started = now
+        assigned.started_wall = wall or time.time()
+        job = assigned.job
+        if job.timeout is not None:
+            assigned.deadline = now + job.timeout
+        log.info("Job %s started (attempt %d of %d)", job.describe(), job.attempts, job.max_attempts)
+
+    # -- collecting results --------------------------------------------------------------------------------
+    def _collect(self) -> None:
+        for child in self.children:
+            if child.dead:
+                continue
+            try:
+                while child.conn.poll(0):
+                    self._handle(child, child.conn.recv())
+            except (EOFError, OSError):
+                self._child_died(child)
+
+    def _handle(self, child: Child, message: tuple[Any, ...]) -> None:
+        kind = message[0]
+        if kind == "done":
+            self._job_done(child, message[1], message[2])
+        elif kind == "start":
+            entry = child.assigned.get(message[1])
+            if entry is not None and entry.started is None:
+                self._mark_started(entry, time.monotonic(), message[2])
+        elif kind == "progress":
+            self._store_call(self.store.set_progress, message[1], message[2], message[3])
+        elif kind == "ready":
+            child.ready = True
+            child.rss = message[2]
+
+    def _job_done(self, child: Child, job_id: str, report: dict[str, Any]) -> None:
+        entry = child.assigned.pop(job_id, None)
+        if entry is None:
+            return
+        self.held.pop(job_id, None)
+        now = time.monotonic()
+        if report.get("skipped"):
+            if self.stopping:
+                self.outcomes.append(Outcome(job_id, entry.job.lease_token or "", "release"))
+            return
+        if entry.started is None:  # finished before we noticed it start (threads): count from now
+            self._mark_started(entry, now)
+        child.jobs_done += 1
+        if "rss" in report:
+            child.rss = report["rss"]
+        duration = report.get("duration", 0.0)
+        self.avg_duration = 0.8 * self.avg_duration + 0.2 * duration
+        outcome = outcome_for_report(entry.job, report, time.time())
+        self._count(outcome)
+        self.outcomes.append(outcome)
+        if child.threads == 1 and child.assigned:
+            head = next(iter(child.assigned.values()))
+            if head.started is None:
+                self._mark_started(head, now)
+        limit_jobs = self.opts.max_jobs_per_child
+        limit_mem = self.opts.max_memory_per_child
+        if (limit_jobs and child.jobs_done >= limit_jobs) or (limit_mem and child.rss > limit_mem):
+            if not child.retiring:
+                log.info("Executor %d (PID %d) recycled after %d job(s), %.0f MiB", child.index, child.pid,
+                         child.jobs_done, child.rss)
+                child.retiring = True
+
+    def _count(self, outcome: Outcome) -> None:
+        if outcome.kind == "finish":
+            self.info.processed += 1
+        elif outcome.kind == "fail":
+            self.info.failed += 1
+
+    # -- timeouts and crashes ------------------------------------------------------------------------------
+    def _enforce_deadlines(self) -> None:
+        now = time.monotonic()
+        for child in self.children:
+            if child.dead:
+                continue
+            late = [a for a in child.running if a.deadline is not None and now > a.deadline]
+            if late:
+                child.kill()
+                cause = child.reap()
+                for entry in late:
+                    self._finish_killed(child, entry, outcome_for_timeout(entry.job, time.time(), cause))
+                self._release_rest(child)
+
+    def _child_died(self, child: Child) -> None:
+        cause = child.reap()
+        running = child.running
+        if child.retiring and not child.assigned:
+            return
+        log.error("Executor %d (PID %d) %s", child.index, child.pid, cause)
+        for entry in running:
+            self._finish_killed(child, entry, outcome_for_crash(entry.job, time.time(), cause))
+        self._release_rest(child)
+
+    def _finish_killed(self, child: Child, entry: Assigned, outcome: Outcome) -> None:
+        child.assigned.pop(entry.job.id, None)
+        self.held.pop(entry.job.id, None)
+        self._count(outcome)
+        self.outcomes.append(outcome)
+
+    def _release_rest(self, child: Child) -> None:
+        """Jobs a killed child held but had not started go back to the head of their queues."""
+        for job_id, entry in list(child.assigned.items()):
+            self.outcomes.append(Outcome(job_id, entry.job.lease_token or "", "release"))
+            self.held.pop(job_id, None)
+        child.assigned.clear()
+
+    def _replace_children(self) -> None:
+        for i, child in enumerate(self.children):
+            if child.retiring and not child.dead and not child.assigned:
+                child.stop()
+                child.reap()
+            if child.dead and self.stopping is None:
+                self.children[i] = self._spawn(child.index)
+            elif child.dead:
+                continue
+
+    def _spawn(self, index: int) -> Child:
+        init = {
+            "sys_path": list(sys.path),
+            "imports": list(self.opts.imports),
+            "threads": self.opts.threads,
+            "log_level": self.opts.log_level,
+        }
+        return Child(index, init)
+
+    # -- settling ------------------------------------------------------------------------------------------
+    def _flush(self) -> None:
+        if not self.outcomes:
+            return
+        batch = self.outcomes
+        results = self._store_call(self.store.settle, batch, time.time())
+        if results is None:
+            return  # store unreachable: keep them and try again
+        self.outcomes = []
+        for outcome, accepted in zip(batch, results):
+            if not accepted and outcome.kind != "release":
+                log.warning("Result of job %s discarded: its lease was lost (canceled, deleted, or expired "
+                            "and taken by another worker)", outcome.job_id)
+
+    # -- timers --------------------------------------------------------------------------------------------
+    def _due(self, name: str, every: float) -> bool:
+        now = time.monotonic()
+        if now >= self.timers.get(name, 0.0):
+            self.timers[name] = now + every
+            return True
+        return False
+
+    def _housekeeping(self) -> None:
+        heartbeat = max(0.05, min(self.opts.lease / 3, 0.5))
+        if self.held and self._due("leases", heartbeat):
+            held = {job_id: entry.job.lease_token or "" for job_id, (_, entry) in self.held.items()}
+            lost = self._store_call(self.store.extend_leases, self.id, held, self.opts.lease, time.time())
+            for job_id in lost or []:
+                self._lease_lost(job_id)
+        if self._due("registry", 5.0):
+            self.info.last_seen = time.time()
+            self.info.jobs = list(self.held)
+            self._store_call(self.store.register_worker, self.info)
+        if self._due("expired", max(0.25, min(self.opts.lease / 2, 5.0))):
+            for job in self._store_call(self.store.requeue_expired, time.time()) or []:
+                log.warning("Job %s lost its worker %s (lease expired); now %s", job.describe(),
+                            (job.errors[-1].get("message") if job.errors else ""), job.state)
+            if self.queue_empty:
+                self.want_work.set()
+        if self.opts.keep and self._due("purge", 60.0):
+            self._store_call(self.store.purge, time.time() - self.opts.keep)
+
+    def _lease_lost(self, job_id: str) -> None:
+        found = self.held.get(job_id)
+        if found is None:
+            return
+        child, entry = found
+        if entry.started is None:
+            child.send(("revoke", [job_id]))
+            return
+        log.warning("Job %s was canceled or taken over by another worker; stopping it", entry.job.describe())
+        self.held.pop(job_id, None)
+        child.assigned.pop(job_id, None)
+        child.kill()
+        child.reap()
+        for other in child.running:
+            self.outcomes.append(outcome_for_crash(other.job, time.time(), "was stopped to cancel another job"))
+            child.assigned.pop(other.job.id, None)
+            self.held.pop(other.job.id, None)
+        self._release_rest(child)
+
+    # -- waiting -------------------------------------------------------------------------------------------
+    def _wait_for_work(self) -> None:
+        while not self.closed.is_set():
+            if not self.want_work.wait(0.5):
+                continue
+            try:
+                found = self.store.wait_for_work(self.opts.queues, 1.0)
+            except Exception:  # an outage: the loop reports it; wait and try again
+                self.closed.wait(1.0)
+                continue
+            if found and self.want_work.is_set():
+                self.want_work.clear()
+                try:
+                    os.write(self.wake_w, b"w")
+                except BlockingIOError:
+                    pass
+
+    def _sleep(self) -> None:
+        now = time.monotonic()
+        timeout = 1.0
+        deadlines = [a.deadline for _, a in self.held.values() if a.deadline is not None]
+        if deadlines:
+            timeout = min(timeout, max(0.0, min(deadlines) - now) + 0.001)
+        if self.held:
+            timeout = min(timeout, max(0.0, self.timers.get("leases", now) - now))
+        if self.outcomes:
+            timeout = 0.0 if self.outage_since is None else min(timeout, 0.5)
+        if self.stopping == "warm":
+            timeout = min(timeout, max(0.0, self.grace_deadline - now))
+        if not self.queue_empty and self._claimable():
+            timeout = 0.0
+        if self.opts.burst and self.queue_empty:
+            timeout = min(timeout, 0.05)
+        readers: list[Any] = [c.conn for c in self.children if not c.dead]
+        readers.append(self.wake_r)
+        try:
+            ready, _, _ = select.select(readers, [], [], timeout)
+        except InterruptedError:
+            ready = []
+        if self.wake_r in ready:
+            try:
+                while os.read(self.wake_r, 512):
+                    pass
+            except BlockingIOError:
+                pass
+            self.queue_empty = False
+        if self.stopping == "warm" and time.monotonic() >= self.grace_deadline:
+            log.warning("Grace period of %.0f s is over: stopping running jobs and requeueing them",
+                        self.opts.grace)
+            self.stopping = "cold"
+
+    # -- store calls through outages -----------------------------------------------------------------------
+    def _store_call(self, fn: Any, *args: Any) -> Any:
+        try:
+            result = fn(*args)
+        except StoreUnavailable as exc:
+            now = time.monotonic()
+            if self.outage_since is None:
+                self.outage_since = now
+                log.error("Store unavailable: %s; retrying with backoff (running jobs continue)", exc)
+            backoff = min(10.0, 0.5 * 2 ** min(5, int((now - self.outage_since) / 2)))
+            self.retry_store_at = now + backoff
+            return None
+        if self.outage_since is not None:
+            log.warning("Store reachable again after %.1f s", time.monotonic() - self.outage_since)
+            self.outage_since = None
+        return result
+
+    # -- signals and shutdown ------------------------------------------------------------------------------
+    def _install_signals(self) -> None:
+        signal.set_wakeup_fd(self.wake_w)
+        signal.signal(signal.SIGTERM, self._on_signal)
+        signal.signal(signal.SIGINT, self._on_signal)
+
+    def _on_signal(self, signum: int, frame: object) -> None:
+        name = signal.Signals(signum).name
+        if self.stopping is None:
+            self.stopping = "warm"
+            self.grace_deadline = time.monotonic() + self.opts.grace
+            log.info("Worker %s got %s: warm shutdown, running jobs may finish within %.0f s (again to stop "
+                     "now)", self.id, name, self.opts.grace)
+            for child in self.children:
+                waiting = [job_id for job_id, a in child.assigned.items() if a.started is None]
+                if waiting:
+                    child.send(("revoke", waiting))
+        else:
+            self.stopping = "cold"
+            log.warning("Worker %s got %s again: cold shutdown, requeueing running jobs", self.id, name)
+
+    def _shutdown(self) -> None:
+        for child in self.children:
+            if child.dead:
+                continue
+            if child.assigned:
+                child.kill()
+                child.reap()
+                for entry in list(child.assigned.values()):
+                    self.outcomes.append(Outcome(entry.job.id, entry.job.lease_token or "", "release"))
+                    if entry.started is not None:
+                        log.warning("Job %s interrupted by shutdown; back on its queue", entry.job.describe())
+                child.assigned.clear()
+            else:
+                child.stop()
+        for child in self.children:
+            if not child.dead:
+                child.reap()
+        self.held.clear()
+        for _ in range(3):
+            self._flush()
+            if not self.outcomes:
+                break
+            time.sleep(0.5)
+        if self.outcomes:
+            log.error("Could not report %d outcome(s) to the store; their leases will expire and the jobs "
+                      "run again", len(self.outcomes))
+        self._store_call(self.store.unregister_worker, self.id)
+        signal.set_wakeup_fd(-1)
+        os.close(self.wake_r)
+        os.close(self.wake_w)

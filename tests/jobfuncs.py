@@ -1,0 +1,89 @@
+"""Job functions used by the tests: importable by workers, as job functions must be."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from typing import Any
+
+from offload import current_job
+
+
+def noop(*args: Any, **kwargs: Any) -> None:
+    return None
+
+
+def add(a: float, b: float) -> float:
+    return a + b
+
+
+def echo(*args: Any, **kwargs: Any) -> dict[str, Any]:
+    return {"args": list(args), "kwargs": kwargs}
+
+
+def fail(message: str = "boom") -> None:
+    raise ValueError(message)
+
+
+def ledger(path: str, tag: str = "") -> int:
+    """Append one line per execution: job id, attempt, pid (O_APPEND writes this small are atomic)."""
+    job = current_job()
+    line = f"{job.id if job else '-'} {job.attempt if job else 0} {os.getpid()} {tag}\n"
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, line.encode())
+    finally:
+        os.close(fd)
+    return os.getpid()
+
+
+def ledger_then_sleep(path: str, seconds: float) -> str:
+    ledger(path, "start")
+    time.sleep(seconds)
+    ledger(path, "end")
+    return "slept"
+
+
+def sleep(seconds: float) -> str:
+    time.sleep(seconds)
+    return "slept"
+
+
+def ignore_sigterm_and_sleep(seconds: float) -> str:
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    time.sleep(seconds)
+    return "slept"
+
+
+def spawn_grandchild(pidfile: str, seconds: float) -> None:
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+    with open(pidfile, "w") as f:
+        f.write(str(proc.pid))
+    time.sleep(seconds)
+
+
+def exit_hard(code: int) -> None:
+    os._exit(code)
+
+
+def kill_self() -> None:
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def raise_system_exit() -> None:
+    raise SystemExit(4)
+
+
+def progress(steps: int) -> str:
+    job = current_job()
+    assert job is not None
+    for i in range(1, steps + 1):
+        job.set_progress(i, steps, "steps")
+    return "done"
+
+
+def unserialisable_result() -> object:
+    return object()
