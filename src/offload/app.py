@@ -141,6 +141,10 @@ class Offload:
         if self._store is None:
             store_class(self.config["offload.store"])  # a bad URL or a missing driver fails here, not later
         self._lock = threading.Lock()
+        self._valid_queues: set[str] = set()
+        self._default_attempts = int(self.config["offload.jobs.max_attempts"])
+        self._default_timeout_raw = float(self.config["offload.jobs.timeout"])
+        self._default_timeout = _timeout(None, self._default_timeout_raw)
 
     def __repr__(self) -> str:
         return f"<Offload site={self.site_id!r} store={self.store.safe_url if self._store else '(not open)'}>"
@@ -177,39 +181,30 @@ class Offload:
         **options: Any,
     ) -> Job:
         """Validate and encode everything about a job without storing it."""
-        unknown = set(options) - _ENQUEUE_OPTIONS
-        if unknown:
-            raise TypeError(f"unknown enqueue option(s): {', '.join(sorted(unknown))}")
         now = time.time() if now is None else now
         path = funcs.func_path(fn) if task is None else None
-        check_queue_name(queue)
+        if queue not in self._valid_queues:
+            check_queue_name(queue)
+            if len(self._valid_queues) < 1000:
+                self._valid_queues.add(queue)
+        fields: dict[str, Any] = self._options(options, now) if options else {}
+        title = fields.pop("title", title)
         if title is not None and not isinstance(title, str):
             raise ValueError(f"title must be a string, not {type(title).__name__}")
-        rq_kwargs = dict(options.get("rq_kwargs") or {})
-        if "timeout" in rq_kwargs:
+        if "timeout" in fields:
             if timeout is not None:
                 raise ValueError("give the timeout either as timeout= or in rq_kwargs, not both")
-            timeout = rq_kwargs.pop("timeout")
-        job_id = options.get("job_id") or rq_kwargs.pop("job_id", None)
-        meta = dict(options.get("meta") or rq_kwargs.pop("meta", None) or {})
-        if "description" in rq_kwargs and title is None:
-            title = rq_kwargs.pop("description")
-        unsupported = set(rq_kwargs) - _IGNORED_RQ_KWARGS
-        if unsupported:
-            raise ValueError(f"rq_kwargs option(s) not supported by offload: {', '.join(sorted(unsupported))}")
-        meta.setdefault("title", title)
-        max_attempts = self._max_attempts(options)
-        retry = options.get("retry")
-        if isinstance(retry, dict):
-            retry = RetryPolicy.from_dict(retry)
-        if retry is not None and not isinstance(retry, RetryPolicy):
-            raise ValueError(f"retry must be a RetryPolicy or a dict, not {retry!r}")
-        unique_key = options.get("unique_key")
-        if unique_key is not None and (not isinstance(unique_key, str) or not 0 < len(unique_key) <= 500):
-            raise ValueError("unique_key must be a non-empty string of at most 500 characters")
-        run_at = _when(options.get("at"), options.get("delay"), now)
+            timeout = fields.pop("timeout")
+        meta = fields.pop("meta", None)
+        if meta is None:
+            meta = {"title": title}
+        else:
+            meta.setdefault("title", title)
+            meta = codec.to_jsonable(meta, "meta")
+        job_id = fields.pop("id", None)
+        run_at = fields.get("run_at")
         return Job(
-            id=check_job_id(job_id) if job_id is not None else new_id(),
+            id=job_id or new_id(),
             queue=queue,
             func=path,
             task=task,
@@ -217,15 +212,55 @@ class Offload:
             title=title,
             state=SCHEDULED if run_at is not None and run_at > now else QUEUED,
             created_at=now,
-            run_at=run_at,
-            max_attempts=max_attempts,
-            retry=retry.to_dict() if retry is not None else None,
-            timeout=_timeout(timeout, self.config["offload.jobs.timeout"]),
-            meta=codec.to_jsonable(meta, "meta"),
-            unique_key=unique_key,
+            max_attempts=fields.pop("max_attempts", self._default_attempts),
+            timeout=self._default_timeout if timeout is None else _timeout(timeout, self._default_timeout_raw),
+            meta=meta,
+            **fields,
         )
 
-    def _max_attempts(self, options: dict[str, Any]) -> int:
+    def _options(self, options: dict[str, Any], now: float) -> dict[str, Any]:
+        """Job fields from enqueue's keyword options (validated)."""
+        unknown = set(options) - _ENQUEUE_OPTIONS
+        if unknown:
+            raise TypeError(f"unknown enqueue option(s): {', '.join(sorted(unknown))}")
+        fields: dict[str, Any] = {}
+        rq_kwargs = dict(options.get("rq_kwargs") or {})
+        if "timeout" in rq_kwargs:
+            fields["timeout"] = rq_kwargs.pop("timeout")
+        job_id = options.get("job_id") or rq_kwargs.pop("job_id", None)
+        if job_id is not None:
+            fields["id"] = check_job_id(job_id)
+        meta = options.get("meta") or rq_kwargs.pop("meta", None)
+        if meta is not None:
+            if not isinstance(meta, dict):
+                raise ValueError(f"meta must be a dict, not {type(meta).__name__}")
+            fields["meta"] = dict(meta)
+        if "description" in rq_kwargs:
+            fields["title"] = rq_kwargs.pop("description")
+        unsupported = set(rq_kwargs) - _IGNORED_RQ_KWARGS
+        if unsupported:
+            raise ValueError(f"rq_kwargs option(s) not supported by offload: {', '.join(sorted(unsupported))}")
+        attempts = self._max_attempts(options)
+        if attempts is not None:
+            fields["max_attempts"] = attempts
+        retry = options.get("retry")
+        if isinstance(retry, dict):
+            retry = RetryPolicy.from_dict(retry)
+        if retry is not None:
+            if not isinstance(retry, RetryPolicy):
+                raise ValueError(f"retry must be a RetryPolicy or a dict, not {retry!r}")
+            fields["retry"] = retry.to_dict()
+        unique_key = options.get("unique_key")
+        if unique_key is not None:
+            if not isinstance(unique_key, str) or not 0 < len(unique_key) <= 500:
+                raise ValueError("unique_key must be a non-empty string of at most 500 characters")
+            fields["unique_key"] = unique_key
+        run_at = _when(options.get("at"), options.get("delay"), now)
+        if run_at is not None:
+            fields["run_at"] = run_at
+        return fields
+
+    def _max_attempts(self, options: dict[str, Any]) -> int | None:
         if options.get("max_attempts") is not None and options.get("max_retries") is not None:
             raise ValueError("give either max_attempts or max_retries, not both")
         if options.get("max_retries") is not None:
@@ -235,7 +270,7 @@ class Offload:
             return value + 1
         value = options.get("max_attempts", None)
         if value is None:
-            return int(self.config["offload.jobs.max_attempts"])
+            return None
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"max_attempts must be an integer >= 1, not {value!r}")
         return value
@@ -366,6 +401,9 @@ class Offload:
 
     def cancel(self, job_id: str) -> Job:
         """Cancel a scheduled, queued or running job (a running job's process is stopped)."""
+        before = self.get_job(job_id)
+        if before.state in DONE_STATES:
+            raise InvalidJobState(f"job {job_id} is already {before.state}")
         job = self.store.cancel(job_id, time.time())
         if job is None:
             raise JobNotFound(f'There is no job with ID "{job_id}"')
@@ -375,10 +413,11 @@ class Offload:
 
     def retry(self, job_id: str) -> Job:
         """Queue a failed or canceled job again (fresh attempts), or run a scheduled job now."""
-        job = self.store.retry_now(job_id, time.time())
+        before = self.get_job(job_id)
+        job = self.store.retry_now(job_id, time.time()) if before.state in (FAILED, CANCELED, SCHEDULED) else before
         if job is None:
             raise JobNotFound(f'There is no job with ID "{job_id}"')
-        if job.state != QUEUED:
+        if job.state != QUEUED or before.state == QUEUED:
             raise InvalidJobState(
                 f"job {job_id} is {job.state}; only failed, canceled or scheduled jobs can be retried"
             )

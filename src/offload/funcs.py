@@ -32,10 +32,27 @@ def normalise_path(path: str) -> str:
     return path
 
 
+_paths: dict[Any, str] = {}
+
+
 def func_path(fn: Callable[..., Any] | str) -> str:
     """The import path of ``fn``; raise ``JobFunctionError`` saying why when a worker could not import it."""
     if isinstance(fn, str):
         return normalise_path(fn)
+    try:
+        return _paths[fn]
+    except (KeyError, TypeError):
+        pass
+    path = _find_path(fn)
+    try:
+        if len(_paths) < 10_000:
+            _paths[fn] = path
+    except TypeError:  # unhashable callable
+        pass
+    return path
+
+
+def _find_path(fn: Callable[..., Any]) -> str:
     if isinstance(fn, functools.partial):
         raise JobFunctionError(
             "functools.partial objects cannot be job functions; enqueue the function and pass the "

@@ -1,0 +1,33 @@
+-- requeue_expired: ARGV = now. Started jobs whose lease ended before now go back to queued (attempt counted) or
+-- fail once attempts are spent; an "abandoned" error is recorded either way. Returns a JSON array of rows.
+local now = ARGV[1]
+local ids = redis.call('ZRANGEBYSCORE', B .. 'lease', '-inf', '(' .. now)
+local out = {}
+for _, id in ipairs(ids) do
+  local jk = jkey(id)
+  local f = redis.call('HMGET', jk, 'state', 'queue', 'seq', 'created_at', 'attempts', 'max_attempts', 'worker',
+                       'errors', 'unique_key')
+  redis.call('ZREM', B .. 'lease', id)
+  if f[1] == 'started' then
+    local q = f[2]
+    local message = 'worker ' .. (f[7] or 'None') .. ' stopped renewing the lease (killed or lost); attempt ' .. f[5]
+    local err = '{"type":"LeaseExpired","reason":"abandoned","message":' .. cjson.encode(message) ..
+                ',"traceback":null}'
+    redis.call('HSET', jk, 'error', err, 'errors', append_error(f[8], err))
+    redis.call('HDEL', jk, 'lease_token', 'lease_until')
+    if tonumber(f[5]) < tonumber(f[6]) then
+      redis.call('HSET', jk, 'state', 'queued', 'enqueued_at', now)
+      move(id, q, f[3], f[4], 'started', 'queued')
+      redis.call('RPUSH', qkey(q), id)
+      woken[q] = true
+    else
+      redis.call('HSET', jk, 'state', 'failed', 'ended_at', now)
+      redis.call('ZADD', B .. 'done', now, id)
+      move(id, q, f[3], f[4], 'started', 'failed')
+      release_key(f[9], id)
+    end
+    out[#out + 1] = row(id)
+  end
+end
+flush_wakes()
+return encode(out)

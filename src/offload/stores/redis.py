@@ -1,0 +1,594 @@
+"""The Redis engine: ``redis://[:password@]host:6379/0`` (``rediss://`` for TLS); needs Redis 6.2 or later.
+
+Query options: ``prefix`` (key prefix, default ``offload``), ``timeout`` (socket timeout, seconds, default 30),
+``connect_timeout`` (seconds, default 5) and, for ``rediss://``, ``ssl_cert_reqs``, ``ssl_ca_certs``,
+``ssl_certfile`` and ``ssl_keyfile``.
+
+Data layout. Every key of a site starts with ``B = <prefix>:{<site_id>}:`` (the braces make the site a Redis
+Cluster hash tag, so one site lives in one slot); queues are stored as ``<site_id>:<queue>`` (``Q`` below):
+
+    B j:<id>               HASH   one job; JSON fields (payload, meta, retry, error, errors, ...) kept as text,
+                                  times as the caller's float text, plus ``seq`` (15-digit insertion number)
+    B q:<Q>                LIST   ids of the queued jobs of a queue, claimed from the head (LPOP); new and
+                                  promoted jobs go to the tail, released ones back to the head
+    B sched                ZSET   scheduled job ids by run_at
+    B lease                ZSET   started job ids by lease_until
+    B done                 ZSET   finished, failed and canceled job ids by ended_at (for purge)
+    B all                  ZSET   every job by created_at, member ``<seq>:<id>`` (ties in insertion order)
+    B s:<Q>:<state>        ZSET   the jobs of one queue in one state, same scores and members (filtered lists)
+    B counts               HASH   ``<Q>|<state>`` -> number of jobs, kept by the scripts (zero fields removed)
+    B u:<unique_key>       STRING id of the pending job holding a unique key
+    B seq                  STRING insertion counter (the only job-related key left once every job is gone)
+    B w:<Q>, B w:sched     LIST   wake tokens (at most one each): BLPOP-ed by idle workers
+    B workers, B wseen     HASH id -> worker JSON; ZSET id by last_seen
+    B runs                 HASH   schedule name -> ``<last slot>|<job id>``
+    B rec:<kind>           HASH   record key -> JSON
+    <prefix>:schema        STRING schema version
+
+Every state transition is one Lua script (``stores/lua/*.lua``, each prefixed with ``common.lua``) run with
+EVALSHA in one round trip, whatever the batch size. Scripts touch keys derived from ``KEYS[1]`` (the site base)
+rather than declaring each one, which standalone Redis allows; with Cluster the hash tag keeps them in one slot.
+Times come from the caller (``now`` arguments), never from the server clock, so every engine agrees.
+
+Waiting for work: a script that puts ids into a queue list also leaves one token in ``w:<Q>`` (and a claim
+that leaves work behind leaves it again, so several idle workers wake in turn); a script that empties the list
+drops the token. An idle worker checks for queued or due work and otherwise BLPOPs the tokens of its queues
+plus ``w:sched`` (set when the earliest due time moves earlier), bounded by the next due time.
+
+Commands go straight to one connection per thread (and per process, so a forked child never shares a socket),
+packed by this module; redis-py's client layer costs more per call than the round trip itself.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import socket
+import threading
+import time
+from collections.abc import Iterable, Sequence
+from importlib import resources
+from typing import Any, Protocol, cast
+from urllib.parse import parse_qs, unquote, urlsplit
+
+from redis.backoff import NoBackoff
+from redis.connection import Connection, SSLConnection
+from redis.exceptions import BusyLoadingError, NoScriptError, ReadOnlyError, ResponseError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis.retry import Retry
+
+from offload.errors import StoreError, StoreUnavailable, StoreURLError
+from offload.jobs import QUEUED, Job, Outcome, ScheduleRun, WorkerInfo
+from offload.stores.base import Store
+
+SCHEMA_VERSION = 1
+
+#: The job hash fields, in the order scripts return them (``id`` is the key, not a field).
+FIELDS = (
+    "id", "queue", "func", "task", "payload", "title", "state", "created_at", "enqueued_at", "run_at",
+    "started_at", "ended_at", "attempts", "max_attempts", "retry", "timeout", "result", "error", "errors",
+    "worker", "lease_until", "lease_token", "progress", "meta", "unique_key",
+)
+#: The fields a new job is stored with, in the order of the rows ``enqueue`` sends.
+ENQUEUE_FIELDS = (
+    "id", "queue", "func", "task", "payload", "title", "state", "created_at", "enqueued_at", "run_at",
+    "attempts", "max_attempts", "retry", "timeout", "meta", "unique_key",
+)
+
+#: Due scheduled jobs promoted per claim at most, so a backlog never stalls the server in one script.
+PROMOTE_BATCH = 1000
+#: Longest single BLPOP; a wait of any length is a loop of these.
+MAX_BLOCK = 60.0
+
+_OPTIONS = ("prefix", "timeout", "connect_timeout")
+_SSL_OPTIONS = ("ssl_cert_reqs", "ssl_ca_certs", "ssl_certfile", "ssl_keyfile")
+_DRIVER_DOWN = (RedisConnectionError, RedisTimeoutError, BusyLoadingError, ReadOnlyError, OSError)
+
+_SCRIPT_FILES = ("enqueue", "periodic", "claim", "settle", "extend", "requeue", "cancel", "retry_now", "clear",
+                 "purge", "select")
+_INLINE_SCRIPTS = {
+    "fetch": "if redis.call('EXISTS', jkey(ARGV[1])) == 0 then return false end\n"
+             "return cjson.encode(row(ARGV[1]))",
+    "delete": "return remove(ARGV[1], true)",
+    "progress": (
+        "local jk = jkey(ARGV[1])\n"
+        "if redis.call('EXISTS', jk) == 0 then return 0 end\n"
+        "if ARGV[2] ~= '' then redis.call('HSET', jk, 'progress', ARGV[2]) end\n"
+        "if ARGV[3] ~= '' then redis.call('HSET', jk, 'meta', ARGV[3]) end\n"
+        "return 1"
+    ),
+    "register_worker": (
+        "redis.call('HSET', B .. 'workers', ARGV[1], ARGV[3])\n"
+        "redis.call('ZADD', B .. 'wseen', ARGV[2], ARGV[1])\n"
+        "return 1"
+    ),
+    "unregister_worker": (
+        "redis.call('HDEL', B .. 'workers', ARGV[1])\n"
+        "redis.call('ZREM', B .. 'wseen', ARGV[1])\n"
+        "return 1"
+    ),
+    # Entries last seen at or before the cutoff are pruned, as the contract allows.
+    "list_workers": (
+        "local gone = redis.call('ZRANGEBYSCORE', B .. 'wseen', '-inf', ARGV[1])\n"
+        "for _, id in ipairs(gone) do redis.call('HDEL', B .. 'workers', id) end\n"
+        "redis.call('ZREMRANGEBYSCORE', B .. 'wseen', '-inf', ARGV[1])\n"
+        "local ids = redis.call('ZRANGEBYSCORE', B .. 'wseen', '(' .. ARGV[1], '+inf')\n"
+        "if #ids == 0 then return {} end\n"
+        "return redis.call('HMGET', B .. 'workers', unpack(ids))"
+    ),
+}
+
+
+class _Conn(Protocol):
+    """The part of redis-py's connection this module uses (redis-py leaves it unannotated)."""
+
+    _sock: socket.socket | None
+
+    def send_packed_command(self, command: list[bytes], check_health: bool = True) -> None: ...
+
+    def read_response(self, disable_decoding: bool = False, *, timeout: float = ...) -> Any: ...
+
+    def can_read(self, timeout: float = 0) -> bool: ...
+
+    def disconnect(self) -> None: ...
+
+
+def _lua_table(name: str, values: Iterable[str]) -> str:
+    return f"local {name} = {{{', '.join(repr(v) for v in values)}}}\n"
+
+
+def _load_scripts() -> dict[str, tuple[str, str]]:
+    """name -> (sha1, source) of every script, each with the shared prelude."""
+    lua = resources.files("offload.stores").joinpath("lua")
+    prelude = (_lua_table("FIELDS", FIELDS) + _lua_table("ENQUEUE_FIELDS", ENQUEUE_FIELDS)
+               + lua.joinpath("common.lua").read_text(encoding="utf-8"))
+    bodies = {name: lua.joinpath(f"{name}.lua").read_text(encoding="utf-8") for name in _SCRIPT_FILES}
+    bodies.update(_INLINE_SCRIPTS)
+    out: dict[str, tuple[str, str]] = {}
+    for name, body in bodies.items():
+        source = f"{prelude}\n-- {name}\n{body}\n"
+        out[name] = (hashlib.sha1(source.encode()).hexdigest(), source)
+    return out
+
+
+_scripts: dict[str, tuple[str, str]] | None = None
+
+
+def _pack(commands: Sequence[Sequence[str | bytes]]) -> list[bytes]:
+    """RESP encoding of a pipeline of commands."""
+    out: list[bytes] = []
+    add = out.append
+    for args in commands:
+        add(b"*%d\r\n" % len(args))
+        for arg in args:
+            data = arg if isinstance(arg, bytes) else arg.encode()
+            add(b"$%d\r\n" % len(data))
+            add(data)
+            add(b"\r\n")
+    return [b"".join(out)]
+
+
+def _num(value: float | None) -> str | None:
+    return None if value is None else repr(value)
+
+
+def _dump(value: Any) -> str | None:
+    return None if value is None else json.dumps(value, separators=(",", ":"))
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return text or type(exc).__name__
+
+
+class RedisStore(Store):
+    scheme = "redis"
+
+    def __init__(self, url: str, site_id: str = "default") -> None:
+        super().__init__(url, site_id)
+        parts = urlsplit(url)
+        options = {k: v[-1] for k, v in parse_qs(parts.query, keep_blank_values=True).items()}
+        known = _OPTIONS + (_SSL_OPTIONS if parts.scheme == "rediss" else ())
+        unknown = sorted(set(options) - set(known))
+        if unknown:
+            raise StoreURLError(
+                f"unknown Redis URL option(s) {', '.join(unknown)} in {self.safe_url!r}; known: {', '.join(known)}"
+            )
+        self.key_prefix = options.pop("prefix", "offload")
+        if not self.key_prefix or any(c in self.key_prefix for c in "{}"):
+            raise StoreURLError(f"invalid Redis URL {self.safe_url!r}: prefix must be non-empty, without braces")
+        try:
+            socket_timeout = float(options.pop("timeout", "30"))
+            connect_timeout = float(options.pop("connect_timeout", "5"))
+            db = int(parts.path.strip("/") or "0")
+            port = parts.port or 6379
+        except ValueError:
+            raise StoreURLError(
+                f"invalid Redis URL {self.safe_url!r}: use redis://[:password@]host:port/db with a numeric port "
+                "and db, and numeric timeout and connect_timeout"
+            ) from None
+        self._conn_class: type[Connection] = SSLConnection if parts.scheme == "rediss" else Connection
+        self._conn_kwargs: dict[str, Any] = {
+            "host": parts.hostname or "localhost",
+            "port": port,
+            "db": db,
+            "username": unquote(parts.username) if parts.username else None,
+            "password": unquote(parts.password) if parts.password else None,
+            "socket_timeout": socket_timeout,
+            "socket_connect_timeout": connect_timeout,
+            "socket_keepalive": True,
+            "decode_responses": True,
+            "protocol": 2,
+            "retry": Retry(NoBackoff(), 0),
+            **options,  # the TLS options, rediss:// only
+        }
+        self._password = self._conn_kwargs["password"]
+        self.base = f"{self.key_prefix}:{{{site_id}}}:"
+        self._schema_key = f"{self.key_prefix}:schema"
+        self._local = threading.local()
+        self._conns: list[_Conn] = []
+        self._conns_lock = threading.Lock()
+        self._generation = 0
+        global _scripts
+        if _scripts is None:
+            _scripts = _load_scripts()
+        self._scripts = _scripts
+        # recv(MSG_PEEK | MSG_DONTWAIT) tells a connection the server closed from a live one in one syscall.
+        self._peek = getattr(socket, "MSG_DONTWAIT", 0) and (socket.MSG_PEEK | socket.MSG_DONTWAIT)
+        self._plain = self._conn_class is Connection
+
+    # -- connections -------------------------------------------------------------------------------------
+    def _conn(self) -> _Conn:
+        local = self._local
+        conn: _Conn | None = getattr(local, "conn", None)
+        if conn is None or local.pid != os.getpid() or local.generation != self._generation:
+            conn = cast(_Conn, self._conn_class(**self._conn_kwargs))
+            with self._conns_lock:
+                self._conns.append(conn)
+            local.conn, local.pid, local.generation = conn, os.getpid(), self._generation
+        return conn
+
+    def _drop_if_stale(self, conn: _Conn) -> None:
+        """Disconnect a pooled socket the server has closed (restart, idle timeout) so the call reconnects
+        instead of failing; a command is never resent after it may have run."""
+        sock = conn._sock
+        if sock is None:
+            return
+        try:
+            if self._plain and self._peek:
+                sock.recv(1, self._peek)  # b"" (closed) or stray data: stale either way
+                stale = True
+            else:
+                stale = conn.can_read(0)
+        except BlockingIOError:
+            return
+        except (OSError, RedisConnectionError):
+            stale = True
+        if stale:
+            conn.disconnect()
+
+    def _unavailable(self, exc: BaseException) -> StoreUnavailable:
+        reason = _one_line(exc)
+        if self._password:
+            reason = reason.replace(self._password, "***")
+        return StoreUnavailable(f"Redis store {self.safe_url} is unavailable: {reason}")
+
+    def _exchange(self, commands: Sequence[Sequence[str | bytes]], read_timeout: float | None = None) -> list[Any]:
+        """Send commands in one round trip and return their replies (a ResponseError reply is returned, not
+        raised, so every reply is read and the connection stays in step)."""
+        conn = self._conn()
+        self._drop_if_stale(conn)
+        replies: list[Any] = []
+        try:
+            conn.send_packed_command(_pack(commands), check_health=False)
+            for _ in commands:
+                try:
+                    if read_timeout is None:
+                        replies.append(conn.read_response())
+                    else:
+                        replies.append(conn.read_response(timeout=read_timeout))
+                except ResponseError as exc:
+                    if isinstance(exc, _DRIVER_DOWN):
+                        raise
+                    replies.append(exc)
+        except _DRIVER_DOWN as exc:
+            conn.disconnect()
+            raise self._unavailable(exc) from None
+        return replies
+
+    def _call(self, *args: str | bytes) -> Any:
+        reply = self._exchange([args])[0]
+        if isinstance(reply, ResponseError):
+            raise StoreError(f"Redis store {self.safe_url} refused {args[0]!r}: {_one_line(reply)}")
+        return reply
+
+    def _run(self, name: str, *args: str | bytes) -> Any:
+        """Run script ``name`` with the site base as KEYS[1]."""
+        sha, source = self._scripts[name]
+        reply = self._exchange([("EVALSHA", sha, "1", self.base, *args)])[0]
+        if isinstance(reply, NoScriptError):  # first use on this server, or its script cache was flushed
+            reply = self._exchange([("SCRIPT", "LOAD", source), ("EVALSHA", sha, "1", self.base, *args)])[1]
+        if isinstance(reply, ResponseError):
+            raise StoreError(f"Redis store {self.safe_url} failed in script {name!r}: {_one_line(reply)}")
+        return reply
+
+    # -- lifecycle ---------------------------------------------------------------------------------------
+    def open(self) -> None:
+        self.migrate()
+        replies = self._exchange([("SCRIPT", "LOAD", source) for _, source in self._scripts.values()])
+        for reply in replies:
+            if isinstance(reply, ResponseError):
+                raise StoreError(f"Redis store {self.safe_url} refused offload's scripts: {_one_line(reply)}")
+
+    def close(self) -> None:
+        with self._conns_lock:
+            conns, self._conns = self._conns, []
+            self._generation += 1
+        for conn in conns:
+            try:
+                conn.disconnect()
+            except Exception:
+                pass
+
+    def migrate(self) -> int:
+        _, version = self._exchange([("SET", self._schema_key, str(SCHEMA_VERSION), "NX"),
+                                     ("GET", self._schema_key)])
+        if isinstance(version, ResponseError) or int(version) > SCHEMA_VERSION:
+            raise StoreError(
+                f"Redis store {self.safe_url} holds schema version {version} (prefix {self.key_prefix!r}), newer "
+                f"than this offload understands ({SCHEMA_VERSION}); upgrade offload"
+            )
+        return int(version)
+
+    def ping(self) -> None:
+        self._call("PING")
+
+    # -- rows --------------------------------------------------------------------------------------------
+    def _job(self, r: list[Any]) -> Job:
+        (job_id, queue, func, task, payload, title, state, created_at, enqueued_at, run_at, started_at, ended_at,
+         attempts, max_attempts, retry, timeout, result, error, errors, worker, lease_until, lease_token,
+         progress, meta, unique_key) = r
+        return Job(
+            id=job_id,
+            queue=self.unqname(queue),
+            func=func,
+            task=task,
+            payload=payload,
+            title=title,
+            state=state,
+            created_at=float(created_at),
+            enqueued_at=None if enqueued_at is None else float(enqueued_at),
+            run_at=None if run_at is None else float(run_at),
+            started_at=None if started_at is None else float(started_at),
+            ended_at=None if ended_at is None else float(ended_at),
+            attempts=int(attempts),
+            max_attempts=int(max_attempts),
+            retry=None if retry is None else json.loads(retry),
+            timeout=None if timeout is None else float(timeout),
+            result_json=result,
+            error=None if error is None else json.loads(error),
+            errors=[] if errors is None else json.loads(errors),
+            worker=worker,
+            lease_until=None if lease_until is None else float(lease_until),
+            lease_token=lease_token,
+            progress=None if progress is None else json.loads(progress),
+            meta={} if meta is None else json.loads(meta),
+            unique_key=unique_key,
+        )
+
+    def _jobs(self, reply: str) -> list[Job]:
+        return [self._job(r) for r in json.loads(reply)]
+
+    def _row(self, job: Job, now: str) -> list[str | None]:
+        return [
+            job.id, self.qname(job.queue), job.func, job.task, job.payload, job.title, job.state,
+            repr(job.created_at), now if job.state == QUEUED else _num(job.enqueued_at), _num(job.run_at),
+            str(job.attempts), str(job.max_attempts), _dump(job.retry), _num(job.timeout),
+            _dump(job.meta or {}), job.unique_key,
+        ]
+
+    @staticmethod
+    def _stored(job: Job, now: float) -> Job:
+        stored = Job(**{**job.__dict__, "duplicate": False})
+        if job.state == QUEUED:
+            stored.enqueued_at = now
+        return stored
+
+    # -- producer ----------------------------------------------------------------------------------------
+    def enqueue_many(self, jobs: Sequence[Job], now: float) -> list[Job]:
+        if not jobs:
+            return []
+        now_text = repr(now)
+        rows = json.dumps([self._row(job, now_text) for job in jobs], separators=(",", ":"), ensure_ascii=False)
+        out = [self._stored(job, now) for job in jobs]
+        for index, r in json.loads(self._run("enqueue", rows)):
+            existing = self._job(r)
+            existing.duplicate = True
+            out[index - 1] = existing
+        return out
+
+    # -- worker ------------------------------------------------------------------------------------------
+    def claim(self, queues: Sequence[str], worker_id: str, lease: float, limit: int, now: float) -> list[Job]:
+        if limit <= 0 or not queues:
+            return []
+        token_prefix = os.urandom(12).hex() + "-"
+        reply = self._run("claim", repr(now), repr(now + lease), worker_id, token_prefix, str(limit),
+                          str(PROMOTE_BATCH), *[self.qname(q) for q in queues])
+        return self._jobs(reply)
+
+    def extend_leases(self, worker_id: str, held: dict[str, str], lease: float, now: float) -> list[str]:
+        if not held:
+            return []
+        args = [repr(now + lease)]
+        for job_id, token in held.items():
+            args += (job_id, token)
+        lost: list[str] = json.loads(self._run("extend", *args))
+        return lost
+
+    def settle(self, outcomes: Sequence[Outcome], now: float) -> list[bool]:
+        if not outcomes:
+            return []
+        args: list[str] = []
+        for o in outcomes:
+            ended = repr(o.ended_at or now)
+            if o.kind == "finish":
+                has, data, retry_at = ("1", o.result_json, "") if o.result_json is not None else ("", "", "")
+            elif o.kind == "release":
+                has, data, retry_at = "", "", ""
+            else:
+                has, data = "1", json.dumps(o.error or {}, separators=(",", ":"))
+                retry_at = repr(o.retry_at if o.retry_at is not None else now)
+            args += (o.job_id, o.token, o.kind, has, data, ended, retry_at)
+        reply: str = self._run("settle", *args)
+        return [c == "1" for c in reply]
+
+    def requeue_expired(self, now: float) -> list[Job]:
+        return self._jobs(self._run("requeue", repr(now)))
+
+    def _work_ready(self, queues: Sequence[str]) -> tuple[bool, float | None]:
+        qkeys = [f"{self.base}q:{self.qname(q)}" for q in queues]
+        queued, head = self._exchange([("EXISTS", *qkeys), ("ZRANGE", self.base + "sched", "0", "0", "WITHSCORES")])
+        for reply in (queued, head):
+            if isinstance(reply, ResponseError):
+                raise StoreError(f"Redis store {self.safe_url} failed to look for work: {_one_line(reply)}")
+        return int(queued) > 0, float(head[1]) if head else None
+
+    def wait_for_work(self, queues: Sequence[str], timeout: float) -> bool:
+        if not queues:
+            time.sleep(max(0.0, timeout))
+            return False
+        deadline = time.monotonic() + timeout
+        sched_token = self.base + "w:sched"
+        tokens = [f"{self.base}w:{self.qname(q)}" for q in queues] + [sched_token]
+        generation = self._generation
+        try:
+            while True:
+                ready, next_due = self._work_ready(queues)
+                now = time.time()
+                if ready or (next_due is not None and next_due <= now):
+                    return True
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                block = min(remaining, MAX_BLOCK)
+                if next_due is not None:
+                    block = min(block, next_due - now)
+                # BLPOP counts whole milliseconds and 0 would mean "forever": round up, at least 1 ms.
+                block_text = f"{max(math.ceil(block * 1000), 1) / 1000:.3f}"
+                (popped,) = self._exchange([("BLPOP", *tokens, block_text)], read_timeout=block + 5.0)
+                if isinstance(popped, ResponseError):
+                    raise StoreError(f"Redis store {self.safe_url} failed to wait for work: {_one_line(popped)}")
+                if popped is not None and popped[0] != sched_token:
+                    return True
+                # A timeout, or the earliest due time moved: look again.
+        except StoreUnavailable:
+            if self._generation != generation:  # closed under our feet
+                return False
+            raise
+
+    def set_progress(self, job_id: str, progress: dict[str, Any] | None, meta: dict[str, Any] | None) -> bool:
+        return bool(self._run("progress", job_id, _dump(progress) or "", _dump(meta) or ""))
+
+    # -- management --------------------------------------------------------------------------------------
+    def get(self, job_id: str) -> Job | None:
+        reply = self._run("fetch", job_id)
+        return None if reply is None else self._job(json.loads(reply))
+
+    def _select(self, mode: str, queues: Sequence[str] | None, states: Sequence[str] | None,
+                *page: str) -> Any:
+        if queues is not None and not queues or states is not None and not states:
+            return None
+        qnames = sorted({self.qname(q) for q in queues or ()})
+        wanted = sorted(set(states or ()))
+        return self._run("select", mode, str(len(qnames)), *qnames, str(len(wanted)), *wanted, *page)
+
+    def list(
+        self,
+        queues: Sequence[str] | None = None,
+        states: Sequence[str] | None = None,
+        limit: int = 100,
+        offset: int = 0,
+        descending: bool = False,
+    ) -> list[Job]:
+        reply = self._select("list", queues, states, str(max(offset, 0)), str(limit), "1" if descending else "")
+        return [] if reply is None else self._jobs(reply)
+
+    def count(self, queues: Sequence[str] | None = None, states: Sequence[str] | None = None) -> int:
+        reply = self._select("count", queues, states)
+        return 0 if reply is None else int(reply)
+
+    def counts(self) -> dict[str, dict[str, int]]:
+        flat: list[str] = self._call("HGETALL", self.base + "counts")
+        out: dict[str, dict[str, int]] = {}
+        for i in range(0, len(flat), 2):
+            queue, _, state = flat[i].rpartition("|")
+            out.setdefault(self.unqname(queue), {})[state] = int(flat[i + 1])
+        return out
+
+    def cancel(self, job_id: str, now: float) -> Job | None:
+        reply = self._run("cancel", job_id, repr(now))
+        return None if reply is None else self._job(json.loads(reply))
+
+    def retry_now(self, job_id: str, now: float) -> Job | None:
+        reply = self._run("retry_now", job_id, repr(now))
+        return None if reply is None else self._job(json.loads(reply))
+
+    def delete(self, job_id: str) -> bool:
+        return bool(self._run("delete", job_id))
+
+    def clear(self, queues: Sequence[str] | None = None) -> int:
+        if queues is not None and not queues:
+            return 0
+        names = sorted({self.qname(q) for q in queues}) if queues is not None else []
+        return int(self._run("clear", *names))
+
+    def purge(self, ended_before: float, limit: int = 10_000) -> int:
+        if limit <= 0:
+            return 0
+        return int(self._run("purge", repr(ended_before), str(limit)))
+
+    # -- workers -----------------------------------------------------------------------------------------
+    def register_worker(self, info: WorkerInfo) -> None:
+        self._run("register_worker", info.id, repr(info.last_seen), json.dumps(info.to_dict()))
+
+    def unregister_worker(self, worker_id: str) -> None:
+        self._run("unregister_worker", worker_id)
+
+    def list_workers(self, seen_after: float) -> list[WorkerInfo]:
+        found: list[str | None] = self._run("list_workers", repr(seen_after))
+        workers = [WorkerInfo(**json.loads(data)) for data in found if data is not None]
+        return sorted(workers, key=lambda w: w.id)
+
+    # -- schedules ---------------------------------------------------------------------------------------
+    def enqueue_periodic(self, name: str, slot: float, job: Job, now: float) -> bool:
+        row = json.dumps(self._row(job, repr(now)), separators=(",", ":"), ensure_ascii=False)
+        return bool(self._run("periodic", name, repr(slot), row))
+
+    def schedule_runs(self) -> dict[str, ScheduleRun]:
+        flat: list[str] = self._call("HGETALL", self.base + "runs")
+        out: dict[str, ScheduleRun] = {}
+        for i in range(0, len(flat), 2):
+            slot, _, job_id = flat[i + 1].partition("|")
+            out[flat[i]] = ScheduleRun(flat[i], float(slot), job_id or None)
+        return out
+
+    # -- records -----------------------------------------------------------------------------------------
+    def _record_key(self, kind: str) -> str:
+        return f"{self.base}rec:{kind}"
+
+    def put_record(self, kind: str, key: str, data: dict[str, Any]) -> None:
+        self._call("HSET", self._record_key(kind), key, json.dumps(data, separators=(",", ":")))
+
+    def get_record(self, kind: str, key: str) -> dict[str, Any] | None:
+        data: str | None = self._call("HGET", self._record_key(kind), key)
+        return None if data is None else dict(json.loads(data))
+
+    def list_records(self, kind: str) -> list[tuple[str, dict[str, Any]]]:
+        flat: list[str] = self._call("HGETALL", self._record_key(kind))
+        return sorted(((flat[i], json.loads(flat[i + 1])) for i in range(0, len(flat), 2)), key=lambda kv: kv[0])
+
+    def delete_record(self, kind: str, key: str) -> bool:
+        return bool(self._call("HDEL", self._record_key(kind), key))

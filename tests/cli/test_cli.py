@@ -1,0 +1,203 @@
+"""The real ``offload`` command in a subprocess: outputs, exit codes, error paths."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from offload import Offload
+from tests import jobfuncs
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+class Cli:
+    def __init__(self, tmp: Path) -> None:
+        self.tmp = tmp
+        self.url = f"sqlite:///{tmp / 'cli.db'}"
+        self.app = Offload(store=self.url, site_id="cli")
+
+    def __call__(self, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+        full_env = {k: v for k, v in os.environ.items() if not k.startswith("OFFLOAD_")}
+        full_env.update({"OFFLOAD_STORE": self.url, "OFFLOAD_SITE_ID": "cli", "PYTHONPATH": str(ROOT)})
+        full_env.update(env or {})
+        return subprocess.run([sys.executable, "-m", "offload", *args], capture_output=True, text=True,
+                              env=full_env, cwd=self.tmp, timeout=120)
+
+
+@pytest.fixture
+def cli(tmp_path: Path) -> Cli:
+    return Cli(tmp_path)
+
+
+def test_list_with_no_jobs(cli: Cli) -> None:
+    out = cli("list")
+    assert out.returncode == 0 and out.stdout == "There are no pending jobs.\n"
+
+
+def test_list_formats_like_ckan(cli: Cli) -> None:
+    titled = cli.app.enqueue(jobfuncs.noop, title="A title", queue="mail")
+    plain = cli.app.enqueue(jobfuncs.noop)
+    lines = cli("list").stdout.splitlines()
+    assert re.fullmatch(rf'\d{{4}}-\d\d-\d\dT\d\d:\d\d:\d\d {titled.id} mail "A title"', lines[0])
+    assert re.fullmatch(rf"\d{{4}}-\d\d-\d\dT\d\d:\d\d:\d\d {plain.id} default", lines[1])
+    assert cli("list", "mail", "--ids").stdout.split() == [titled.id]
+    assert cli("list", "--limit", "1", "-i").stdout.split() == [titled.id]
+    data = json.loads(cli("list", "--json").stdout)
+    assert [d["id"] for d in data] == [titled.id, plain.id] and data[0]["title"] == "A title"
+
+
+def test_list_by_state(cli: Cli) -> None:
+    job = cli.app.enqueue(jobfuncs.noop)
+    cli.app.cancel(job.id)
+    assert cli("list").stdout == "There are no pending jobs.\n"
+    assert job.id in cli("list", "--state", "canceled").stdout
+    assert job.id in cli("list", "--state", "all").stdout
+    assert cli("list", "--state", "bogus").returncode == 2
+
+
+def test_show(cli: Cli) -> None:
+    job = cli.app.enqueue(jobfuncs.add, [1, 2], title="Sum")
+    out = cli("show", job.id)
+    assert out.returncode == 0
+    assert f"ID:       {job.id}" in out.stdout and 'Title:    "Sum"' in out.stdout
+    assert "Queue:    default" in out.stdout and "State:    queued" in out.stdout
+    assert "Args:     [1,2]" in out.stdout
+    assert json.loads(cli("show", job.id, "--json").stdout)["args"] == [1, 2]
+
+
+def test_show_failed_job_prints_traceback(cli: Cli) -> None:
+    job = cli.app.enqueue(jobfuncs.fail, ["bad thing"], max_attempts=1)
+    assert cli("worker", "--burst").returncode == 0
+    out = cli("show", job.id).stdout
+    assert "State:    failed" in out and "ValueError: bad thing" in out and "Traceback" in out
+
+
+def test_unknown_ids_exit_1_with_ckan_message(cli: Cli) -> None:
+    for command in ("show", "cancel", "retry"):
+        out = cli(command, "no-such-id")
+        assert out.returncode == 1, command
+        assert out.stderr.strip() == 'There is no job with ID "no-such-id"'
+
+
+def test_missing_argument_and_unknown_command_are_usage_errors(cli: Cli) -> None:
+    for args in (["show"], ["cancel"], ["enqueue"], ["frobnicate"]):
+        out = cli(*args)
+        assert out.returncode == 2 and "Usage:" in out.stderr, args
+
+
+def test_cancel_and_retry(cli: Cli) -> None:
+    job = cli.app.enqueue(jobfuncs.noop)
+    out = cli("cancel", job.id)
+    assert out.returncode == 0 and out.stdout == f"Cancelled job {job.id}\n"
+    assert cli.app.get_job(job.id).state == "canceled"
+    again = cli("cancel", job.id)
+    assert again.returncode == 1 and "already canceled" in again.stderr
+    assert cli("retry", job.id).stdout == f"Requeued job {job.id}\n"
+    assert cli.app.get_job(job.id).state == "queued"
+
+
+def test_clear(cli: Cli) -> None:
+    cli.app.enqueue(jobfuncs.noop, queue="a")
+    cli.app.enqueue(jobfuncs.noop, queue="b")
+    cli.app.enqueue(jobfuncs.noop, queue="c")
+    assert cli("clear", "a").stdout == 'Cleared queue(s) "a" (1 job(s))\n'
+    assert cli("clear").stdout == 'Cleared queue(s) "b", "c" (2 job(s))\n'
+    assert cli.app.store.count() == 0
+
+
+def test_test_command_and_worker(cli: Cli) -> None:
+    out = cli("test", "default", "other")
+    lines = out.stdout.splitlines()
+    assert len(lines) == 2 and re.fullmatch(r'Added test job [0-9a-f]{32} to queue "default"', lines[0])
+    assert lines[1].endswith('to queue "other"')
+    worker = cli("worker", "default", "other", "--burst")
+    assert worker.returncode == 0
+    assert "('A test job',)" in worker.stdout  # the test job prints its arguments, like CKAN's
+    assert cli.app.store.count(states=["finished"]) == 2
+
+
+def test_enqueue_command(cli: Cli) -> None:
+    out = cli("enqueue", "tests.jobfuncs:add", "--args", "[2, 3]", "--queue", "maths", "--title", "Two plus three")
+    assert out.returncode == 0, out.stderr
+    job_id = re.fullmatch(r'Added job ([0-9a-f]{32}) to queue "maths"\n', out.stdout).group(1)
+    assert cli("worker", "maths", "--burst").returncode == 0
+    assert cli.app.get_job(job_id).result == 5
+    kw = cli("enqueue", "tests.jobfuncs:echo", "--kwargs", '{"a": 1}', "--json")
+    assert json.loads(kw.stdout)["kwargs"] == {"a": 1}
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["enqueue", "tests.jobfuncs:add", "--args", "[1,"], "not valid JSON"),
+        (["enqueue", "tests.jobfuncs:add", "--args", '{"a": 1}'], "must be a JSON array"),
+        (["enqueue", "tests.jobfuncs:add", "--kwargs", "[1]"], "must be a JSON object"),
+    ],
+)
+def test_enqueue_bad_json_is_a_usage_error(cli: Cli, args: list[str], message: str) -> None:
+    out = cli(*args)
+    assert out.returncode == 2 and message in out.stderr
+    assert cli.app.store.count() == 0
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["enqueue", "not a path"], "not an import path"),
+        (["enqueue", "tests.jobfuncs:add", "--queue", "bad queue"], "invalid queue name"),
+        (["enqueue", "tests.jobfuncs:add", "--timeout", "0"], "timeout"),
+        (["list", "bad/queue"], "invalid queue name"),
+        (["worker", "bad queue", "--burst"], "invalid queue name"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_1(cli: Cli, args: list[str], message: str) -> None:
+    out = cli(*args)
+    assert out.returncode == 1 and message in out.stderr
+    assert "Traceback" not in out.stderr and len(out.stderr.strip().splitlines()) == 1
+    assert cli.app.store.count() == 0
+
+
+def test_bad_store_url_and_config(cli: Cli, tmp_path: Path) -> None:
+    out = cli("--store", "mysql://db", "list")
+    assert out.returncode == 1 and "unknown store URL scheme 'mysql'" in out.stderr and "Traceback" not in out.stderr
+    ini = tmp_path / "bad.ini"
+    ini.write_text("[offload]\nworker.concurrency = lots\n")
+    out = cli("-c", str(ini), "list")
+    assert out.returncode == 1 and "offload.worker.concurrency" in out.stderr and "Traceback" not in out.stderr
+    missing_dir = cli("--store", f"sqlite:///{tmp_path}/no/such/dir/x.db", "list")
+    assert missing_dir.returncode == 1 and "does not exist" in missing_dir.stderr
+
+
+def test_ini_file_and_config_command(cli: Cli, tmp_path: Path) -> None:
+    ini = tmp_path / "offload.ini"
+    ini.write_text(f"[offload]\noffload.store = sqlite:///{tmp_path}/from-ini.db\nsite_id = ini-site\n"
+                   "api.tokens = topsecret:admin\n")
+    full = {k: v for k, v in os.environ.items() if not k.startswith("OFFLOAD_")}
+    full["PYTHONPATH"] = str(ROOT)
+    out = subprocess.run([sys.executable, "-m", "offload", "-c", str(ini), "config"], capture_output=True,
+                         text=True, env=full, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert "offload.site_id = 'ini-site'" in out.stdout and "from-ini.db" in out.stdout
+    assert "topsecret" not in out.stdout and "***:admin" in out.stdout
+
+
+def test_queues_workers_purge_migrate(cli: Cli) -> None:
+    cli.app.enqueue(jobfuncs.noop, queue="mail")
+    assert "mail" in cli("queues").stdout
+    assert json.loads(cli("queues", "--json").stdout) == {"mail": {"queued": 1}}
+    assert cli("workers").stdout == "There are no running workers.\n"
+    assert cli("purge").stdout == "Purged 0 job(s)\n"
+    assert cli("migrate").stdout.startswith("Store schema at version")
+
+
+def test_demo(cli: Cli) -> None:
+    out = cli("demo", "--jobs", "5")
+    assert out.returncode == 0, out.stderr
+    assert "Done in" in out.stdout and "6 finished" in out.stdout and "2 failed" in out.stdout
