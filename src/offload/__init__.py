@@ -37,6 +37,7 @@ from offload.errors import (  # noqa: E402
 )
 from offload.jobs import Job  # noqa: E402
 from offload.retry import Retry, RetryPolicy  # noqa: E402
+from offload.schedule import Schedule, periodic  # noqa: E402
 from offload.tasks import Task, task  # noqa: E402
 
 __all__ = [
@@ -56,6 +57,7 @@ __all__ = [
     "Queue",
     "Retry",
     "RetryPolicy",
+    "Schedule",
     "SerializationError",
     "StoreDriverMissing",
     "StoreError",
@@ -74,6 +76,7 @@ __all__ = [
     "get_job",
     "get_queue",
     "list_jobs",
+    "periodic",
     "retry",
     "send_task",
     "task",

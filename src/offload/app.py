@@ -334,8 +334,8 @@ class Offload:
             options.setdefault("timeout", registered.timeout)
         if registered.max_retries is not None and "max_attempts" not in options:
             options.setdefault("max_retries", registered.max_retries)
-        if registered.retry is not None:
-            options.setdefault("retry", registered.retry)
+        if registered.retry_policy is not None:
+            options.setdefault("retry", registered.retry_policy)
         if task_id is not None:
             options["job_id"] = task_id
         if countdown is not None:

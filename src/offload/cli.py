@@ -80,11 +80,16 @@ def main(ctx: click.Context, config: str | None, store: str | None, site_id: str
 @click.option("--max-memory-per-child", type=click.IntRange(0), help="recycle an executor above N MiB")
 @click.option("--log-level", type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False))
 @click.option("--name", help="worker id (default host.pid.random)")
+@click.option("--with-scheduler/--without-scheduler", default=True, show_default=True,
+              help="enqueue periodic jobs when they are due")
+@click.option("--no-scheduler", "no_scheduler", is_flag=True, hidden=True, help="same as --without-scheduler")
+@click.option("--max-idle-time", type=click.FloatRange(0), help="exit after this many seconds without a job")
 @click.pass_context
 @_friendly
 def worker(ctx: click.Context, queues: tuple[str, ...], burst: bool, concurrency: int | None, threads: int,
            lease: float | None, grace: float | None, imports: tuple[str, ...], max_jobs_per_child: int | None,
-           max_memory_per_child: int | None, log_level: str | None, name: str | None) -> None:
+           max_memory_per_child: int | None, log_level: str | None, name: str | None, with_scheduler: bool,
+           no_scheduler: bool, max_idle_time: float | None) -> None:
     """Run a worker on QUEUES (default: "default"), earlier queues first."""
     from offload.jobs import check_queue_name
     from offload.worker.supervisor import Supervisor, WorkerOptions
@@ -110,6 +115,8 @@ def worker(ctx: click.Context, queues: tuple[str, ...], burst: bool, concurrency
         log_level=level,
         imports=[*conf["offload.tasks.imports"], *imports],
         name=name,
+        with_scheduler=with_scheduler and not no_scheduler,
+        max_idle_time=max_idle_time,
     )
     app.store.ping()
     sys.exit(Supervisor(app, options).run())
@@ -349,6 +356,61 @@ def workers(ctx: click.Context, as_json: bool) -> None:
     for w in found:
         click.echo(f"{w.id} pid={w.pid} queues={','.join(w.queues)} concurrency={w.concurrency} "
                    f"processed={w.processed} failed={w.failed} running={len(w.jobs)}")
+
+
+@main.command("tasks")
+@click.option("--import", "imports", multiple=True, help="also import this module; repeatable")
+@click.pass_context
+@_friendly
+def list_tasks(ctx: click.Context, imports: tuple[str, ...]) -> None:
+    """Registered tasks and where each came from."""
+    from offload import tasks
+
+    conf = _app(ctx).config
+    tasks.load_registry([*conf["offload.tasks.imports"], *imports])
+    found = tasks.registered()
+    if not found:
+        click.echo("No tasks are registered.")
+        return
+    for name in sorted(found):
+        task = found[name]
+        origin = tasks.origin(task)
+        extra = "".join(f" {k}={v}" for k, v in (("queue", task.queue), ("timeout", task.timeout),
+                                                  ("max_retries", task.max_retries)) if v is not None)
+        click.echo(f"{name}  ->  {task.source}:{task.fn.__qualname__}  [{origin}]{extra}")
+
+
+@main.command("schedules")
+@click.option("--import", "imports", multiple=True, help="also import this module; repeatable")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+@_friendly
+def list_schedules(ctx: click.Context, imports: tuple[str, ...], as_json: bool) -> None:
+    """Periodic jobs with their last and next run."""
+    import time
+
+    from offload import schedule, tasks
+
+    app = _app(ctx)
+    tasks.load_registry([*app.config["offload.tasks.imports"], *imports])
+    found = schedule.all_schedules(app)
+    runs = app.store.schedule_runs()
+    now = time.time()
+    rows = []
+    for name in sorted(found):
+        s = found[name]
+        last = runs.get(name)
+        rows.append({**s.to_dict(), "spec": s.spec, "last_run": last.last_slot if last else None,
+                     "last_job_id": last.job_id if last else None, "next_run": s.next_slot(now)})
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    if not rows:
+        click.echo("No periodic jobs are declared.")
+        return
+    for row in rows:
+        click.echo(f"{row['name']}  {row['spec']}  -> {row['task'] or row['func']}  last: {_time(row['last_run'])}"
+                   f"  next: {_time(row['next_run'])}")
 
 
 @main.command("config")

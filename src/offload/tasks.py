@@ -12,7 +12,7 @@ import importlib
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NoReturn
 
 from offload.errors import TaskNotFound
 from offload.retry import RetryPolicy
@@ -29,8 +29,9 @@ class Task:
     queue: str | None = None
     timeout: float | None = None
     max_retries: int | None = None
-    retry: RetryPolicy | None = None
+    retry_policy: RetryPolicy | None = None
     source: str = ""
+    no_retry_on: tuple[type[BaseException], ...] = ()
     options: dict[str, Any] = field(default_factory=dict)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
@@ -44,6 +45,14 @@ class Task:
     def delay(self, *args: Any, **kwargs: Any) -> Any:
         return self.send(list(args), kwargs)
 
+    def retry(self, exc: BaseException | None = None, countdown: float | None = None,
+              max_retries: int | None = None) -> NoReturn:
+        """Inside the task: stop this attempt and run again after ``countdown`` seconds (default 180)."""
+        from offload.retry import DEFAULT_RETRY_DELAY, Retry
+
+        raise Retry(countdown=DEFAULT_RETRY_DELAY if countdown is None else countdown,
+                    max_retries=max_retries if max_retries is not None else self.max_retries, exc=exc)
+
 
 _registry: dict[str, Task] = {}
 
@@ -55,6 +64,7 @@ def task(
     timeout: float | None = None,
     max_retries: int | None = None,
     retry: RetryPolicy | None = None,
+    no_retry_on: tuple[type[BaseException], ...] = (),
 ) -> Callable[[Callable[..., Any]], Task]:
     """Register the decorated function as a task named ``name`` (default: ``module.function``)."""
 
@@ -65,7 +75,8 @@ def task(
         existing = _registry.get(task_name)
         if existing is not None and existing.fn is not fn and existing.source != fn.__module__:
             raise ValueError(f"task name {task_name!r} is already registered by {existing.source}")
-        registered = Task(task_name, fn, queue, timeout, max_retries, retry, source=fn.__module__)
+        registered = Task(task_name, fn, queue, timeout, max_retries, retry, source=fn.__module__,
+                          no_retry_on=tuple(no_retry_on))
         _registry[task_name] = registered
         return registered
 
@@ -112,3 +123,13 @@ def load_registry(imports: list[str] | tuple[str, ...] = ()) -> None:
 
 
 _sources: dict[str, str] = {}
+
+
+def origin(registered_task: Task) -> str:
+    """How the module defining a task was loaded: an entry point, config/--import, or plain import."""
+    module = registered_task.source
+    if module in _sources:
+        return _sources[module]
+    if module in _loaded:
+        return "imported (offload.tasks.imports or --import)"
+    return "imported by the application"

@@ -201,3 +201,10 @@ def test_demo(cli: Cli) -> None:
     out = cli("demo", "--jobs", "5")
     assert out.returncode == 0, out.stderr
     assert "Done in" in out.stdout and "6 finished" in out.stdout and "2 failed" in out.stdout
+
+
+def test_show_draws_a_progress_bar(cli: Cli) -> None:
+    job = cli.app.enqueue(jobfuncs.noop)
+    cli.app.store.set_progress(job.id, {"done": 30, "total": 120, "message": "rows"}, None)
+    out = cli("show", job.id).stdout
+    assert "Progress: [#######.......................]  25% (30/120) rows" in out

@@ -78,6 +78,15 @@ def _resolve(spec: JobSpec) -> Any:
     return funcs.resolve(spec.func)
 
 
+def _permanent_for_task(spec: JobSpec, exc: BaseException) -> bool:
+    if spec.task is None:
+        return False
+    from offload import tasks
+
+    registered = tasks.registered().get(spec.task)
+    return registered is not None and isinstance(exc, registered.no_retry_on)
+
+
 def run_job(spec: JobSpec, send_progress: Any = None) -> dict[str, Any]:
     """Run one job in this process; the report says ``ok`` and carries the result or the error."""
     started = time.perf_counter()
@@ -96,6 +105,8 @@ def run_job(spec: JobSpec, send_progress: Any = None) -> dict[str, Any]:
         report["error"]["max_retries"] = exc.max_retries
     except BaseException as exc:  # SystemExit and KeyboardInterrupt from a job are its failure, not ours
         report = {"ok": False, "error": error_report(exc)}
+        if _permanent_for_task(spec, exc):
+            report["error"]["retryable"] = False
     finally:
         context.leave(token)
     report["duration"] = time.perf_counter() - started
@@ -200,8 +211,9 @@ def main(argv: list[str] | None = None) -> None:
         format="%(asctime)s %(levelname)s [%(name)s] %(message)s",
         stream=sys.stderr,
     )
-    for module in init.get("imports", []):
-        __import__(module)
+    from offload import tasks
+
+    tasks.load_registry(init.get("imports", []))
     Executor(conn, int(init.get("threads", 1))).serve()
 
 

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 from offload import __version__
 from offload.errors import StoreUnavailable
 from offload.jobs import Job, Outcome, WorkerInfo
+from offload.schedule import Scheduler, all_schedules
 from offload.worker.pool import Assigned, Child
 from offload.worker.settle import outcome_for_crash, outcome_for_report, outcome_for_timeout
 
@@ -53,6 +54,8 @@ class WorkerOptions:
     log_level: str = "INFO"
     imports: list[str] = field(default_factory=list)
     name: str | None = None
+    with_scheduler: bool = True
+    max_idle_time: float | None = None
 
 
 class Supervisor:
@@ -79,9 +82,17 @@ class Supervisor:
         os.set_blocking(self.wake_r, False)
         self.want_work = threading.Event()
         self.closed = threading.Event()
+        self.scheduler: Scheduler | None = None
+        self.next_tick = 0.0
+        self.idle_since = time.monotonic()
 
     # -- run -----------------------------------------------------------------------------------------------
     def run(self) -> int:
+        from offload import tasks
+
+        tasks.load_registry(self.opts.imports)  # fail here, clearly, rather than in every executor
+        if self.opts.with_scheduler:
+            self.scheduler = Scheduler(self.app, all_schedules(self.app))
         self._install_signals()
         queues = ", ".join(f'"{q}"' for q in self.opts.queues)
         log.info("Worker %s (PID %d) started on queue(s) %s with %d executor(s), store %s",
@@ -115,6 +126,12 @@ class Supervisor:
                 self._fill()
             if self.opts.burst and self.queue_empty and not self.held and not self.outcomes:
                 log.info("Worker %s: queues empty, burst mode done", self.id)
+                return
+            if self.held:
+                self.idle_since = time.monotonic()
+            elif self.opts.max_idle_time is not None and time.monotonic() - self.idle_since > \
+                    self.opts.max_idle_time:
+                log.info("Worker %s: idle for %.0f s, stopping", self.id, self.opts.max_idle_time)
                 return
             self._sleep()
 
@@ -337,6 +354,9 @@ class Supervisor:
                             (job.errors[-1].get("message") if job.errors else ""), job.state)
             if self.queue_empty:
                 self.want_work.set()
+        if self.scheduler is not None and time.time() >= self.next_tick and not self.stopping:
+            next_tick = self._store_call(self.scheduler.tick)
+            self.next_tick = next_tick if next_tick is not None else time.time() + 1.0
         if self.opts.keep and self._due("purge", 60.0):
             self._store_call(self.store.purge, time.time() - self.opts.keep)
 
@@ -388,6 +408,8 @@ class Supervisor:
             timeout = 0.0 if self.outage_since is None else min(timeout, 0.5)
         if self.stopping == "warm":
             timeout = min(timeout, max(0.0, self.grace_deadline - now))
+        if self.scheduler is not None:
+            timeout = min(timeout, max(0.0, self.next_tick - time.time()))
         if not self.queue_empty and self._claimable():
             timeout = 0.0
         if self.opts.burst and self.queue_empty:
