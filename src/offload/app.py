@@ -12,12 +12,11 @@ from typing import Any
 
 from offload import codec, funcs
 from offload.config import NO_LIMIT, Config
-from offload.context import _current, JobContext
+from offload.context import JobContext, _current
 from offload.errors import (
-    ConfigError,
     InvalidJobState,
+    JobFunctionError,
     JobNotFound,
-    OffloadError,
 )
 from offload.jobs import (
     CANCELED,
@@ -182,7 +181,9 @@ class Offload:
     ) -> Job:
         """Validate and encode everything about a job without storing it."""
         now = time.time() if now is None else now
-        path = funcs.func_path(fn) if task is None else None
+        if (fn is None) == (task is None):
+            raise JobFunctionError("a job needs a function or a task name (not both)")
+        path = funcs.func_path(fn) if fn is not None else None
         if queue not in self._valid_queues:
             check_queue_name(queue)
             if len(self._valid_queues) < 1000:
@@ -301,7 +302,7 @@ class Offload:
             if isinstance(call, dict):
                 spec = {**options, **call}
             elif isinstance(call, tuple):
-                spec = {**options, **dict(zip(("fn", "args", "kwargs"), call))}
+                spec = {**options, **dict(zip(("fn", "args", "kwargs"), call, strict=False))}
             else:
                 spec = {**options, "fn": call}
             fn = spec.pop("fn", None)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import signal
 import subprocess
@@ -41,7 +42,7 @@ def test_send_task_with_countdown_and_eta(workers: Workers) -> None:
 
 
 def test_unknown_task_name_fails_at_send_and_in_the_worker(workers: Workers) -> None:
-    with pytest.raises(TaskNotFound, match="no task named 'tests.nope'"):
+    with pytest.raises(TaskNotFound, match=r"no task named 'tests\.nope'"):
         workers.app.send_task("tests.nope")
     assert workers.app.store.count() == 0
     job = workers.app.build_job(None, task="tests.nope")
@@ -188,7 +189,7 @@ def test_several_schedulers_enqueue_each_slot_once(workers: Workers, tmp_path: P
     slots = Counter(job.meta["slot"] for job in jobs)
     assert len(jobs) >= 4 and set(slots.values()) == {1}, slots
     ordered = sorted(slots)
-    assert all(b - a == 1.0 for a, b in zip(ordered, ordered[1:])), "consecutive slots, none skipped"
+    assert all(b - a == 1.0 for a, b in itertools.pairwise(ordered)), "consecutive slots, none skipped"
     runs = workers.app.store.schedule_runs()
     assert runs["tick"].last_slot == ordered[-1]
     out = subprocess.run([sys.executable, "-m", "offload", "-c", str(ini), "--store", workers.url, "--site-id",

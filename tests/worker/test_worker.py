@@ -216,7 +216,7 @@ def test_retry_with_backoff_then_success(workers: Workers, tmp_path: Path) -> No
     workers.start()
     failed = workers.wait_state(job.id, FAILED)
     assert failed.attempts == 3 and [e["attempt"] for e in failed.errors] == [1, 2, 3]
-    gaps = [b["at"] - a["at"] for a, b in zip(failed.errors, failed.errors[1:])]
+    gaps = [b["at"] - a["at"] for a, b in zip(failed.errors, failed.errors[1:], strict=False)]
     assert all(g >= 0.2 for g in gaps)
 
 

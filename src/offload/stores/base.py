@@ -27,6 +27,7 @@ id whose previous job is done (finished, failed, canceled) is reused: the old re
 from __future__ import annotations
 
 import abc
+import builtins
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
@@ -184,7 +185,7 @@ class Store(abc.ABC):
         """Remove a worker's registry entry."""
 
     @abc.abstractmethod
-    def list_workers(self, seen_after: float) -> list[WorkerInfo]:
+    def list_workers(self, seen_after: float) -> builtins.list[WorkerInfo]:
         """Workers seen after ``seen_after``, ordered by id; older entries may be pruned."""
 
     # -- periodic schedules ------------------------------------------------------------------------------
@@ -207,7 +208,7 @@ class Store(abc.ABC):
         """A record, or None."""
 
     @abc.abstractmethod
-    def list_records(self, kind: str) -> list[tuple[str, dict[str, Any]]]:
+    def list_records(self, kind: str) -> builtins.list[tuple[str, dict[str, Any]]]:
         """All records of a kind as (key, data), ordered by key."""
 
     @abc.abstractmethod

@@ -5,6 +5,7 @@ Implements the whole contract with plain dicts under one lock; nothing survives 
 
 from __future__ import annotations
 
+import builtins
 import copy
 import threading
 import time
@@ -353,7 +354,7 @@ class MemoryStore(Store):
         with self._b.cond:
             self._b.workers.pop((self.site_id, worker_id), None)
 
-    def list_workers(self, seen_after: float) -> list[WorkerInfo]:
+    def list_workers(self, seen_after: float) -> builtins.list[WorkerInfo]:
         with self._b.cond:
             for key, info in list(self._b.workers.items()):
                 if key[0] == self.site_id and info.last_seen <= seen_after:
@@ -389,7 +390,7 @@ class MemoryStore(Store):
             data = self._b.records.get((self.site_id, kind, key))
             return None if data is None else copy.deepcopy(data)
 
-    def list_records(self, kind: str) -> list[tuple[str, dict[str, Any]]]:
+    def list_records(self, kind: str) -> builtins.list[tuple[str, dict[str, Any]]]:
         with self._b.cond:
             return sorted(
                 (key, copy.deepcopy(data))

@@ -12,6 +12,7 @@ commits, so an idle worker costs a few microseconds per poll.
 
 from __future__ import annotations
 
+import builtins
 import json
 import os
 import sqlite3
@@ -30,7 +31,6 @@ from offload.jobs import (
     FINISHED,
     QUEUED,
     SCHEDULED,
-    STARTED,
     Job,
     Outcome,
     ScheduleRun,
@@ -515,7 +515,7 @@ class SQLiteStore(Store):
         with self._write() as conn:
             conn.execute("DELETE FROM workers WHERE site=? AND id=?", (self.site_id, worker_id))
 
-    def list_workers(self, seen_after: float) -> list[WorkerInfo]:
+    def list_workers(self, seen_after: float) -> builtins.list[WorkerInfo]:
         conn = self._conn()
         rows = conn.execute(
             "SELECT info FROM workers WHERE site=? AND last_seen>? ORDER BY id", (self.site_id, seen_after)
@@ -566,7 +566,7 @@ class SQLiteStore(Store):
         ).fetchone()
         return None if row is None else dict(json.loads(row[0]))
 
-    def list_records(self, kind: str) -> list[tuple[str, dict[str, Any]]]:
+    def list_records(self, kind: str) -> builtins.list[tuple[str, dict[str, Any]]]:
         rows = self._conn().execute(
             "SELECT key, data FROM records WHERE site=? AND kind=? ORDER BY key", (self.site_id, kind)
         ).fetchall()
