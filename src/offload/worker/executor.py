@@ -5,9 +5,9 @@ socket: first an init message, then batches of jobs. The child never talks to th
 keeps draining the socket so that the supervisor's writes never block on a child that is busy writing
 results (two processes both blocked on a full socket buffer would deadlock).
 
-Messages, child -> supervisor: ``("ready", pid)``, ``("start", job_id, t)`` (only with threads > 1, where
-the supervisor cannot infer start times), ``("done", job_id, report)``, ``("progress", job_id, progress,
-meta)``. Supervisor -> child: ``("run", [spec, ...])``, ``("revoke", [job_id, ...])`` (skip these if not
+Messages, child -> supervisor: ``("ready", pid, rss)``, ``("start", job_id, t)`` (only with threads > 1,
+where the supervisor cannot infer start times), ``("done", [(job_id, report), ...])``, ``("progress", job_id,
+progress, meta)``. Supervisor -> child: ``("run", [spec, ...])``, ``("revoke", [job_id, ...])`` (skip these if not
 started yet; reported as done with ``skipped``), ``("stop",)``.
 """
 
@@ -144,6 +144,8 @@ class Executor:
         self.send_lock = threading.Lock()
         self.last_rss_check = 0.0
         self.revoked: set[str] = set()
+        self.outbox: list[tuple[str, dict[str, Any]]] = []
+        self.outbox_since = 0.0
 
     def send(self, message: tuple[Any, ...]) -> None:
         with self.send_lock:
@@ -163,19 +165,32 @@ class Executor:
     def progress(self, job_id: str, progress: dict[str, Any] | None, meta: dict[str, Any] | None) -> None:
         self.send(("progress", job_id, progress, meta))
 
-    def run_and_report(self, spec: JobSpec) -> None:
+    def run_and_report(self, spec: JobSpec, more_waiting: bool = False) -> None:
+        """Run one job and report it. Reports are batched while more jobs wait here (short jobs), at most
+        5 ms or 64 reports, so a busy child writes one message per batch instead of one per job."""
         if spec.id in self.revoked:
             self.revoked.discard(spec.id)
-            self.send(("done", spec.id, {"ok": False, "skipped": True}))
+            self._report(spec.id, {"ok": False, "skipped": True}, more_waiting)
             return
         if self.threads > 1:
             self.send(("start", spec.id, time.time()))
         report = run_job(spec, self.progress)
         now = time.monotonic()
+        report["ended"] = now  # CLOCK_MONOTONIC is system-wide: the supervisor can compare it with its own
         if now - self.last_rss_check > 1.0:
             self.last_rss_check = now
             report["rss"] = _rss_mib()
-        self.send(("done", spec.id, report))
+        self._report(spec.id, report, more_waiting)
+
+    def _report(self, job_id: str, report: dict[str, Any], more_waiting: bool) -> None:
+        with self.send_lock:
+            if not self.outbox:
+                self.outbox_since = time.monotonic()
+            self.outbox.append((job_id, report))
+            if more_waiting and len(self.outbox) < 64 and time.monotonic() - self.outbox_since < 0.005:
+                return
+            batch, self.outbox = self.outbox, []
+            self.conn.send(("done", batch))
 
     def serve(self) -> None:
         threading.Thread(target=self.read_forever, name="offload-reader", daemon=True).start()
@@ -185,9 +200,10 @@ class Executor:
             message = self.inbox.get()
             if message[0] == "stop":
                 break
-            for spec in message[1]:
+            specs = message[1]
+            for i, spec in enumerate(specs):
                 if pool is None:
-                    self.run_and_report(spec)
+                    self.run_and_report(spec, i + 1 < len(specs) or not self.inbox.empty())
                 else:
                     pool.submit(self.run_and_report, spec)
         if pool is not None:

@@ -210,7 +210,8 @@ class Supervisor:
     def _handle(self, child: Child, message: tuple[Any, ...]) -> None:
         kind = message[0]
         if kind == "done":
-            self._job_done(child, message[1], message[2])
+            for job_id, report in message[1]:
+                self._job_done(child, job_id, report)
         elif kind == "start":
             entry = child.assigned.get(message[1])
             if entry is not None and entry.started is None:
@@ -244,7 +245,7 @@ class Supervisor:
         if child.threads == 1 and child.assigned:
             head = next(iter(child.assigned.values()))
             if head.started is None:
-                self._mark_started(head, now)
+                self._mark_started(head, min(now, report.get("ended", now)))
         limit_jobs = self.opts.max_jobs_per_child
         limit_mem = self.opts.max_memory_per_child
         if (limit_jobs and child.jobs_done >= limit_jobs) or (limit_mem and child.rss > limit_mem):
@@ -324,7 +325,7 @@ class Supervisor:
         if results is None:
             return  # store unreachable: keep them and try again
         self.outcomes = []
-        for outcome, accepted in zip(batch, results):
+        for outcome, accepted in zip(batch, results, strict=False):
             if not accepted and outcome.kind != "release":
                 log.warning("Result of job %s discarded: its lease was lost (canceled, deleted, or expired "
                             "and taken by another worker)", outcome.job_id)
