@@ -1,4 +1,6 @@
-"""The Redis engine: ``redis://[:password@]host:6379/0`` (``rediss://`` for TLS); needs Redis 6.2 or later.
+"""The Redis engine: ``redis://[:password@]host:6379/0`` (``rediss://`` for TLS); needs Redis 6.2 or later, with
+``maxmemory-policy noeviction`` (the default): an evicted key would leave the indexes below inconsistent. What
+survives a server crash is what the server's persistence settings keep.
 
 Query options: ``prefix`` (key prefix, default ``offload``), ``timeout`` (socket timeout, seconds, default 30),
 ``connect_timeout`` (seconds, default 5) and, for ``rediss://``, ``ssl_cert_reqs``, ``ssl_ca_certs``,
@@ -7,48 +9,61 @@ Query options: ``prefix`` (key prefix, default ``offload``), ``timeout`` (socket
 Data layout. Every key of a site starts with ``B = <prefix>:{<site_id>}:`` (the braces make the site a Redis
 Cluster hash tag, so one site lives in one slot); queues are stored as ``<site_id>:<queue>`` (``Q`` below):
 
-    B j:<id>               HASH   one job; JSON fields (payload, meta, retry, error, errors, ...) kept as text,
-                                  times as the caller's float text, plus ``seq`` (15-digit insertion number)
-    B q:<Q>                LIST   ids of the queued jobs of a queue, claimed from the head (LPOP); new and
-                                  promoted jobs go to the tail, released ones back to the head
-    B sched                ZSET   scheduled job ids by run_at
-    B lease                ZSET   started job ids by lease_until
-    B done                 ZSET   finished, failed and canceled job ids by ended_at (for purge)
-    B all                  ZSET   every job by created_at, member ``<seq>:<id>`` (ties in insertion order)
-    B s:<Q>:<state>        ZSET   the jobs of one queue in one state, same scores and members (filtered lists)
-    B counts               HASH   ``<Q>|<state>`` -> number of jobs, kept by the scripts (zero fields removed)
-    B u:<unique_key>       STRING id of the pending job holding a unique key
-    B seq                  STRING insertion counter (the only job-related key left once every job is gone)
-    B w:<Q>, B w:sched     LIST   wake tokens (at most one each): BLPOP-ed by idle workers
-    B workers, B wseen     HASH id -> worker JSON; ZSET id by last_seen
-    B runs                 HASH   schedule name -> ``<last slot>|<job id>``
-    B rec:<kind>           HASH   record key -> JSON
-    <prefix>:schema        STRING schema version
+    B j:<id>           HASH   one job: ``spec``, the JSON array of what is fixed at enqueue (queue, func, task,
+                              payload, title, created_at, max_attempts, retry, timeout, unique_key), which the
+                              scripts hand back unread; the fields that change (state, attempts, enqueued_at,
+                              run_at, started_at, ended_at, result, error, errors, worker, lease_until,
+                              lease_token, progress, meta; JSON as text, times as the caller's float text); and
+                              the copies the scripts need (queue as Q, created_at, max_attempts, unique_key) plus
+                              ``seq``, a 15-digit insertion number
+    B q:<Q>            LIST   ids of the queued jobs of a queue, claimed from the head (LPOP); new, promoted,
+                              requeued and retried jobs join the tail, released ones go back to the head
+    B s:<Q>:<state>    ZSET   the jobs of a queue in a state (every state but started) by created_at, members
+                              ``<seq>:<id>`` so ties keep insertion order; ``list`` merges the ones it needs
+    B lease            ZSET   started job ids by lease_until (``requeue_expired``; lists of started jobs)
+    B sched            ZSET   scheduled job ids by run_at (promotion at claim; the waiter's next due time)
+    B done             ZSET   finished, failed and canceled job ids by ended_at (``purge``)
+    B counts           HASH   ``<Q>|<state>`` -> jobs, kept by the scripts (zero fields dropped): ``counts``,
+                              ``count`` and the set of queues, with no scan of jobs
+    B u:<unique_key>   STRING id of the pending job holding a unique key
+    B seq              STRING insertion counter (the one job key left once every job is gone)
+    B w:<Q>, B w:sched LIST   wake tokens, at most one each (see below)
+    B workers, B wseen HASH   worker id -> info JSON; ZSET worker id by last_seen
+    B runs             HASH   schedule name -> ``<last slot>|<job id>``
+    B rec:<kind>       HASH   record key -> JSON
+    <prefix>:schema    STRING schema version
 
-Every state transition is one Lua script (``stores/lua/*.lua``, each prefixed with ``common.lua``) run with
-EVALSHA in one round trip, whatever the batch size. Scripts touch keys derived from ``KEYS[1]`` (the site base)
-rather than declaring each one, which standalone Redis allows; with Cluster the hash tag keeps them in one slot.
-Times come from the caller (``now`` arguments), never from the server clock, so every engine agrees.
+Every state transition is one Lua script (``stores/lua/*.lua``, each prefixed with the ``common.lua`` helpers it
+uses) run with EVALSHA in one round trip whatever the batch size; index writes are grouped into one command per
+key and transition. Scripts touch keys derived from ``KEYS[1]`` (the site base) rather than declaring each one,
+which standalone Redis allows; with Cluster the hash tag keeps them in one slot. Times come from the caller
+(``now`` arguments), never from the server clock, so every engine agrees. ``list`` with filters merges at most
+``offset + limit`` entries of each index it needs (the started ones: all of them).
 
 Waiting for work: a script that puts ids into a queue list also leaves one token in ``w:<Q>`` (and a claim
 that leaves work behind leaves it again, so several idle workers wake in turn); a script that empties the list
 drops the token. An idle worker checks for queued or due work and otherwise BLPOPs the tokens of its queues
 plus ``w:sched`` (set when the earliest due time moves earlier), bounded by the next due time.
 
-Commands go straight to one connection per thread (and per process, so a forked child never shares a socket),
-packed by this module; redis-py's client layer costs more per call than the round trip itself.
+Commands are packed by this module and sent on redis-py connections taken from a small pool of our own (reset
+in a forked child); redis-py's client layer costs more per call than the round trip itself. No command is ever
+resent after it may have run: a connection the server closed is noticed before use and reopened.
 """
 
 from __future__ import annotations
 
+import builtins
 import hashlib
 import json
 import math
 import os
+import re
+import select
 import socket
 import threading
 import time
-from collections.abc import Iterable, Sequence
+import weakref
+from collections.abc import Sequence
 from importlib import resources
 from typing import Any, Protocol, cast
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -66,18 +81,12 @@ from offload.stores.base import Store
 
 SCHEMA_VERSION = 1
 
-#: The job hash fields, in the order scripts return them (``id`` is the key, not a field).
-FIELDS = (
-    "id", "queue", "func", "task", "payload", "title", "state", "created_at", "enqueued_at", "run_at",
-    "started_at", "ended_at", "attempts", "max_attempts", "retry", "timeout", "result", "error", "errors",
-    "worker", "lease_until", "lease_token", "progress", "meta", "unique_key",
+#: The job hash fields a script returns for a job, in order, after the id (the row the Python side decodes).
+#: ``spec`` is the JSON array of the fields that never change once a job is stored (see ``_args``).
+ROW_FIELDS = (
+    "spec", "payload", "state", "enqueued_at", "run_at", "started_at", "ended_at", "attempts", "result", "error",
+    "errors", "worker", "lease_until", "lease_token", "progress", "meta",
 )
-#: The fields a new job is stored with, in the order of the rows ``enqueue`` sends.
-ENQUEUE_FIELDS = (
-    "id", "queue", "func", "task", "payload", "title", "state", "created_at", "enqueued_at", "run_at",
-    "attempts", "max_attempts", "retry", "timeout", "meta", "unique_key",
-)
-
 #: Due scheduled jobs promoted per claim at most, so a backlog never stalls the server in one script.
 PROMOTE_BATCH = 1000
 #: Longest single BLPOP; a wait of any length is a loop of these.
@@ -88,38 +97,7 @@ _SSL_OPTIONS = ("ssl_cert_reqs", "ssl_ca_certs", "ssl_certfile", "ssl_keyfile")
 _DRIVER_DOWN = (RedisConnectionError, RedisTimeoutError, BusyLoadingError, ReadOnlyError, OSError)
 
 _SCRIPT_FILES = ("enqueue", "periodic", "claim", "settle", "extend", "requeue", "cancel", "retry_now", "clear",
-                 "purge", "select")
-_INLINE_SCRIPTS = {
-    "fetch": "if redis.call('EXISTS', jkey(ARGV[1])) == 0 then return false end\n"
-             "return cjson.encode(row(ARGV[1]))",
-    "delete": "return remove(ARGV[1], true)",
-    "progress": (
-        "local jk = jkey(ARGV[1])\n"
-        "if redis.call('EXISTS', jk) == 0 then return 0 end\n"
-        "if ARGV[2] ~= '' then redis.call('HSET', jk, 'progress', ARGV[2]) end\n"
-        "if ARGV[3] ~= '' then redis.call('HSET', jk, 'meta', ARGV[3]) end\n"
-        "return 1"
-    ),
-    "register_worker": (
-        "redis.call('HSET', B .. 'workers', ARGV[1], ARGV[3])\n"
-        "redis.call('ZADD', B .. 'wseen', ARGV[2], ARGV[1])\n"
-        "return 1"
-    ),
-    "unregister_worker": (
-        "redis.call('HDEL', B .. 'workers', ARGV[1])\n"
-        "redis.call('ZREM', B .. 'wseen', ARGV[1])\n"
-        "return 1"
-    ),
-    # Entries last seen at or before the cutoff are pruned, as the contract allows.
-    "list_workers": (
-        "local gone = redis.call('ZRANGEBYSCORE', B .. 'wseen', '-inf', ARGV[1])\n"
-        "for _, id in ipairs(gone) do redis.call('HDEL', B .. 'workers', id) end\n"
-        "redis.call('ZREMRANGEBYSCORE', B .. 'wseen', '-inf', ARGV[1])\n"
-        "local ids = redis.call('ZRANGEBYSCORE', B .. 'wseen', '(' .. ARGV[1], '+inf')\n"
-        "if #ids == 0 then return {} end\n"
-        "return redis.call('HMGET', B .. 'workers', unpack(ids))"
-    ),
-}
+                 "purge", "select", "fetch", "delete", "progress", "workers")
 
 
 class _Conn(Protocol):
@@ -136,20 +114,40 @@ class _Conn(Protocol):
     def disconnect(self) -> None: ...
 
 
-def _lua_table(name: str, values: Iterable[str]) -> str:
-    return f"local {name} = {{{', '.join(repr(v) for v in values)}}}\n"
+def _lua_words(text: str) -> set[str]:
+    return set(re.findall(r"[A-Za-z_]\w*", re.sub(r"--[^\n]*", "", text)))
+
+
+def _prelude(body: str, blocks: Sequence[tuple[set[str], str]]) -> str:
+    """The helper blocks ``body`` uses, directly or through other blocks, in their original order."""
+    wanted = _lua_words(body)
+    used = [False] * len(blocks)
+    grew = True
+    while grew:
+        grew = False
+        for i, (names, text) in enumerate(blocks):
+            if not used[i] and names & wanted:
+                used[i] = grew = True
+                wanted |= _lua_words(text)
+    return "\n\n".join(text for (_, text), keep in zip(blocks, used, strict=True) if keep)
 
 
 def _load_scripts() -> dict[str, tuple[str, str]]:
-    """name -> (sha1, source) of every script, each with the shared prelude."""
+    """name -> (sha1, source) of every script, each preceded by the helpers it needs."""
     lua = resources.files("offload.stores").joinpath("lua")
-    prelude = (_lua_table("FIELDS", FIELDS) + _lua_table("ENQUEUE_FIELDS", ENQUEUE_FIELDS)
-               + lua.joinpath("common.lua").read_text(encoding="utf-8"))
-    bodies = {name: lua.joinpath(f"{name}.lua").read_text(encoding="utf-8") for name in _SCRIPT_FILES}
-    bodies.update(_INLINE_SCRIPTS)
+    common = f"local ROW_FIELDS = {{{', '.join(repr(f) for f in ROW_FIELDS)}}}\n\n"
+    common += lua.joinpath("common.lua").read_text(encoding="utf-8")
+    blocks: list[tuple[set[str], str]] = []
+    for text in re.split(r"\n\s*\n", common):
+        names = set(re.findall(r"^local function (\w+)", text, re.M))
+        for match in re.finditer(r"^local ([\w, ]+?)\s*=", text, re.M):
+            names.update(name.strip() for name in match.group(1).split(","))
+        if names:
+            blocks.append((names, text))
     out: dict[str, tuple[str, str]] = {}
-    for name, body in bodies.items():
-        source = f"{prelude}\n-- {name}\n{body}\n"
+    for name in _SCRIPT_FILES:
+        body = lua.joinpath(f"{name}.lua").read_text(encoding="utf-8")
+        source = f"{_prelude(body, blocks)}\n\n-- {name}.lua\n{body}"
         out[name] = (hashlib.sha1(source.encode()).hexdigest(), source)
     return out
 
@@ -157,26 +155,24 @@ def _load_scripts() -> dict[str, tuple[str, str]]:
 _scripts: dict[str, tuple[str, str]] | None = None
 
 
-def _pack(commands: Sequence[Sequence[str | bytes]]) -> list[bytes]:
-    """RESP encoding of a pipeline of commands."""
-    out: list[bytes] = []
-    add = out.append
+def _pack(commands: Sequence[Sequence[str]]) -> list[bytes]:
+    """RESP encoding of a pipeline of commands, encoded once at the end (lengths are in bytes, so a non-ASCII
+    argument is measured encoded)."""
+    parts: list[str] = []
+    add = parts.append
     for args in commands:
-        add(b"*%d\r\n" % len(args))
+        add(f"*{len(args)}\r\n")
         for arg in args:
-            data = arg if isinstance(arg, bytes) else arg.encode()
-            add(b"$%d\r\n" % len(data))
-            add(data)
-            add(b"\r\n")
-    return [b"".join(out)]
+            size = len(arg) if arg.isascii() else len(arg.encode())
+            add(f"${size}\r\n{arg}\r\n")
+    return ["".join(parts).encode()]
 
 
-def _num(value: float | None) -> str | None:
-    return None if value is None else repr(value)
+_dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 
 
 def _dump(value: Any) -> str | None:
-    return None if value is None else json.dumps(value, separators=(",", ":"))
+    return None if value is None else _dumps(value)
 
 
 def _one_line(exc: BaseException) -> str:
@@ -228,28 +224,37 @@ class RedisStore(Store):
         self._password = self._conn_kwargs["password"]
         self.base = f"{self.key_prefix}:{{{site_id}}}:"
         self._schema_key = f"{self.key_prefix}:schema"
-        self._local = threading.local()
-        self._conns: list[_Conn] = []
-        self._conns_lock = threading.Lock()
+        # Idle connections, taken for one exchange and given back; a blocking BLPOP holds one meanwhile.
+        self._idle: list[_Conn] = []
+        self._every: weakref.WeakSet[Any] = weakref.WeakSet()
+        self._lock = threading.Lock()
+        self._pid = os.getpid()
         self._generation = 0
         global _scripts
         if _scripts is None:
             _scripts = _load_scripts()
         self._scripts = _scripts
-        # recv(MSG_PEEK | MSG_DONTWAIT) tells a connection the server closed from a live one in one syscall.
-        self._peek = getattr(socket, "MSG_DONTWAIT", 0) and (socket.MSG_PEEK | socket.MSG_DONTWAIT)
-        self._plain = self._conn_class is Connection
+        self._poll = self._conn_class is Connection and hasattr(select, "poll")
 
     # -- connections -------------------------------------------------------------------------------------
-    def _conn(self) -> _Conn:
-        local = self._local
-        conn: _Conn | None = getattr(local, "conn", None)
-        if conn is None or local.pid != os.getpid() or local.generation != self._generation:
-            conn = cast(_Conn, self._conn_class(**self._conn_kwargs))
-            with self._conns_lock:
-                self._conns.append(conn)
-            local.conn, local.pid, local.generation = conn, os.getpid(), self._generation
-        return conn
+    def _take(self) -> tuple[_Conn, int]:
+        with self._lock:
+            if self._pid != os.getpid():  # a forked child never uses its parent's sockets
+                self._idle, self._every, self._pid = [], weakref.WeakSet(), os.getpid()
+            generation = self._generation
+            if self._idle:
+                return self._idle.pop(), generation
+        conn = cast(_Conn, self._conn_class(**self._conn_kwargs))
+        with self._lock:
+            self._every.add(conn)
+        return conn, generation
+
+    def _give(self, conn: _Conn, generation: int) -> None:
+        with self._lock:
+            if generation == self._generation and self._pid == os.getpid():
+                self._idle.append(conn)
+                return
+        conn.disconnect()
 
     def _drop_if_stale(self, conn: _Conn) -> None:
         """Disconnect a pooled socket the server has closed (restart, idle timeout) so the call reconnects
@@ -258,13 +263,13 @@ class RedisStore(Store):
         if sock is None:
             return
         try:
-            if self._plain and self._peek:
-                sock.recv(1, self._peek)  # b"" (closed) or stray data: stale either way
-                stale = True
-            else:
+            if self._poll:
+                # Readable before we asked anything: the server closed it (or sent stray data). One syscall.
+                poller = select.poll()
+                poller.register(sock, select.POLLIN)
+                stale = bool(poller.poll(0))
+            else:  # TLS (a session ticket may be pending) or no poll(): let the driver look
                 stale = conn.can_read(0)
-        except BlockingIOError:
-            return
         except (OSError, RedisConnectionError):
             stale = True
         if stale:
@@ -276,10 +281,10 @@ class RedisStore(Store):
             reason = reason.replace(self._password, "***")
         return StoreUnavailable(f"Redis store {self.safe_url} is unavailable: {reason}")
 
-    def _exchange(self, commands: Sequence[Sequence[str | bytes]], read_timeout: float | None = None) -> list[Any]:
+    def _exchange(self, commands: Sequence[Sequence[str]], read_timeout: float | None = None) -> list[Any]:
         """Send commands in one round trip and return their replies (a ResponseError reply is returned, not
         raised, so every reply is read and the connection stays in step)."""
-        conn = self._conn()
+        conn, generation = self._take()
         self._drop_if_stale(conn)
         replies: list[Any] = []
         try:
@@ -297,20 +302,24 @@ class RedisStore(Store):
         except _DRIVER_DOWN as exc:
             conn.disconnect()
             raise self._unavailable(exc) from None
+        finally:
+            self._give(conn, generation)
         return replies
 
-    def _call(self, *args: str | bytes) -> Any:
+    def _call(self, *args: str) -> Any:
         reply = self._exchange([args])[0]
         if isinstance(reply, ResponseError):
             raise StoreError(f"Redis store {self.safe_url} refused {args[0]!r}: {_one_line(reply)}")
         return reply
 
-    def _run(self, name: str, *args: str | bytes) -> Any:
+    def _run(self, name: str, *args: str) -> Any:
         """Run script ``name`` with the site base as KEYS[1]."""
         sha, source = self._scripts[name]
         reply = self._exchange([("EVALSHA", sha, "1", self.base, *args)])[0]
         if isinstance(reply, NoScriptError):  # first use on this server, or its script cache was flushed
-            reply = self._exchange([("SCRIPT", "LOAD", source), ("EVALSHA", sha, "1", self.base, *args)])[1]
+            loaded, reply = self._exchange([("SCRIPT", "LOAD", source), ("EVALSHA", sha, "1", self.base, *args)])
+            if isinstance(loaded, ResponseError):
+                reply = loaded
         if isinstance(reply, ResponseError):
             raise StoreError(f"Redis store {self.safe_url} failed in script {name!r}: {_one_line(reply)}")
         return reply
@@ -324,14 +333,23 @@ class RedisStore(Store):
                 raise StoreError(f"Redis store {self.safe_url} refused offload's scripts: {_one_line(reply)}")
 
     def close(self) -> None:
-        with self._conns_lock:
-            conns, self._conns = self._conns, []
+        with self._lock:
+            mine = self._pid == os.getpid()
+            idle = self._idle if mine else []
+            busy = [conn for conn in self._every if conn not in idle] if mine else []
+            self._idle, self._every = [], weakref.WeakSet()
             self._generation += 1
-        for conn in conns:
-            try:
-                conn.disconnect()
-            except Exception:
-                pass
+        for conn in idle:
+            conn.disconnect()
+        # A connection in use (a BLPOP in another thread) is only shut down: its reader sees the end of the
+        # stream and fails cleanly, and its connection is dropped when given back.
+        for conn in busy:
+            sock = conn._sock
+            if sock is not None:
+                try:
+                    sock.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
 
     def migrate(self) -> int:
         _, version = self._exchange([("SET", self._schema_key, str(SCHEMA_VERSION), "NX"),
@@ -347,27 +365,28 @@ class RedisStore(Store):
         self._call("PING")
 
     # -- rows --------------------------------------------------------------------------------------------
-    def _job(self, r: list[Any]) -> Job:
-        (job_id, queue, func, task, payload, title, state, created_at, enqueued_at, run_at, started_at, ended_at,
-         attempts, max_attempts, retry, timeout, result, error, errors, worker, lease_until, lease_token,
-         progress, meta, unique_key) = r
+    def _job(self, r: builtins.list[Any]) -> Job:
+        """A Job from a script's row: the id, then ROW_FIELDS."""
+        (job_id, spec, payload, state, enqueued_at, run_at, started_at, ended_at, attempts, result, error, errors,
+         worker, lease_until, lease_token, progress, meta) = r
+        queue, func, task, title, created_at, max_attempts, retry, timeout, unique_key = json.loads(spec)
         return Job(
             id=job_id,
-            queue=self.unqname(queue),
+            queue=queue,
             func=func,
             task=task,
             payload=payload,
             title=title,
             state=state,
-            created_at=float(created_at),
+            created_at=created_at,
             enqueued_at=None if enqueued_at is None else float(enqueued_at),
             run_at=None if run_at is None else float(run_at),
             started_at=None if started_at is None else float(started_at),
             ended_at=None if ended_at is None else float(ended_at),
             attempts=int(attempts),
-            max_attempts=int(max_attempts),
-            retry=None if retry is None else json.loads(retry),
-            timeout=None if timeout is None else float(timeout),
+            max_attempts=max_attempts,
+            retry=retry,
+            timeout=timeout,
             result_json=result,
             error=None if error is None else json.loads(error),
             errors=[] if errors is None else json.loads(errors),
@@ -379,35 +398,47 @@ class RedisStore(Store):
             unique_key=unique_key,
         )
 
-    def _jobs(self, reply: str) -> list[Job]:
+    def _jobs(self, reply: str) -> builtins.list[Job]:
         return [self._job(r) for r in json.loads(reply)]
 
-    def _row(self, job: Job, now: str) -> list[str | None]:
-        return [
-            job.id, self.qname(job.queue), job.func, job.task, job.payload, job.title, job.state,
-            repr(job.created_at), now if job.state == QUEUED else _num(job.enqueued_at), _num(job.run_at),
-            str(job.attempts), str(job.max_attempts), _dump(job.retry), _num(job.timeout),
-            _dump(job.meta or {}), job.unique_key,
-        ]
+    def _args(self, job: Job, now: str, out: builtins.list[str]) -> None:
+        """Append a new job's 12 values as ``enqueue_one`` (common.lua) reads them ('' = absent).
+        ``spec`` holds what never changes, as one JSON text the scripts hand back unread; the few fields the
+        scripts use are also sent apart."""
+        spec = _dumps([job.queue, job.func, job.task, job.title, job.created_at, job.max_attempts, job.retry,
+                       job.timeout, job.unique_key])
+        out += (
+            job.id, self.qname(job.queue), job.state, repr(job.created_at),
+            now if job.state == QUEUED else "" if job.enqueued_at is None else repr(job.enqueued_at),
+            "" if job.run_at is None else repr(job.run_at), str(job.attempts), str(job.max_attempts),
+            _dumps(job.meta) if job.meta else "", "" if job.unique_key is None else "=" + job.unique_key,
+            spec, job.payload,
+        )
 
     @staticmethod
     def _stored(job: Job, now: float) -> Job:
-        stored = Job(**{**job.__dict__, "duplicate": False})
+        stored: Job = object.__new__(Job)
+        stored.__dict__.update(job.__dict__)
+        stored.duplicate = False
         if job.state == QUEUED:
             stored.enqueued_at = now
         return stored
 
     # -- producer ----------------------------------------------------------------------------------------
-    def enqueue_many(self, jobs: Sequence[Job], now: float) -> list[Job]:
+    def enqueue_many(self, jobs: Sequence[Job], now: float) -> builtins.list[Job]:
         if not jobs:
             return []
         now_text = repr(now)
-        rows = json.dumps([self._row(job, now_text) for job in jobs], separators=(",", ":"), ensure_ascii=False)
+        args: builtins.list[str] = []
+        for job in jobs:
+            self._args(job, now_text, args)
+        dups = self._run("enqueue", *args)
         out = [self._stored(job, now) for job in jobs]
-        for index, r in json.loads(self._run("enqueue", rows)):
-            existing = self._job(r)
-            existing.duplicate = True
-            out[index - 1] = existing
+        if dups != "[]":
+            for index, r in json.loads(dups):
+                existing = self._job(r)
+                existing.duplicate = True
+                out[index - 1] = existing
         return out
 
     # -- worker ------------------------------------------------------------------------------------------
@@ -425,7 +456,7 @@ class RedisStore(Store):
         args = [repr(now + lease)]
         for job_id, token in held.items():
             args += (job_id, token)
-        lost: list[str] = json.loads(self._run("extend", *args))
+        lost: builtins.list[str] = json.loads(self._run("extend", *args))
         return lost
 
     def settle(self, outcomes: Sequence[Outcome], now: float) -> list[bool]:
@@ -439,7 +470,7 @@ class RedisStore(Store):
             elif o.kind == "release":
                 has, data, retry_at = "", "", ""
             else:
-                has, data = "1", json.dumps(o.error or {}, separators=(",", ":"))
+                has, data = "1", _dumps(o.error or {})
                 retry_at = repr(o.retry_at if o.retry_at is not None else now)
             args += (o.job_id, o.token, o.kind, has, data, ended, retry_at)
         reply: str = self._run("settle", *args)
@@ -497,14 +528,6 @@ class RedisStore(Store):
         reply = self._run("fetch", job_id)
         return None if reply is None else self._job(json.loads(reply))
 
-    def _select(self, mode: str, queues: Sequence[str] | None, states: Sequence[str] | None,
-                *page: str) -> Any:
-        if queues is not None and not queues or states is not None and not states:
-            return None
-        qnames = sorted({self.qname(q) for q in queues or ()})
-        wanted = sorted(set(states or ()))
-        return self._run("select", mode, str(len(qnames)), *qnames, str(len(wanted)), *wanted, *page)
-
     def list(
         self,
         queues: Sequence[str] | None = None,
@@ -512,20 +535,31 @@ class RedisStore(Store):
         limit: int = 100,
         offset: int = 0,
         descending: bool = False,
-    ) -> list[Job]:
-        reply = self._select("list", queues, states, str(max(offset, 0)), str(limit), "1" if descending else "")
-        return [] if reply is None else self._jobs(reply)
+    ) -> builtins.list[Job]:
+        if (queues is not None and not queues) or (states is not None and not states) or limit <= 0:
+            return []
+        qnames = sorted({self.qname(q) for q in queues or ()})
+        wanted = sorted(set(states or ()))
+        reply = self._run("select", str(len(qnames)), *qnames, str(len(wanted)), *wanted, str(max(offset, 0)),
+                          str(limit), "1" if descending else "")
+        return self._jobs(reply)
 
-    def count(self, queues: Sequence[str] | None = None, states: Sequence[str] | None = None) -> int:
-        reply = self._select("count", queues, states)
-        return 0 if reply is None else int(reply)
-
-    def counts(self) -> dict[str, dict[str, int]]:
-        flat: list[str] = self._call("HGETALL", self.base + "counts")
-        out: dict[str, dict[str, int]] = {}
+    def _counters(self) -> dict[tuple[str, str], int]:
+        flat: builtins.list[str] = self._call("HGETALL", self.base + "counts")
+        out: dict[tuple[str, str], int] = {}
         for i in range(0, len(flat), 2):
             queue, _, state = flat[i].rpartition("|")
-            out.setdefault(self.unqname(queue), {})[state] = int(flat[i + 1])
+            out[self.unqname(queue), state] = int(flat[i + 1])
+        return out
+
+    def count(self, queues: Sequence[str] | None = None, states: Sequence[str] | None = None) -> int:
+        return sum(n for (queue, state), n in self._counters().items()
+                   if (queues is None or queue in queues) and (states is None or state in states))
+
+    def counts(self) -> dict[str, dict[str, int]]:
+        out: dict[str, dict[str, int]] = {}
+        for (queue, state), n in self._counters().items():
+            out.setdefault(queue, {})[state] = n
         return out
 
     def cancel(self, job_id: str, now: float) -> Job | None:
@@ -552,23 +586,24 @@ class RedisStore(Store):
 
     # -- workers -----------------------------------------------------------------------------------------
     def register_worker(self, info: WorkerInfo) -> None:
-        self._run("register_worker", info.id, repr(info.last_seen), json.dumps(info.to_dict()))
+        self._run("workers", "register", info.id, repr(info.last_seen), _dumps(info.to_dict()))
 
     def unregister_worker(self, worker_id: str) -> None:
-        self._run("unregister_worker", worker_id)
+        self._run("workers", "unregister", worker_id)
 
-    def list_workers(self, seen_after: float) -> list[WorkerInfo]:
-        found: list[str | None] = self._run("list_workers", repr(seen_after))
+    def list_workers(self, seen_after: float) -> builtins.list[WorkerInfo]:
+        found: builtins.list[str | None] = self._run("workers", "list", repr(seen_after))
         workers = [WorkerInfo(**json.loads(data)) for data in found if data is not None]
         return sorted(workers, key=lambda w: w.id)
 
     # -- schedules ---------------------------------------------------------------------------------------
     def enqueue_periodic(self, name: str, slot: float, job: Job, now: float) -> bool:
-        row = json.dumps(self._row(job, repr(now)), separators=(",", ":"), ensure_ascii=False)
-        return bool(self._run("periodic", name, repr(slot), row))
+        args = [name, repr(slot)]
+        self._args(job, repr(now), args)
+        return bool(self._run("periodic", *args))
 
     def schedule_runs(self) -> dict[str, ScheduleRun]:
-        flat: list[str] = self._call("HGETALL", self.base + "runs")
+        flat: builtins.list[str] = self._call("HGETALL", self.base + "runs")
         out: dict[str, ScheduleRun] = {}
         for i in range(0, len(flat), 2):
             slot, _, job_id = flat[i + 1].partition("|")
@@ -580,14 +615,14 @@ class RedisStore(Store):
         return f"{self.base}rec:{kind}"
 
     def put_record(self, kind: str, key: str, data: dict[str, Any]) -> None:
-        self._call("HSET", self._record_key(kind), key, json.dumps(data, separators=(",", ":")))
+        self._call("HSET", self._record_key(kind), key, _dumps(data))
 
     def get_record(self, kind: str, key: str) -> dict[str, Any] | None:
         data: str | None = self._call("HGET", self._record_key(kind), key)
         return None if data is None else dict(json.loads(data))
 
-    def list_records(self, kind: str) -> list[tuple[str, dict[str, Any]]]:
-        flat: list[str] = self._call("HGETALL", self._record_key(kind))
+    def list_records(self, kind: str) -> builtins.list[tuple[str, dict[str, Any]]]:
+        flat: builtins.list[str] = self._call("HGETALL", self._record_key(kind))
         return sorted(((flat[i], json.loads(flat[i + 1])) for i in range(0, len(flat), 2)), key=lambda kv: kv[0])
 
     def delete_record(self, kind: str, key: str) -> bool:

@@ -11,12 +11,13 @@ if PENDING[state] then
   elseif state == 'scheduled' then
     unschedule(id)
   else
-    redis.call('ZREM', B .. 'lease', id)
+    site_drop('lease', id)
   end
   redis.call('HSET', jk, 'state', 'canceled', 'ended_at', now)
   redis.call('HDEL', jk, 'lease_token', 'lease_until')
-  redis.call('ZADD', B .. 'done', now, id)
-  move(id, q, f[3], f[4], state, 'canceled')
+  site_set('done', id, now)
+  move(q, id, f[3], f[4], state, 'canceled')
   release_key(f[5], id)
+  apply()
 end
 return cjson.encode(row(id))

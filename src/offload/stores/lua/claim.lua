@@ -10,13 +10,13 @@ if #due > 0 then
     local f = redis.call('HMGET', jk, 'state', 'queue', 'seq', 'created_at')
     if f[1] == 'scheduled' then
       redis.call('HSET', jk, 'state', 'queued', 'enqueued_at', now)
-      move(id, f[2], f[3], f[4], 'scheduled', 'queued')
-      redis.call('RPUSH', qkey(f[2]), id)
-      woken[f[2]] = true
+      move(f[2], id, f[3], f[4], 'scheduled', 'queued')
+      push(f[2], id)
     end
   end
   redis.call('ZREM', B .. 'sched', unpack(due))
   if redis.call('EXISTS', B .. 'sched') == 0 then redis.call('DEL', B .. 'w:sched') end
+  apply()
 end
 
 local out = {}
@@ -28,15 +28,19 @@ for i = 7, #ARGV do
   if ids then
     for _, id in ipairs(ids) do
       local jk = jkey(id)
-      local f = redis.call('HMGET', jk, 'state', 'seq', 'created_at')
-      if f[1] == 'queued' then
-        redis.call('HSET', jk, 'state', 'started', 'lease_token', prefix .. (#out + 1), 'lease_until', lease_until,
-                   'worker', worker, 'started_at', now)
-        redis.call('HINCRBY', jk, 'attempts', 1)
-        redis.call('HDEL', jk, 'ended_at')
-        redis.call('ZADD', B .. 'lease', lease_until, id)
-        move(id, q, f[2], f[3], 'queued', 'started')
-        out[#out + 1] = row(id)
+      local h = redis.call('HMGET', jk, 'state', 'seq', 'created_at', 'attempts', 'ended_at', 'spec', 'payload',
+                           'enqueued_at', 'run_at', 'result', 'error', 'errors', 'progress', 'meta')
+      if h[1] == 'queued' then
+        local attempts = tonumber(h[4]) + 1
+        local token = prefix .. (#out + 1)
+        redis.call('HSET', jk, 'state', 'started', 'attempts', attempts, 'lease_token', token,
+                   'lease_until', lease_until, 'worker', worker, 'started_at', now)
+        if h[5] then redis.call('HDEL', jk, 'ended_at') end
+        site_set('lease', id, lease_until)
+        move(q, id, h[2], h[3], 'queued', 'started')
+        -- The row in ROW_FIELDS order, from what was read and what was just written.
+        out[#out + 1] = {id, h[6], h[7], 'started', h[8] or null, h[9] or null, now, null, attempts, h[10] or null,
+                         h[11] or null, h[12] or null, worker, lease_until, token, h[13] or null, h[14] or null}
       end
     end
     -- Work left behind: keep a token so the next idle worker wakes as well.
@@ -48,5 +52,5 @@ for i = 7, #ARGV do
     end
   end
 end
-flush_wakes()
+apply()
 return encode(out)

@@ -19,4 +19,5 @@ for _, q in ipairs(queues) do
   for _, id in ipairs(ids) do n = n + remove(id, false) end
   for _, m in ipairs(redis.call('ZRANGE', skey(q, 'scheduled'), 0, -1)) do n = n + remove(member_id(m), true) end
 end
+apply()
 return n

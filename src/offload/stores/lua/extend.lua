@@ -7,9 +7,10 @@ for i = 2, #ARGV, 2 do
   local f = redis.call('HMGET', jk, 'state', 'lease_token')
   if f[1] == 'started' and f[2] == token then
     redis.call('HSET', jk, 'lease_until', lease_until)
-    redis.call('ZADD', B .. 'lease', lease_until, id)
+    site_set('lease', id, lease_until)
   else
     lost[#lost + 1] = id
   end
 end
+apply()
 return encode(lost)

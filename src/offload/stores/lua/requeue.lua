@@ -2,12 +2,12 @@
 -- fail once attempts are spent; an "abandoned" error is recorded either way. Returns a JSON array of rows.
 local now = ARGV[1]
 local ids = redis.call('ZRANGEBYSCORE', B .. 'lease', '-inf', '(' .. now)
-local out = {}
+local changed = {}
 for _, id in ipairs(ids) do
   local jk = jkey(id)
   local f = redis.call('HMGET', jk, 'state', 'queue', 'seq', 'created_at', 'attempts', 'max_attempts', 'worker',
                        'errors', 'unique_key')
-  redis.call('ZREM', B .. 'lease', id)
+  site_drop('lease', id)
   if f[1] == 'started' then
     local q = f[2]
     local message = 'worker ' .. (f[7] or 'None') .. ' stopped renewing the lease (killed or lost); attempt ' .. f[5]
@@ -17,17 +17,18 @@ for _, id in ipairs(ids) do
     redis.call('HDEL', jk, 'lease_token', 'lease_until')
     if tonumber(f[5]) < tonumber(f[6]) then
       redis.call('HSET', jk, 'state', 'queued', 'enqueued_at', now)
-      move(id, q, f[3], f[4], 'started', 'queued')
-      redis.call('RPUSH', qkey(q), id)
-      woken[q] = true
+      move(q, id, f[3], f[4], 'started', 'queued')
+      push(q, id)
     else
       redis.call('HSET', jk, 'state', 'failed', 'ended_at', now)
-      redis.call('ZADD', B .. 'done', now, id)
-      move(id, q, f[3], f[4], 'started', 'failed')
+      site_set('done', id, now)
+      move(q, id, f[3], f[4], 'started', 'failed')
       release_key(f[9], id)
     end
-    out[#out + 1] = row(id)
+    changed[#changed + 1] = id
   end
 end
-flush_wakes()
+apply()
+local out = {}
+for _, id in ipairs(changed) do out[#out + 1] = row(id) end
 return encode(out)

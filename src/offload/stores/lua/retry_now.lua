@@ -15,13 +15,13 @@ elseif state == 'failed' or state == 'canceled' then
     redis.call('SET', B .. 'u:' .. uk, id)
   end
   redis.call('HSET', jk, 'attempts', '0')
-  redis.call('ZREM', B .. 'done', id)
+  site_drop('done', id)
 else
   return cjson.encode(row(id))
 end
 redis.call('HSET', jk, 'state', 'queued', 'enqueued_at', now)
 redis.call('HDEL', jk, 'run_at', 'ended_at')
-move(id, q, f[3], f[4], state, 'queued')
-redis.call('RPUSH', qkey(q), id)
-wake(q)
+move(q, id, f[3], f[4], state, 'queued')
+push(q, id)
+apply()
 return cjson.encode(row(id))

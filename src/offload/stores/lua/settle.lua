@@ -1,59 +1,58 @@
 -- settle: ARGV = 7 values per outcome: id, token, kind, has_data ('1' or ''), data, ended_at, retry_at.
--- data is the result JSON (finish) or the error JSON (fail, retry). Returns one '1' (applied) or '0'
--- (fenced off) per outcome.
+-- data is the result JSON (finish) or the error JSON (fail, retry). Returns one '1' (applied) or '0' (fenced
+-- off) per outcome.
 local out = {}
 local released = {}
+local extra = {finish = 'state', fail = 'errors', retry = 'errors', release = 'attempts'}
 for i = 1, #ARGV, 7 do
   local id, token, kind = ARGV[i], ARGV[i + 1], ARGV[i + 2]
   local data, ended = ARGV[i + 4], ARGV[i + 5]
   local jk = jkey(id)
-  local f = redis.call('HMGET', jk, 'state', 'lease_token', 'queue', 'seq', 'created_at', 'unique_key', 'errors',
-                       'attempts')
+  local f = redis.call('HMGET', jk, 'state', 'lease_token', 'queue', 'seq', 'created_at', 'unique_key',
+                       extra[kind] or 'state')
   if f[1] ~= 'started' or f[2] ~= token then
     out[#out + 1] = '0'
   else
     out[#out + 1] = '1'
     local q = f[3]
-    redis.call('ZREM', B .. 'lease', id)
+    site_drop('lease', id)
     redis.call('HDEL', jk, 'lease_token', 'lease_until')
-    if kind == 'release' then
-      local attempts = math.max(tonumber(f[8]) - 1, 0)
-      redis.call('HSET', jk, 'state', 'queued', 'attempts', attempts)
+    if kind == 'finish' then
+      if ARGV[i + 3] == '1' then
+        redis.call('HSET', jk, 'state', 'finished', 'ended_at', ended, 'result', data)
+      else
+        redis.call('HSET', jk, 'state', 'finished', 'ended_at', ended)
+      end
+      site_set('done', id, ended)
+      move(q, id, f[4], f[5], 'started', 'finished')
+      release_key(f[6], id)
+    elseif kind == 'fail' then
+      redis.call('HSET', jk, 'state', 'failed', 'error', data, 'errors', append_error(f[7], data), 'ended_at', ended)
+      site_set('done', id, ended)
+      move(q, id, f[4], f[5], 'started', 'failed')
+      release_key(f[6], id)
+    elseif kind == 'retry' then
+      local retry_at = ARGV[i + 6]
+      redis.call('HSET', jk, 'state', 'scheduled', 'run_at', retry_at, 'error', data,
+                 'errors', append_error(f[7], data), 'ended_at', ended)
+      schedule(id, retry_at)
+      move(q, id, f[4], f[5], 'started', 'scheduled')
+    else -- release: the attempt is given back and the job returns to the head of its queue
+      redis.call('HSET', jk, 'state', 'queued', 'attempts', math.max(tonumber(f[7]) - 1, 0))
       redis.call('HDEL', jk, 'started_at', 'worker')
-      move(id, q, f[4], f[5], 'started', 'queued')
+      move(q, id, f[4], f[5], 'started', 'queued')
       local ids = released[q]
       if not ids then
         ids = {}
         released[q] = ids
       end
       ids[#ids + 1] = id
-    elseif kind == 'finish' then
-      redis.call('HSET', jk, 'state', 'finished', 'ended_at', ended)
-      if ARGV[i + 3] == '1' then
-        redis.call('HSET', jk, 'result', data)
-      else
-        redis.call('HDEL', jk, 'result')
-      end
-      redis.call('ZADD', B .. 'done', ended, id)
-      move(id, q, f[4], f[5], 'started', 'finished')
-      release_key(f[6], id)
-    elseif kind == 'fail' then
-      redis.call('HSET', jk, 'state', 'failed', 'error', data, 'errors', append_error(f[7], data), 'ended_at', ended)
-      redis.call('ZADD', B .. 'done', ended, id)
-      move(id, q, f[4], f[5], 'started', 'failed')
-      release_key(f[6], id)
-    else
-      local retry_at = ARGV[i + 6]
-      redis.call('HSET', jk, 'state', 'scheduled', 'run_at', retry_at, 'error', data,
-                 'errors', append_error(f[7], data), 'ended_at', ended)
-      schedule(id, retry_at)
-      move(id, q, f[4], f[5], 'started', 'scheduled')
     end
   end
 end
--- Released jobs go back to the head of their queue, in the order they had.
 for q, ids in pairs(released) do
   for j = #ids, 1, -1 do redis.call('LPUSH', qkey(q), ids[j]) end
-  wake(q)
+  woken[q] = true
 end
+apply()
 return table.concat(out)

@@ -1,0 +1,427 @@
+"""The Redis engine beyond the contract: URLs, outages, the key layout and the bookkeeping the scripts keep."""
+
+from __future__ import annotations
+
+import random
+import shutil
+import socket
+import subprocess
+import threading
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable, Iterator
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+
+redis = pytest.importorskip("redis")
+
+from offload.errors import StoreUnavailable, StoreURLError  # noqa: E402
+from offload.jobs import (  # noqa: E402
+    CANCELED,
+    DONE_STATES,
+    FAILED,
+    FINISHED,
+    PENDING_STATES,
+    QUEUED,
+    SCHEDULED,
+    STARTED,
+    Job,
+    Outcome,
+    WorkerInfo,
+)
+from offload.stores import open_store  # noqa: E402
+from offload.stores.redis import RedisStore  # noqa: E402
+from tests.conftest import engine_url, service_missing  # noqa: E402
+from tests.stores.conftest import make_job  # noqa: E402
+
+LEASE = 30.0
+SECRET = "hunter2-not-in-logs"
+
+
+@pytest.fixture
+def url(tmp_path: Any) -> str:
+    return engine_url("redis", tmp_path)
+
+
+@pytest.fixture
+def make(url: str) -> Iterator[Callable[..., RedisStore]]:
+    opened: list[RedisStore] = []
+
+    def make(site: str | None = None) -> RedisStore:
+        store = open_store(url, site or f"r{uuid.uuid4().hex[:12]}")
+        assert isinstance(store, RedisStore)
+        opened.append(store)
+        return store
+
+    yield make
+    for store in opened:
+        store.close()
+
+
+@pytest.fixture
+def store(make: Callable[..., RedisStore]) -> RedisStore:
+    return make()
+
+
+@pytest.fixture
+def server(url: str) -> Iterator[Any]:
+    """A plain client on the test server, to look at what the store wrote."""
+    client = redis.Redis.from_url(url.split("?")[0], decode_responses=True)
+    yield client
+    client.close()
+
+
+def site_keys(server: Any, store: RedisStore) -> set[str]:
+    return set(server.scan_iter(match=store.base + "*", count=1000))
+
+
+# -- URLs and errors ------------------------------------------------------------------------------------
+def test_unreachable_server_is_one_clear_error_without_the_password() -> None:
+    url = f"redis://:{SECRET}@127.0.0.1:1/0?prefix=offload-test&connect_timeout=2"
+    started = time.monotonic()
+    with pytest.raises(StoreUnavailable) as info:
+        open_store(url, "site")
+    message = str(info.value)
+    assert time.monotonic() - started < 5, "no retry storm before giving up"
+    assert SECRET not in message and "redis://:***@127.0.0.1:1/0" in message
+    assert "\n" not in message and "refused" in message.lower()
+    assert info.value.__cause__ is None and info.value.__suppress_context__
+
+
+def test_unknown_or_malformed_url_options_are_refused(url: str) -> None:
+    with pytest.raises(StoreURLError, match="colour"):
+        RedisStore(url + "&colour=blue", "site")
+    with pytest.raises(StoreURLError, match="ssl_cert_reqs"):
+        RedisStore(url + "&ssl_cert_reqs=none", "site")  # a TLS option on a plain redis:// URL
+    for bad in ("redis://127.0.0.1:notaport/0", "redis://127.0.0.1:6379/db7", "redis://h/0?timeout=soon",
+                "redis://h/0?prefix="):
+        with pytest.raises(StoreURLError):
+            RedisStore(bad, "site")
+    # TLS options belong to rediss:// URLs; nothing connects until open().
+    assert RedisStore("rediss://h:6380/2?ssl_cert_reqs=none&prefix=p", "site").key_prefix == "p"
+
+
+def test_keys_live_under_the_prefix_and_the_site(store: RedisStore, server: Any, url: str) -> None:
+    prefix = parse_qs(urlsplit(url).query)["prefix"][-1]
+    site = store.site_id
+    assert store.base == f"{prefix}:{{{site}}}:"
+    now = time.time()
+    store.enqueue_many([make_job("a", unique_key="u1"), make_job("b", now=now, run_at=now + 60)], now)
+    job = store.claim(["a"], "w1", LEASE, 1, now)[0]
+    store.settle([Outcome(job.id, job.lease_token or "", "finish", result_json="1", ended_at=now)], now)
+    store.enqueue(make_job("a"), now)
+    store.register_worker(WorkerInfo("w1", "host", 1, ["a"], 1, now, now))
+    store.put_record("webhook", "h1", {"url": "https://example.org"})
+    store.enqueue_periodic("nightly", 1_800_000_000.0, make_job("c"), now)
+    assert not store.wait_for_work(["c-empty"], 0.01)
+    keys = set(server.scan_iter(match=f"*{site}*", count=1000))
+    assert keys and all(key.startswith(store.base) for key in keys), keys
+    assert f"{store.base}q:{store.qname('a')}" in keys, "queues are stored as <site>:<queue>"
+    assert server.get(f"{prefix}:schema") == "1"
+
+
+# -- bookkeeping ----------------------------------------------------------------------------------------
+UNIQUE_KEYS = {f"k{i}" for i in range(8)}
+
+
+def check_books(store: RedisStore, server: Any, thorough: bool) -> set[str]:
+    """counts(), count() and list() agree with each other and with every index the scripts keep."""
+    jobs = store.list(limit=1_000_000)
+    recount = Counter((j.queue, j.state) for j in jobs)
+    expected: dict[str, dict[str, int]] = {}
+    for (queue, state), n in recount.items():
+        expected.setdefault(queue, {})[state] = n
+    assert store.counts() == expected
+    assert store.count() == len(jobs)
+    created = [j.created_at for j in jobs]
+    assert created == sorted(created)
+
+    base = store.base
+    queues = sorted({q for q, _ in recount} | {"a", "b", "c"})
+    look = server.pipeline(transaction=False)
+    for queue in queues:
+        look.lrange(f"{base}q:{store.qname(queue)}", 0, -1)
+        for state in (SCHEDULED, QUEUED, *DONE_STATES):
+            look.zcard(f"{base}s:{store.qname(queue)}:{state}")
+    look.zcard(base + "lease")
+    look.zcard(base + "sched")
+    look.zcard(base + "done")
+    found = iter(look.execute())
+    for queue in queues:
+        queued = [j.id for j in jobs if j.queue == queue and j.state == QUEUED]
+        assert sorted(next(found)) == sorted(queued)
+        for state in (SCHEDULED, QUEUED, *DONE_STATES):
+            assert next(found) == recount[queue, state], (queue, state)
+    by_state = Counter(j.state for j in jobs)
+    assert next(found) == by_state[STARTED]
+    assert next(found) == by_state[SCHEDULED]
+    assert next(found) == sum(by_state[s] for s in DONE_STATES)
+    held = {j.unique_key: j.id for j in jobs if j.unique_key and j.state in PENDING_STATES}
+    names = sorted(UNIQUE_KEYS | set(held))
+    stored = dict(zip(names, server.mget([f"{base}u:{name}" for name in names]), strict=True))
+    assert {name: job_id for name, job_id in stored.items() if job_id is not None} == held
+    if not thorough:
+        return set(by_state)
+    assert [j.id for j in store.list(limit=1_000_000, descending=True)] == [j.id for j in reversed(jobs)]
+    for (queue, state), n in recount.items():
+        assert store.count([queue], [state]) == n
+        assert [j.id for j in store.list([queue], [state], limit=1_000_000)] == [
+            j.id for j in jobs if j.queue == queue and j.state == state
+        ]
+    for state in {s for _, s in recount}:
+        page = store.list(states=[state, FAILED], limit=3, offset=1)
+        assert [j.id for j in page] == [j.id for j in jobs if j.state in (state, FAILED)][1:4]
+    page = store.list(queues=["a", "c"], limit=4, offset=2, descending=True)
+    assert [j.id for j in page] == [j.id for j in reversed(jobs) if j.queue in ("a", "c")][2:6]
+    return set(by_state)
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_counts_stay_right_through_every_transition(store: RedisStore, server: Any, seed: int) -> None:
+    rng = random.Random(seed)
+    seen: set[str] = set()
+    now = 1_800_000_000.0
+    queues = ["a", "b", "c"]
+    held: dict[str, Job] = {}
+
+    def new_job(**fields: Any) -> Job:
+        run_at = now + rng.choice([5, 50]) if rng.random() < 0.2 else None
+        key = rng.choice(sorted(UNIQUE_KEYS)) if rng.random() < 0.3 else None
+        fields = {"unique_key": key, **fields}
+        return make_job(rng.choice(queues), now=now + rng.choice([0.0, 0.5]), run_at=run_at, **fields)
+
+    store.enqueue_many([new_job() for _ in range(60)], now)
+    for step in range(160):
+        now += rng.choice([0.0, 1.0, 10.0])
+        action = rng.randrange(12)
+        known = [j.id for j in store.list(limit=1_000)]
+        if action <= 2:
+            order = rng.sample(queues, k=rng.randint(1, 3))
+            lease = 5.0 if rng.random() < 0.3 else LEASE
+            for job in store.claim(order, f"w{rng.randrange(3)}", lease, rng.randint(1, 6), now):
+                held[job.id] = job
+        elif action <= 4 and held:
+            chosen = rng.sample(list(held.values()), k=min(len(held), rng.randint(1, 5)))
+            outcomes = []
+            for job in chosen:
+                kind = rng.choice(["finish", "fail", "retry", "release"])
+                token = job.lease_token if rng.random() < 0.9 else "stale"
+                outcomes.append(Outcome(job.id, token or "", kind, result_json="1", error={"type": "E"},
+                                        retry_at=now + rng.choice([0, 20]), ended_at=now))
+                held.pop(job.id)
+            store.settle(outcomes, now)
+        elif action == 5:
+            for job in store.requeue_expired(now + rng.choice([0.0, 40.0])):
+                held.pop(job.id, None)
+        elif action == 6 and known:
+            store.cancel(rng.choice(known), now)
+        elif action == 7 and known:
+            store.retry_now(rng.choice(known), now)
+        elif action == 8 and known:
+            store.delete(rng.choice(known))
+        elif action == 9:
+            reused = [new_job(id=rng.choice(known))] if known else []
+            store.enqueue_many([new_job() for _ in range(rng.randint(1, 8))] + reused, now)
+        elif action == 10:
+            store.purge(now - rng.choice([0, 20]), limit=rng.randint(1, 5))
+        elif action == 11 and rng.random() < 0.3:
+            store.clear(rng.sample(queues, k=1) if rng.random() < 0.7 else None)
+        if held:
+            store.extend_leases("w", {j.id: j.lease_token or "" for j in held.values()}, LEASE, now)
+        seen |= check_books(store, server, thorough=step % 10 == 0)
+    check_books(store, server, thorough=True)
+    assert seen == {SCHEDULED, QUEUED, STARTED, FINISHED, FAILED, CANCELED}
+
+
+def test_nothing_is_left_behind_once_jobs_are_gone(store: RedisStore, server: Any) -> None:
+    now = time.time()
+    store.enqueue_many(
+        [make_job("a", unique_key=f"u{i}") for i in range(6)]
+        + [make_job("b", now=now, run_at=now + 60 + i) for i in range(3)]
+        + [make_job("c") for _ in range(3)],
+        now,
+    )
+    claimed = store.claim(["a"], "w1", LEASE, 4, now)
+    finished, failed, retried, released = claimed
+    store.settle(
+        [
+            Outcome(finished.id, finished.lease_token or "", "finish", result_json="1", ended_at=now),
+            Outcome(failed.id, failed.lease_token or "", "fail", error={"type": "E"}, ended_at=now),
+            Outcome(retried.id, retried.lease_token or "", "retry", error={}, retry_at=now + 5, ended_at=now),
+            Outcome(released.id, released.lease_token or "", "release"),
+        ],
+        now,
+    )
+    running = store.claim(["c"], "w1", LEASE, 1, now)[0]
+    store.cancel(store.list(["b"], [SCHEDULED], limit=1)[0].id, now)
+    assert {k[len(store.base):].split(":")[0] for k in site_keys(server, store)} >= {"j", "q", "s", "u"}
+
+    assert store.delete(running.id)
+    assert store.clear() == 8  # a: 2 queued, 1 released, 1 retried; b: 2 scheduled; c: 2 queued
+    assert store.purge(now + 1) == 3  # finished, failed, canceled
+    assert store.count() == 0 and store.counts() == {}
+    assert site_keys(server, store) == {store.base + "seq"}
+
+
+# -- waiting for work -----------------------------------------------------------------------------------
+def test_an_idle_wait_blocks_instead_of_polling(store: RedisStore) -> None:
+    now = time.time()
+    store.enqueue(make_job("elsewhere"), now)
+    store.enqueue(make_job(now=now, run_at=now + 3600), now)
+    cpu, started = time.thread_time(), time.monotonic()
+    assert not store.wait_for_work(["default"], 0.5)
+    assert time.monotonic() - started >= 0.45
+    assert time.thread_time() - cpu < 0.05
+
+
+def test_idle_waiters_wake_in_turn_as_each_claims(make: Callable[..., RedisStore]) -> None:
+    producer = make()
+    site = producer.site_id
+    woke: list[float] = []
+    lock = threading.Lock()
+    ready = threading.Barrier(3)
+
+    def work() -> None:
+        store = make(site)
+        ready.wait()
+        if store.wait_for_work(["default"], 5.0):
+            with lock:
+                woke.append(time.monotonic())
+            assert len(store.claim(["default"], "w", LEASE, 1, time.time())) == 1
+
+    threads = [threading.Thread(target=work) for _ in range(2)]
+    for t in threads:
+        t.start()
+    ready.wait()
+    time.sleep(0.1)
+    sent = time.monotonic()
+    producer.enqueue_many([make_job(), make_job()], time.time())
+    for t in threads:
+        t.join(10)
+    assert len(woke) == 2 and max(woke) - sent < 2.0
+    assert producer.count(states=[STARTED]) == 2
+
+
+def test_a_waiter_notices_an_earlier_scheduled_job(make: Callable[..., RedisStore]) -> None:
+    waiter = make()
+    producer = make(waiter.site_id)
+    now = time.time()
+    producer.enqueue(make_job(now=now, run_at=now + 3600), now)
+    threading.Timer(0.1, lambda: producer.enqueue(make_job(now=time.time(), run_at=time.time() + 0.3),
+                                                  time.time())).start()
+    started = time.monotonic()
+    assert waiter.wait_for_work(["default"], 5.0)
+    assert 0.3 <= time.monotonic() - started < 2.0
+
+
+def test_close_ends_a_wait_in_another_thread(store: RedisStore) -> None:
+    result: list[bool] = []
+    thread = threading.Thread(target=lambda: result.append(store.wait_for_work(["default"], 10.0)))
+    thread.start()
+    time.sleep(0.2)
+    started = time.monotonic()
+    store.close()
+    thread.join(5)
+    assert result == [False] and time.monotonic() - started < 2.0
+
+
+# -- precision ------------------------------------------------------------------------------------------
+def test_times_round_trip_exactly(store: RedisStore) -> None:
+    now = 1795303346.2273543
+    job = make_job(now=now, run_at=now + 0.1234567891, timeout=12.345678901)
+    store.enqueue(job, now)
+    got = store.get(job.id)
+    assert got is not None and got.created_at == now and got.run_at == now + 0.1234567891
+    assert got.timeout == 12.345678901
+    claimed = store.claim(["default"], "w", 0.3333333333333333, 1, now + 1.0000000001)[0]
+    assert claimed.started_at == now + 1.0000000001
+    assert claimed.lease_until == (now + 1.0000000001) + 0.3333333333333333
+    assert store.get(job.id) == claimed
+
+
+def test_non_ascii_text_round_trips(store: RedisStore) -> None:
+    job = make_job(title="Prévisions — 東京 🚀", payload='[["ü",{"k":"🚀"}],{}]', unique_key="clé-✓",
+                   meta={"note": "naïve"})
+    store.enqueue(job, time.time())
+    got = store.get(job.id)
+    assert got is not None and (got.title, got.payload, got.unique_key, got.meta) == (
+        job.title, job.payload, job.unique_key, job.meta)
+    assert store.enqueue(make_job(unique_key="clé-✓"), time.time()).duplicate
+    claimed = store.claim(["default"], "wörker", LEASE, 1, time.time())[0]
+    assert claimed.worker == "wörker" and claimed.args == ["ü", {"k": "🚀"}]
+
+
+def test_released_jobs_go_back_to_the_head_in_their_order(store: RedisStore) -> None:
+    jobs = [make_job() for _ in range(5)]
+    store.enqueue_many(jobs, time.time())
+    first = store.claim(["default"], "w", LEASE, 3, time.time())
+    assert store.settle([Outcome(j.id, j.lease_token or "", "release") for j in first], time.time()) == [True] * 3
+    assert [j.id for j in store.claim(["default"], "w", LEASE, 5, time.time())] == [j.id for j in jobs]
+
+
+# -- outages --------------------------------------------------------------------------------------------
+@pytest.fixture
+def private_server() -> Iterator[tuple[int, Callable[[], subprocess.Popen[bytes]]]]:
+    """A redis-server of our own, which this test may stop and start again."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        service_missing("redis-server binary", "not installed")
+        raise AssertionError("unreachable")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    procs: list[subprocess.Popen[bytes]] = []
+
+    def start() -> subprocess.Popen[bytes]:
+        proc = subprocess.Popen(
+            [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+             "--requirepass", SECRET],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        procs.append(proc)
+        client = redis.Redis(port=port, password=SECRET)
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                client.ping()
+                break
+            except redis.RedisError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.02)
+        client.close()
+        return proc
+
+    yield port, start
+    for proc in procs:
+        proc.terminate()
+        proc.wait(10)
+
+
+def test_an_outage_is_reported_and_the_next_call_after_it_works(
+    private_server: tuple[int, Callable[[], subprocess.Popen[bytes]]],
+) -> None:
+    port, start = private_server
+    server = start()
+    store = open_store(f"redis://:{SECRET}@127.0.0.1:{port}/0?prefix=outage", "site")
+    store.enqueue(make_job(), time.time())
+    assert store.count() == 1
+
+    server.terminate()
+    server.wait(10)
+    for call in (store.count, lambda: store.claim(["default"], "w", LEASE, 1, time.time()),
+                 lambda: store.wait_for_work(["default"], 0.2)):
+        with pytest.raises(StoreUnavailable) as info:
+            call()
+        assert SECRET not in str(info.value) and f"redis://:***@127.0.0.1:{port}/0" in str(info.value)
+
+    start()  # the same address, empty (no persistence), its script cache empty too
+    assert store.count() == 0
+    job = make_job()
+    store.enqueue(job, time.time())
+    assert [j.id for j in store.claim(["default"], "w", LEASE, 1, time.time())] == [job.id]
+    store.close()
