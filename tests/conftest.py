@@ -93,3 +93,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
                 conn.execute(f"DROP SCHEMA IF EXISTS offload_test_{RUN_ID} CASCADE")
         except Exception:
             pass
+
+
+# Fixtures for private, restartable servers (tests/servers.py); imported last: that module uses the above.
+from tests.servers import private_postgres, private_redis  # noqa: E402, F401

@@ -16,10 +16,12 @@ from typing import Any
 
 __version__ = "0.1.0"
 
-from offload.app import NO_TIMEOUT, Offload, Queue  # noqa: E402
-from offload.config import Config  # noqa: E402
-from offload.context import JobContext, current_job  # noqa: E402
-from offload.errors import (  # noqa: E402
+from offload.app import NO_TIMEOUT, Offload, Queue
+from offload.client import Client
+from offload.config import Config
+from offload.consumers import Consumer
+from offload.context import JobContext, current_job
+from offload.errors import (
     ConfigError,
     DuplicateJob,
     InvalidJobState,
@@ -35,15 +37,17 @@ from offload.errors import (  # noqa: E402
     StoreURLError,
     TaskNotFound,
 )
-from offload.jobs import Job  # noqa: E402
-from offload.retry import Retry, RetryPolicy  # noqa: E402
-from offload.schedule import Schedule, periodic  # noqa: E402
-from offload.tasks import Task, task  # noqa: E402
+from offload.jobs import Job
+from offload.retry import Retry, RetryPolicy
+from offload.schedule import Schedule, periodic
+from offload.tasks import Task, task
 
 __all__ = [
     "NO_TIMEOUT",
+    "Client",
     "Config",
     "ConfigError",
+    "Consumer",
     "DuplicateJob",
     "InvalidJobState",
     "InvalidQueueName",
@@ -76,6 +80,7 @@ __all__ = [
     "get_job",
     "get_queue",
     "list_jobs",
+    "notify",
     "periodic",
     "retry",
     "send_task",
@@ -125,6 +130,15 @@ def enqueue_many(calls: Iterable[Any], **options: Any) -> list[Job]:
 
 def send_task(name: str, args: Any = None, kwargs: Any = None, **options: Any) -> Job:
     return default_app().send_task(name, args, kwargs, **options)
+
+
+def notify(routing_key: str, operation: str, payload: Any = None,
+           origin: str | Sequence[str] | None = None) -> list[Job]:
+    """Publish an event: one delivery job per matching consumer and webhook, added at once. ``origin`` is
+    the chain of what caused it (default: the running delivery or job, if any); see ``offload.events``."""
+    from offload import events
+
+    return events.notify(default_app(), routing_key, operation, payload, origin)
 
 
 def get_job(job_id: str) -> Job:

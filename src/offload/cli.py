@@ -90,7 +90,8 @@ def worker(ctx: click.Context, queues: tuple[str, ...], burst: bool, concurrency
            lease: float | None, grace: float | None, imports: tuple[str, ...], max_jobs_per_child: int | None,
            max_memory_per_child: int | None, log_level: str | None, name: str | None, with_scheduler: bool,
            no_scheduler: bool, max_idle_time: float | None) -> None:
-    """Run a worker on QUEUES (default: "default"), earlier queues first."""
+    """Run a worker on QUEUES (default: "default", "webhooks" and each consumer's queue), earlier first."""
+    from offload.events import delivery_queues
     from offload.jobs import check_queue_name
     from offload.worker.supervisor import Supervisor, WorkerOptions
 
@@ -101,7 +102,7 @@ def worker(ctx: click.Context, queues: tuple[str, ...], burst: bool, concurrency
     level = (log_level or conf["offload.log.level"]).upper()
     _setup_logging(level)
     options = WorkerOptions(
-        queues=list(queues) or ["default"],
+        queues=list(queues) or ["default", *delivery_queues(app)],
         concurrency=concurrency or conf["offload.worker.concurrency"],
         threads=threads,
         burst=burst,
@@ -440,6 +441,18 @@ def demo(ctx: click.Context, count: int, concurrency: int) -> None:
     from offload.demo import run_demo
 
     sys.exit(run_demo(_app(ctx), count, concurrency))
+
+
+from offload.web.commands import serve, token  # noqa: E402
+
+main.add_command(serve)
+main.add_command(token)
+
+
+from offload.events_cli import consumers, webhooks  # noqa: E402
+
+main.add_command(consumers)
+main.add_command(webhooks)
 
 
 if __name__ == "__main__":

@@ -83,6 +83,18 @@ SETTINGS: dict[str, Setting] = {
         Setting("offload.api.tokens", parse_list, [], "API tokens as token:role (roles: admin, read)"),
         Setting("offload.tasks.imports", parse_list, [], "modules to import for their tasks"),
         Setting("offload.webhooks.allowed_hosts", parse_list, [], "internal hosts webhooks may deliver to"),
+        Setting("offload.web.secret", parse_str, "",
+                "key signing dashboard session cookies (empty: random per process, so sessions end at restart)"),
+        Setting("offload.consumers", parse_list, [], "consumer classes to register, as pkg.mod:Class"),
+        Setting("offload.webhooks.timeout", parse_duration, 10.0, "webhook request time limit per phase"),
+        Setting("offload.webhooks.max_attempts", parse_int, 12, "attempts per webhook delivery, the first included"),
+        Setting("offload.webhooks.retry_delay", parse_duration, 30.0, "first webhook retry delay (then doubles)"),
+        Setting("offload.webhooks.max_retry_delay", parse_duration, 6 * 3600.0, "longest webhook retry delay"),
+        Setting("offload.webhooks.disable_after", parse_int, 50,
+                "disable a webhook after N consecutive failed deliveries (0: never)"),
+        Setting("offload.webhooks.disable_after_time", parse_duration, 3 * 86400.0,
+                "disable a webhook failing without a success for this long (0: never)"),
+        Setting("offload.webhooks.log_size", parse_int, 100, "delivery attempts kept per webhook"),
     ]
 }
 

@@ -56,7 +56,7 @@ class RetryPolicy:
 DEFAULT_POLICY = RetryPolicy()
 
 
-class Retry(OffloadError):  # noqa: N818 - the name reads as an instruction: raise Retry(...)
+class Retry(OffloadError):
     """The job asked to be retried."""
 
     def __init__(

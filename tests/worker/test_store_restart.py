@@ -10,7 +10,7 @@ from pathlib import Path
 
 from offload.jobs import FINISHED
 from tests import jobfuncs
-from tests.servers import PostgresServer, RedisServer, private_postgres, private_redis  # noqa: F401
+from tests.servers import PostgresServer, RedisServer
 from tests.worker.conftest import Workers, wait_until
 from tests.worker.test_worker import ledger_lines
 

@@ -227,8 +227,15 @@ def main(argv: list[str] | None = None) -> None:
         format="%(asctime)s %(levelname)s [%(name)s] %(message)s",
         stream=sys.stderr,
     )
+    import offload
     from offload import tasks
 
+    if init.get("config") is not None:
+        # Jobs that publish or enqueue (offload.notify, offload.enqueue) act on the worker's own site.
+        try:
+            offload.configure(config=init["config"])
+        except Exception as exc:  # a job that needs the site will say so; the others must still run
+            log.warning("Jobs in this executor cannot use the worker's site: %s", exc)
     tasks.load_registry(init.get("imports", []))
     Executor(conn, int(init.get("threads", 1))).serve()
 

@@ -313,6 +313,7 @@ class Supervisor:
             "imports": list(self.opts.imports),
             "threads": self.opts.threads,
             "log_level": self.opts.log_level,
+            "config": self.app.config,
         }
         return Child(index, init)
 

@@ -1,0 +1,265 @@
+"""The built-in actions: CKAN's ``job_*`` actions (same names, parameters and result shapes) and offload's own.
+
+CKAN's ``job_list`` lists queued jobs only; here ``state`` widens it (default ``queued``, as in CKAN).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from offload import schedule, tasks
+from offload.errors import (
+    InvalidJobState,
+    InvalidQueueName,
+    JobNotFound,
+    OffloadError,
+    SerializationError,
+    StoreError,
+    TaskNotFound,
+)
+from offload.jobs import PENDING_STATES, STATES, Job, check_job_id, check_queue_name
+from offload.web.actions import (
+    ActionContext,
+    Boolean,
+    Conflict,
+    Integer,
+    JSONValue,
+    NotFound,
+    Number,
+    String,
+    StringList,
+    ValidationError,
+    action,
+    get_action,
+    registered_actions,
+)
+
+DEFAULT_JOB_LIST_LIMIT = 200  # CKAN's default
+MAX_JOB_LIST_LIMIT = 1000
+STATE_CHOICES = (*STATES, "pending", "all")
+TASK_NAME_PATTERN = r"[A-Za-z_][\w.:-]{0,199}"
+JOB_ID_PATTERN = r"[A-Za-z0-9_.:-]{1,200}"
+
+
+def _queue(name: str) -> str:
+    try:
+        return check_queue_name(name)
+    except InvalidQueueName as exc:
+        raise ValueError(str(exc)) from None
+
+
+def _state(name: str) -> str:
+    if name not in STATE_CHOICES:
+        raise ValueError(f"Unknown state {name!r}: use one of {', '.join(STATE_CHOICES)}")
+    return name
+
+
+QUEUES = StringList(help="queue names (default: every queue of the site)", item=_queue,
+                    item_schema={"type": "string", "pattern": r"^[A-Za-z0-9_.\-]{1,100}$"})
+JOB_ID = String(required=True, max_length=200, help="the job id")
+
+JOB_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "description": "A job: CKAN's id, title, created (UTC, %Y-%m-%dT%H:%M:%S) and queue, then offload's fields "
+                   "(times are UTC seconds since the epoch).",
+    "properties": {
+        "id": {"type": "string"},
+        "title": {"type": ["string", "null"]},
+        "created": {"type": "string"},
+        "queue": {"type": "string"},
+        "state": {"type": "string", "enum": list(STATES)},
+        "func": {"type": ["string", "null"]},
+        "task": {"type": ["string", "null"]},
+        "args": {},
+        "kwargs": {},
+        "attempts": {"type": "integer"},
+        "max_attempts": {"type": "integer"},
+        "created_at": {"type": "number"},
+        "started_at": {"type": ["number", "null"]},
+        "ended_at": {"type": ["number", "null"]},
+        "result": {},
+        "error": {"type": ["object", "null"]},
+        "progress": {"type": ["object", "null"]},
+    },
+}
+
+
+def job_dict(job: Job) -> dict[str, Any]:
+    """CKAN's ``dictize_job`` fields followed by offload's own (``Job.to_dict``)."""
+    ckan = {"id": job.id, "title": job.title, "created": job.created.strftime("%Y-%m-%dT%H:%M:%S"),
+            "queue": job.queue}
+    return {**ckan, **job.to_dict()}
+
+
+def _job(ctx: ActionContext, job_id: str) -> Job:
+    # An id that could never have been stored is simply not found (and never reaches the store).
+    try:
+        check_job_id(job_id)
+    except ValueError:
+        raise NotFound(f'There is no job with ID "{job_id}"') from None
+    try:
+        return ctx.offload.get_job(job_id)
+    except JobNotFound as exc:
+        raise NotFound(str(exc)) from None
+
+
+def _states(requested: list[str]) -> list[str] | None:
+    if "all" in requested:
+        return None
+    states = [s for name in requested for s in (PENDING_STATES if name == "pending" else (name,))]
+    return list(dict.fromkeys(states))
+
+
+@action("job_list", role="read", params={
+    "queues": QUEUES,
+    "state": StringList(help="states to list: scheduled, queued, started, finished, failed, canceled, or pending "
+                             "(the first three) or all", item=_state, default=["queued"],
+                        item_schema={"type": "string", "enum": list(STATE_CHOICES)}),
+    "limit": Integer(help=f"at most this many jobs (default {DEFAULT_JOB_LIST_LIMIT})", minimum=0,
+                     maximum=MAX_JOB_LIST_LIMIT, default=DEFAULT_JOB_LIST_LIMIT),
+    "offset": Integer(help="skip this many jobs first", minimum=0, maximum=10_000_000, default=0),
+    "ids_only": Boolean(help="return job ids only"),
+    "order": String(help="asc: oldest first (default); desc: newest first", choices=("asc", "desc"),
+                    default="asc"),
+}, result={"type": "array", "items": {"oneOf": [JOB_SCHEMA, {"type": "string"}]}})
+def job_list(ctx: ActionContext, data: dict[str, Any]) -> list[Any]:
+    """List jobs, oldest first: by default the queued jobs of every queue (as CKAN's job_list does).
+
+    ``queues`` restricts the queues, ``state`` the states (``pending`` = scheduled, queued and started;
+    ``all`` = every state), ``limit``/``offset`` page through them, ``ids_only`` returns ids only."""
+    jobs = ctx.offload.list_jobs(data["queues"], _states(data["state"]), data["limit"], data["offset"],
+                                 descending=data["order"] == "desc")
+    if data["ids_only"]:
+        return [job.id for job in jobs]
+    return [job_dict(job) for job in jobs]
+
+
+@action("job_show", role="read", params={"id": JOB_ID}, result=JOB_SCHEMA)
+def job_show(ctx: ActionContext, data: dict[str, Any]) -> dict[str, Any]:
+    """Show one job: CKAN's fields (id, title, created, queue) plus state, attempts, times, arguments,
+    result, error (with traceback) and progress."""
+    return job_dict(_job(ctx, data["id"]))
+
+
+@action("job_cancel", role="admin", params={"id": JOB_ID}, result=JOB_SCHEMA)
+def job_cancel(ctx: ActionContext, data: dict[str, Any]) -> dict[str, Any]:
+    """Cancel a scheduled, queued or running job (a running job's process is stopped). Returns the job."""
+    _job(ctx, data["id"])
+    try:
+        return job_dict(ctx.offload.cancel(data["id"]))
+    except JobNotFound as exc:
+        raise NotFound(str(exc)) from None
+    except InvalidJobState as exc:
+        raise Conflict(str(exc)) from None
+
+
+@action("job_retry", role="admin", params={"id": JOB_ID}, result=JOB_SCHEMA)
+def job_retry(ctx: ActionContext, data: dict[str, Any]) -> dict[str, Any]:
+    """Queue a failed or canceled job again with fresh attempts, or run a scheduled job now. Returns the job."""
+    _job(ctx, data["id"])
+    try:
+        return job_dict(ctx.offload.retry(data["id"]))
+    except JobNotFound as exc:
+        raise NotFound(str(exc)) from None
+    except InvalidJobState as exc:
+        raise Conflict(str(exc)) from None
+
+
+@action("job_clear", role="admin", params={"queues": QUEUES},
+        result={"type": "array", "items": {"type": "string"}})
+def job_clear(ctx: ActionContext, data: dict[str, Any]) -> list[str]:
+    """Delete the waiting (queued and scheduled) jobs of ``queues`` (default: every queue). Returns the
+    names of the queues cleared, as CKAN does."""
+    names: list[str] = list(dict.fromkeys(data["queues"] or ctx.offload.queues()))
+    if names:
+        ctx.offload.clear(names)
+    return names
+
+
+@action("job_enqueue", role="admin", params={
+    "task": String(required=True, max_length=200, pattern=TASK_NAME_PATTERN,
+                   pattern_help="Must be a task name such as ext.echo", help="registered task name"),
+    "args": JSONValue(kind="array", help="positional arguments (a JSON array)"),
+    "kwargs": JSONValue(kind="object", help="keyword arguments (a JSON object)"),
+    "queue": String(max_length=100, pattern=r"[A-Za-z0-9_.-]{1,100}",
+                    pattern_help="Must be 1-100 letters, digits, '_', '-' or '.'",
+                    help="queue (default: the task's queue, else default)"),
+    "countdown": Number(minimum=0, maximum=366 * 86400.0, help="run after this many seconds"),
+    "task_id": String(max_length=200, pattern=JOB_ID_PATTERN,
+                      pattern_help="Must be 1-200 letters, digits, '_', '-', '.' or ':'",
+                      help="the job id (default: a random one); a pending job with this id is not added twice"),
+    "title": String(max_length=500, help="title (default: the task name)"),
+}, result=JOB_SCHEMA)
+def job_enqueue(ctx: ActionContext, data: dict[str, Any]) -> dict[str, Any]:
+    """Enqueue a registered task by name (``send_task``). Only tasks registered in the API process (through
+    ``offload.tasks.imports`` or the ``offload.tasks`` entry points) can be enqueued; the API never imports
+    an arbitrary function path. The result has ``duplicate: true`` when a pending job with ``task_id``
+    already existed (nothing was added)."""
+    options: dict[str, Any] = {}
+    if data["queue"] is not None:
+        options["queue"] = data["queue"]
+    if data["title"] is not None:
+        options["title"] = data["title"]
+    try:
+        tasks.lookup(data["task"])
+        job = ctx.offload.send_task(data["task"], data["args"] or [], data["kwargs"] or {}, task_id=data["task_id"],
+                                    countdown=data["countdown"], **options)
+    except TaskNotFound as exc:
+        raise ValidationError({"task": [str(exc)]}) from None
+    except SerializationError as exc:
+        raise ValidationError({"args": [str(exc)]}) from None
+    except StoreError:
+        raise
+    except (OffloadError, ValueError, TypeError) as exc:
+        raise ValidationError({"task": [str(exc)]}) from None
+    return {**job_dict(job), "duplicate": job.duplicate}
+
+
+@action("queue_list", role="read", result={"type": "array", "items": {"type": "object", "properties": {
+    "name": {"type": "string"}, "counts": {"type": "object"}, "total": {"type": "integer"}}}})
+def queue_list(ctx: ActionContext, data: dict[str, Any]) -> list[dict[str, Any]]:
+    """The site's queues that hold jobs, with the number of jobs in each state."""
+    counts = ctx.offload.store.counts()
+    return [{"name": name, "counts": {state: counts[name].get(state, 0) for state in STATES},
+             "total": sum(counts[name].values())} for name in sorted(counts)]
+
+
+@action("worker_list", role="read", params={
+    "stale_after": Number(minimum=1, maximum=86400, default=30.0,
+                          help="leave out workers not seen for this many seconds (default 30)"),
+}, result={"type": "array", "items": {"type": "object"}})
+def worker_list(ctx: ActionContext, data: dict[str, Any]) -> list[dict[str, Any]]:
+    """Running workers: id, host, pid, queues, concurrency, the ids of the jobs they run, counters."""
+    return [w.to_dict() for w in ctx.offload.workers(stale_after=data["stale_after"])]
+
+
+@action("schedule_list", role="read", result={"type": "array", "items": {"type": "object"}})
+def schedule_list(ctx: ActionContext, data: dict[str, Any]) -> list[dict[str, Any]]:
+    """Periodic jobs (declared in imported task modules and in the ini file) with their last and next run."""
+    found = schedule.all_schedules(ctx.offload)
+    runs = ctx.offload.store.schedule_runs()
+    now = time.time()
+    rows = []
+    for name in sorted(found):
+        entry = found[name]
+        last = runs.get(name)
+        rows.append({**entry.to_dict(), "spec": entry.spec, "last_run": last.last_slot if last else None,
+                     "last_job_id": last.job_id if last else None, "next_run": entry.next_slot(now)})
+    return rows
+
+
+@action("help_show", role="read", params={"name": String(required=True, max_length=100, help="an action name")},
+        result={"type": "string"})
+def help_show(ctx: ActionContext, data: dict[str, Any]) -> str:
+    """The help text of an action (as CKAN's help_show)."""
+    try:
+        return get_action(data["name"]).help
+    except KeyError:
+        raise NotFound(f"Action name not known: {data['name']}") from None
+
+
+@action("action_list", role="read", result={"type": "array", "items": {"type": "string"}})
+def action_list(ctx: ActionContext, data: dict[str, Any]) -> list[str]:
+    """The names of every action this API offers."""
+    return list(registered_actions())

@@ -1,0 +1,147 @@
+"""Prometheus metrics (text exposition format 0.0.4, written by hand) and the recent-throughput figures the
+dashboard's chart shows. Both are computed from the store on each request, so every API process reports
+the same numbers whichever one Prometheus scrapes.
+
+Bounds: the recent figures come from one ``store.list`` of at most ``RECENT_SCAN_LIMIT`` finished and failed
+jobs, newest-created first, filtered by ``ended_at`` within the window. When the store holds more done jobs
+than that, jobs created earlier but ended inside the window are left out, and ``truncated`` (the metric
+``offload_recent_scan_truncated``, a note under the chart) says so. Each scrape or chart refresh therefore
+reads at most ``RECENT_SCAN_LIMIT`` job records.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from offload.app import Offload
+from offload.jobs import FAILED, FINISHED, STATES, Job
+
+RECENT_WINDOW = 3600.0
+RECENT_SCAN_LIMIT = 5000
+DURATION_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 180.0, 600.0, 1800.0, math.inf)
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+STALE_WORKER_AFTER = 30.0
+
+
+@dataclass
+class RecentJobs:
+    """Finished and failed jobs that ended in the last ``window`` seconds (see the module docstring)."""
+
+    jobs: list[Job]
+    truncated: bool
+    now: float
+    window: float
+
+
+def recent_done_jobs(offload: Offload, now: float, window: float = RECENT_WINDOW,
+                     limit: int = RECENT_SCAN_LIMIT) -> RecentJobs:
+    scanned = offload.store.list(None, [FINISHED, FAILED], limit=limit, offset=0, descending=True)
+    since = now - window
+    jobs = [job for job in scanned if job.ended_at is not None and job.ended_at >= since]
+    return RecentJobs(jobs, truncated=len(scanned) >= limit, now=now, window=window)
+
+
+def throughput(recent: RecentJobs, bucket: float = 60.0) -> list[dict[str, float]]:
+    """Finished and failed jobs per ``bucket`` seconds over the window, oldest bucket first:
+    ``[{"t": bucket start (epoch seconds), "finished": n, "failed": n}, ...]``."""
+    count = int(recent.window // bucket)
+    end = math.floor(recent.now / bucket) * bucket + bucket
+    start = end - count * bucket
+    rows = [{"t": start + i * bucket, "finished": 0.0, "failed": 0.0} for i in range(count)]
+    for job in recent.jobs:
+        assert job.ended_at is not None
+        index = int((job.ended_at - start) // bucket)
+        if 0 <= index < count:
+            rows[index][job.state] += 1
+    return rows
+
+
+# -- exposition --------------------------------------------------------------------------------------------------
+def _escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+def _labels(**labels: str) -> str:
+    if not labels:
+        return ""
+    return "{" + ",".join(f'{key}="{_escape(value)}"' for key, value in labels.items()) + "}"
+
+
+def _number(value: float) -> str:
+    if math.isinf(value):
+        return "+Inf" if value > 0 else "-Inf"
+    if float(value).is_integer() and abs(value) < 1e15:
+        return str(int(value))
+    return repr(float(value))
+
+
+class Exposition:
+    """Builds the text: each metric family once, with its HELP and TYPE lines."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+
+    def family(self, name: str, kind: str, help_text: str,
+               samples: Iterable[tuple[str, dict[str, str], float]]) -> None:
+        self.lines.append(f"# HELP {name} {help_text}")
+        self.lines.append(f"# TYPE {name} {kind}")
+        for suffix, labels, value in samples:
+            self.lines.append(f"{name}{suffix}{_labels(**labels)} {_number(value)}")
+
+    def text(self) -> str:
+        return "\n".join(self.lines) + "\n"
+
+
+def _duration_samples(jobs: list[Job]) -> list[tuple[str, dict[str, str], float]]:
+    by_queue: dict[str, list[float]] = defaultdict(list)
+    for job in jobs:
+        if job.duration is not None:
+            by_queue[job.queue].append(job.duration)
+    samples: list[tuple[str, dict[str, str], float]] = []
+    for queue in sorted(by_queue):
+        durations = by_queue[queue]
+        for bound in DURATION_BUCKETS:
+            samples.append(("_bucket", {"queue": queue, "le": _number(bound)},
+                            sum(1 for d in durations if d <= bound)))
+        samples.append(("_sum", {"queue": queue}, sum(durations)))
+        samples.append(("_count", {"queue": queue}, len(durations)))
+    return samples
+
+
+def render(offload: Offload, now: float) -> str:
+    """The metrics text for this site."""
+    out = Exposition()
+    counts = offload.store.counts()
+    out.family("offload_jobs", "gauge", "Jobs in the store by queue and state.",
+               (("", {"queue": queue, "state": state}, counts[queue].get(state, 0))
+                for queue in sorted(counts) for state in STATES))
+    recent = recent_done_jobs(offload, now)
+    out.family("offload_job_duration_seconds", "histogram",
+               "Run time (started to ended) of the jobs that finished or failed in the last hour, by queue.",
+               _duration_samples(recent.jobs))
+    ended: dict[tuple[str, str], int] = defaultdict(int)
+    for job in recent.jobs:
+        ended[(job.queue, job.state)] += 1
+    queues = sorted({queue for queue, _ in ended})
+    out.family("offload_jobs_ended_last_hour", "gauge",
+               "Jobs that finished or failed (failures) in the last hour, by queue and state.",
+               (("", {"queue": queue, "state": state}, ended[(queue, state)])
+                for queue in queues for state in (FINISHED, FAILED)))
+    out.family("offload_recent_scan_truncated", "gauge",
+               "1 when the last-hour figures were computed from a truncated scan of the store.",
+               [("", {}, 1 if recent.truncated else 0)])
+    workers = offload.workers(stale_after=STALE_WORKER_AFTER)
+    out.family("offload_workers_alive", "gauge", "Workers that sent a heartbeat in the last 30 seconds.",
+               [("", {}, len(workers))])
+    out.family("offload_worker_running_jobs", "gauge", "Jobs each live worker is running now.",
+               (("", {"worker": w.id}, len(w.jobs)) for w in workers))
+    out.family("offload_worker_jobs_processed_total", "counter",
+               "Jobs each live worker has finished since it started.",
+               (("", {"worker": w.id}, w.processed) for w in workers))
+    out.family("offload_worker_jobs_failed_total", "counter",
+               "Jobs that failed for good on each live worker since it started.",
+               (("", {"worker": w.id}, w.failed) for w in workers))
+    return out.text()
