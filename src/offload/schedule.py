@@ -39,8 +39,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from croniter import croniter
-
 from offload import funcs
 from offload.config import parse_duration
 from offload.errors import ConfigError
@@ -51,6 +49,13 @@ if TYPE_CHECKING:
 log = logging.getLogger("offload")
 
 FIRST_RUN_WINDOW = 60.0
+
+
+def _croniter() -> Any:
+    """croniter, imported on first use: it costs tens of milliseconds, and most processes never need it."""
+    from croniter import croniter
+
+    return croniter
 _NAME_RE = re.compile(r"[A-Za-z0-9_.:-]{1,100}")
 
 
@@ -77,7 +82,7 @@ class Schedule:
             raise ValueError(f"schedule {self.name!r}: give exactly one of cron= or every=")
         if (self.func is None) == (self.task is None):
             raise ValueError(f"schedule {self.name!r}: give exactly one of func= or task=")
-        if self.cron is not None and not croniter.is_valid(self.cron):
+        if self.cron is not None and not _croniter().is_valid(self.cron):
             raise ValueError(f"schedule {self.name!r}: {self.cron!r} is not a valid cron expression")
         if self.every is not None and not (math.isfinite(self.every) and self.every >= 1):
             raise ValueError(f"schedule {self.name!r}: every= must be at least 1 second")
@@ -105,14 +110,14 @@ class Schedule:
         assert self.cron is not None
         start = dt.datetime.fromtimestamp(now, self.zone)
         # croniter's get_prev is strict; nudge so that a slot exactly at ``now`` counts as due.
-        return float(croniter(self.cron, start + dt.timedelta(microseconds=1)).get_prev(float))
+        return float(_croniter()(self.cron, start + dt.timedelta(microseconds=1)).get_prev(float))
 
     def next_slot(self, now: float) -> float:
         """The first due moment after ``now``."""
         if self.every is not None:
             return (math.floor(now / self.every) + 1) * self.every
         assert self.cron is not None
-        return float(croniter(self.cron, dt.datetime.fromtimestamp(now, self.zone)).get_next(float))
+        return float(_croniter()(self.cron, dt.datetime.fromtimestamp(now, self.zone)).get_next(float))
 
     def to_dict(self) -> dict[str, Any]:
         return {

@@ -14,7 +14,6 @@ started yet; reported as done with ``skipped``), ``("stop",)``.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import ctypes
 import inspect
 import logging
@@ -96,6 +95,8 @@ def run_job(spec: JobSpec, send_progress: Any = None) -> dict[str, Any]:
         args, kwargs = codec.decode_payload(spec.payload)
         result = fn(*args, **kwargs)
         if inspect.isawaitable(result):
+            import asyncio
+
             result = asyncio.run(_await(result))
         report: dict[str, Any] = {"ok": True, "result": codec.encode_result(result)}
     except Retry as exc:

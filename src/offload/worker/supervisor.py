@@ -91,6 +91,9 @@ class Supervisor:
         from offload import tasks
 
         tasks.load_registry(self.opts.imports)  # fail here, clearly, rather than in every executor
+        # Executors boot (a fresh interpreter each) while the supervisor does the rest of its setup.
+        for index in range(self.opts.concurrency):
+            self.children.append(self._spawn(index))
         if self.opts.with_scheduler:
             self.scheduler = Scheduler(self.app, all_schedules(self.app))
         self._install_signals()
@@ -98,8 +101,6 @@ class Supervisor:
         log.info("Worker %s (PID %d) started on queue(s) %s with %d executor(s), store %s",
                  self.id, os.getpid(), queues, self.opts.concurrency, self.store.safe_url)
         self._store_call(self.store.register_worker, self.info)
-        for index in range(self.opts.concurrency):
-            self.children.append(self._spawn(index))
         waker = threading.Thread(target=self._wait_for_work, name="offload-waker", daemon=True)
         waker.start()
         try:
@@ -137,8 +138,10 @@ class Supervisor:
 
     # -- claiming and dispatching --------------------------------------------------------------------------
     def _capacity(self, child: Child) -> int:
-        if child.retiring or child.dead or not child.ready:
+        if child.retiring or child.dead:
             return 0
+        if not child.ready:
+            return child.threads  # jobs wait in its socket while it boots; no prefetch until it is up
         extra = 0
         if self.avg_duration < PREFETCH_WINDOW:
             extra = min(PREFETCH_MAX, int(PREFETCH_WINDOW / max(self.avg_duration, 1e-5)))
@@ -196,6 +199,11 @@ class Supervisor:
             assigned.deadline = now + job.timeout
         log.info("Job %s started (attempt %d of %d)", job.describe(), job.attempts, job.max_attempts)
 
+    def _restart_clock(self, entry: Assigned, now: float) -> None:
+        entry.started = now
+        if entry.job.timeout is not None:
+            entry.deadline = now + entry.job.timeout
+
     # -- collecting results --------------------------------------------------------------------------------
     def _collect(self) -> None:
         for child in self.children:
@@ -221,6 +229,9 @@ class Supervisor:
         elif kind == "ready":
             child.ready = True
             child.rss = message[2]
+            now = time.monotonic()
+            for entry in child.running:  # dispatched while it booted: the clock starts now
+                self._restart_clock(entry, now)
 
     def _job_done(self, child: Child, job_id: str, report: dict[str, Any]) -> None:
         entry = child.assigned.pop(job_id, None)
@@ -484,8 +495,10 @@ class Supervisor:
                     if entry.started is not None:
                         log.warning("Job %s interrupted by shutdown; back on its queue", entry.job.describe())
                 child.assigned.clear()
-            else:
+            elif child.ready:
                 child.stop()
+            else:
+                child.kill()  # still booting, holds nothing: no reason to wait for it
         for child in self.children:
             if not child.dead:
                 child.reap()

@@ -1,0 +1,1 @@
+"""Integrations of offload with web applications (each in its own subpackage, imported only on demand)."""
