@@ -1,33 +1,38 @@
 """The PostgreSQL engine: ``postgresql://user:password@host:5432/dbname?schema=offload``.
 
 The URL is a libpq URL. ``schema`` (default ``offload``) is offload's own option and is removed before
-connecting; every other query parameter (``sslmode``, ``connect_timeout``, ``application_name`` ...) goes to
-libpq untouched. All tables live in that schema, which ``migrate()`` creates when it is missing; several sites
-share it, told apart by the ``site`` column of every table and by queue names stored as ``<site>:<queue>``.
+connecting; every other query parameter (``sslmode``, ``connect_timeout``, ``options`` ...) goes to libpq as it
+is. All tables live in that schema, which ``migrate()`` creates when it is missing (``open()`` migrates);
+sites share it, told apart by the ``site`` column of every table and by queue names stored as ``<site>:<queue>``.
 
 How it is built, and why:
 
-- **One round trip per verb.** Each verb is one SQL statement in autocommit mode (batches travel as arrays
-  through ``unnest``); psycopg prepares a statement on the server once it has been used a few times.
-  ``enqueue_many`` needs a second round only when a batch holds two jobs with the same id or unique key.
-- **Claim** locks queue heads with ``FOR UPDATE SKIP LOCKED`` per queue, earlier queues first, FIFO by
-  ``(enqueued_at, seq)``. Due scheduled jobs of the listed queues are claimed in the same statement straight
-  from ``scheduled`` (a statement cannot see rows its own CTE promoted), and the other due jobs of the site
-  are promoted to ``queued``, at most ``promote_batch`` per call.
+- **One round trip per verb.** Each verb is one statement in autocommit mode; batches travel as one JSON
+  document (``json.dumps`` is C, psycopg's per-column array dumping is Python). ``enqueue_many`` needs a second
+  round only for a batch holding two jobs with the same id or unique key. psycopg prepares statements after a
+  few uses, and the connection asks for generic plans: left to itself, PostgreSQL re-plans the claim statement
+  on every call, which costs more than running it.
+- **Claim** locks queue heads with ``FOR UPDATE SKIP LOCKED``, earlier queues first, FIFO by ``(enqueued_at,
+  seq)``. Due scheduled jobs of those queues are claimed straight from ``scheduled`` (a statement cannot see
+  rows its own CTE promoted); other due jobs of the site are promoted, at most ``promote_batch`` per claim.
+- **Plans that need no statistics** (a table that grew fast since the last ANALYZE): rows are found by per-row
+  LATERAL probes of a unique or partial index and changed through their ``ctid``. A row changed by another
+  client after the probe has a new ctid, fails the recheck and is left alone.
 - **Times** are the caller's floats (``double precision``); the server clock is never read.
-- **Indexes** are partial wherever a verb looks at one state (waiting, due, started, done), so the cost of
-  a claim does not grow with the history of finished jobs. ``lease_until`` is not indexed, so extending a
-  lease changes no indexed column and is a HOT update.
-- **Bloat.** A queue rewrites each row several times. The jobs table keeps ``fillfactor = 70`` (free room on
-  each page: new row versions stay on their page, HOT updates possible, pages pruned without vacuum) and a
-  2% autovacuum threshold. ``purge`` deletes in batches of ``purge_batch`` rows, oldest first, one short
-  transaction each, so retention never holds long locks or writes one huge burst of WAL.
+- **Indexes** are partial wherever a verb looks at one state (waiting, due, started, done), so claiming costs
+  the same however long the history. ``lease_until`` is not indexed: extending a lease is a HOT update.
+- **Bloat.** A queue rewrites each row several times. The jobs table has ``fillfactor = 70`` (room on every page
+  for the next row version: HOT updates, pages pruned without vacuum, state changes that stay on their page)
+  and vacuums after 2% churn. ``purge`` deletes in batches of ``purge_batch`` rows, oldest first, each its own
+  short transaction, so retention never holds locks long or writes one huge burst of WAL.
 - **Waking workers.** Verbs that make work claimable (enqueue, promote, release, retry, requeue) call
-  ``pg_notify`` on a channel private to the schema and site, with the stored queue name as payload (an empty
-  payload: the schedule changed). ``wait_for_work`` LISTENs on a connection of its own, checks for work, then
-  sleeps on the socket until a notification or the next scheduled job's due time.
+  ``pg_notify`` on a channel private to the schema and site, with the stored queue name as payload (empty: the
+  schedule changed). ``wait_for_work`` LISTENs on a connection of its own, checks for work, then sleeps on the
+  socket until a notification for its queues or the next scheduled job's due time. ``claim`` reads and drops
+  the notifications of a busy worker, whose listener would otherwise hold back the server's notify queue.
 - **Failures.** A lost connection becomes ``StoreUnavailable`` naming the URL without its password; the broken
-  connection is dropped and the next call connects again. Connections are never carried across ``fork()``.
+  connection is dropped and the next call connects again (a connection the server closed while idle, as in a
+  restart, is noticed before use). Connections never cross ``fork()``.
 - **Migrations** are the files ``sql/postgres_NNNN_*.sql``, applied in order in one transaction under
   ``pg_advisory_xact_lock``, recorded in ``<schema>.schema_version``.
 """
@@ -35,14 +40,16 @@ How it is built, and why:
 from __future__ import annotations
 
 import builtins
-import dataclasses
+import collections
 import hashlib
 import json
 import os
 import re
 import select
+import selectors
 import threading
 import time
+import weakref
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from importlib import resources
@@ -63,10 +70,10 @@ _SCHEMA_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
 _MIGRATION_RE = re.compile(r"postgres_(\d{4})_\w+\.sql")
 
 _COLUMNS = (
-    "id", "queue", "func", "task", "payload", "title", "state", "created_at", "enqueued_at", "run_at",
-    "started_at", "ended_at", "attempts", "max_attempts", "retry", "timeout", "result", "error", "errors",
-    "worker", "lease_until", "lease_token", "progress", "meta", "unique_key",
-)
+    "id queue func task payload title state created_at enqueued_at run_at started_at ended_at attempts max_attempts "
+    "retry timeout result error errors worker lease_until lease_token progress meta unique_key"
+).split()
+_JOB_FIELDS = ["result_json" if c == "result" else c for c in _COLUMNS]
 _PENDING = "('scheduled', 'queued', 'started')"
 _DONE = "('finished', 'failed', 'canceled')"
 
@@ -76,9 +83,11 @@ def _cols(alias: str) -> str:
 
 
 def _append_json(array: str, item: str) -> str:
-    """SQL appending the JSON value ``item`` to the JSON array column ``array``, keeping its text as it is."""
+    """SQL appending the JSON value ``item`` to the JSON array column ``array``, keeping its text as it is (a
+    corrupted or foreign value that is not an array is replaced)."""
     return (
-        f"(CASE WHEN json_array_length({array}) = 0 THEN '[' || {item} || ']' "
+        f"(CASE WHEN json_typeof({array}) IS DISTINCT FROM 'array' THEN '[' || {item} || ']' "
+        f"WHEN json_array_length({array}) = 0 THEN '[' || {item} || ']' "
         f"ELSE left(rtrim({array}::text), -1) || ',' || {item} || ']' END)::json"
     )
 
@@ -88,86 +97,112 @@ def _notify(queue: str, state: str) -> str:
     return f"pg_notify(%(channel)s, CASE WHEN {state} = 'queued' THEN {queue} ELSE '' END)"
 
 
+# Probes end in OFFSET 0, which keeps the planner from flattening them into a join that scans the whole site
+# (LIMIT 1 would do that too, but would also make a scan-until-found plan look cheap). Updates name their rows
+# by ctid alone: a state condition there would let the planner scan a partial index instead of fetching the
+# rows, and is not needed, as the row version the probe saw is locked or, if changed since, has another ctid.
+
+# Sequence numbers are drawn in batch order as the rows are read, so FIFO holds for inserted and replaced jobs.
+# A plain INSERT plus an UPDATE of done jobs that reuse an id costs half of INSERT ... ON CONFLICT DO UPDATE.
 _ENQUEUE = f"""
 WITH input AS (
-    SELECT * FROM unnest(
-        %(id)s::text[], %(queue)s::text[], %(func)s::text[], %(task)s::text[], %(payload)s::text[],
-        %(title)s::text[], %(state)s::text[], %(created_at)s::float8[], %(enqueued_at)s::float8[],
-        %(run_at)s::float8[], %(attempts)s::int4[], %(max_attempts)s::int4[], %(retry)s::text[],
-        %(timeout)s::float8[], %(meta)s::text[], %(unique_key)s::text[], %(insert)s::bool[]
-    ) WITH ORDINALITY AS i(id, queue, func, task, payload, title, state, created_at, enqueued_at, run_at,
-                           attempts, max_attempts, retry, timeout, meta, unique_key, insert, ord)
+    SELECT e->>0 AS id, e->>1 AS queue, e->>2 AS func, e->>3 AS task, e->>4 AS payload, e->>5 AS title,
+           e->>6 AS state, (e->>7)::float8 AS created_at, (e->>8)::float8 AS enqueued_at,
+           (e->>9)::float8 AS run_at, (e->>10)::int4 AS attempts, (e->>11)::int4 AS max_attempts,
+           (e->>12)::json AS retry, (e->>13)::float8 AS timeout, (e->>14)::json AS meta, e->>15 AS unique_key,
+           (e->>16)::bool AS insert, i.ord, nextval('{{seq}}') AS seq
+    FROM jsonb_array_elements(%(jobs)s::jsonb) WITH ORDINALITY AS i(e, ord)
 ),
-taken AS (
-    SELECT i.ord, t.*
-    FROM input i CROSS JOIN LATERAL (
-        SELECT * FROM (
-            SELECT 1 AS by_key, {_cols("j")} FROM {{s}}.jobs j
-            WHERE j.site = %(site)s AND j.id = i.id AND j.state IN {_PENDING}
-            UNION ALL
-            SELECT 2, {_cols("j")} FROM {{s}}.jobs j
-            WHERE j.site = %(site)s AND j.unique_key = i.unique_key AND j.state IN {_PENDING}
-        ) c ORDER BY c.by_key LIMIT 1
-    ) t
+same_id AS (
+    SELECT i.ord, x.* FROM input i CROSS JOIN LATERAL (
+        SELECT j.state IN {_PENDING} AS pending, j.ctid AS tid, {_cols("j")} FROM {{s}}.jobs j
+        WHERE j.site = %(site)s AND j.id = i.id
+        OFFSET 0
+    ) x
+),
+same_key AS (
+    SELECT i.ord, x.* FROM input i CROSS JOIN LATERAL (
+        SELECT {_cols("j")} FROM {{s}}.jobs j
+        WHERE i.unique_key IS NOT NULL AND j.site = %(site)s AND j.unique_key = i.unique_key
+          AND j.unique_key IS NOT NULL AND j.state IN {_PENDING}
+        OFFSET 0
+    ) x
+),
+free AS (
+    SELECT i.* FROM input i
+    WHERE i.insert
+      AND NOT EXISTS (SELECT 1 FROM same_id s WHERE s.ord = i.ord AND s.pending)
+      AND NOT EXISTS (SELECT 1 FROM same_key k WHERE k.ord = i.ord)
 ),
 ins AS (
-    INSERT INTO {{s}}.jobs AS j (site, id, queue, func, task, payload, title, state, created_at, enqueued_at,
+    INSERT INTO {{s}}.jobs AS j (seq, site, id, queue, func, task, payload, title, state, created_at, enqueued_at,
                                  run_at, attempts, max_attempts, retry, timeout, meta, unique_key)
-    SELECT %(site)s, i.id, i.queue, i.func, i.task, i.payload, i.title, i.state, i.created_at, i.enqueued_at,
-           i.run_at, i.attempts, i.max_attempts, i.retry::json, i.timeout, i.meta::json, i.unique_key
-    FROM input i
-    WHERE i.insert AND NOT EXISTS (SELECT 1 FROM taken t WHERE t.ord = i.ord)
-    ORDER BY i.ord
-    ON CONFLICT (site, id) DO UPDATE SET
-        seq = excluded.seq, queue = excluded.queue, func = excluded.func, task = excluded.task,
-        payload = excluded.payload, title = excluded.title, state = excluded.state,
-        created_at = excluded.created_at, enqueued_at = excluded.enqueued_at, run_at = excluded.run_at,
-        started_at = NULL, ended_at = NULL, attempts = excluded.attempts, max_attempts = excluded.max_attempts,
-        retry = excluded.retry, timeout = excluded.timeout, result = NULL, error = NULL, errors = '[]',
-        worker = NULL, lease_until = NULL, lease_token = NULL, progress = NULL, meta = excluded.meta,
-        unique_key = excluded.unique_key
-    WHERE j.state IN {_DONE}
-    RETURNING j.id, {_notify("j.queue", "j.state")}
+    SELECT f.seq, %(site)s, f.id, f.queue, f.func, f.task, f.payload, f.title, f.state, f.created_at,
+           f.enqueued_at, f.run_at, f.attempts, f.max_attempts, f.retry, f.timeout, f.meta, f.unique_key
+    FROM free f
+    WHERE NOT EXISTS (SELECT 1 FROM same_id s WHERE s.ord = f.ord)
+    RETURNING j.id, j.queue, j.state
+),
+replaced AS (
+    UPDATE {{s}}.jobs j SET
+        seq = f.seq, queue = f.queue, func = f.func, task = f.task, payload = f.payload, title = f.title,
+        state = f.state, created_at = f.created_at, enqueued_at = f.enqueued_at, run_at = f.run_at,
+        started_at = NULL, ended_at = NULL, attempts = f.attempts, max_attempts = f.max_attempts,
+        retry = f.retry, timeout = f.timeout, result = NULL, error = NULL, errors = '[]', worker = NULL,
+        lease_until = NULL, lease_token = NULL, progress = NULL, meta = f.meta, unique_key = f.unique_key
+    FROM free f JOIN same_id s ON s.ord = f.ord
+    WHERE j.ctid = ANY(ARRAY(SELECT tid FROM same_id WHERE NOT pending)) AND j.ctid = s.tid
+    RETURNING j.id, j.queue, j.state
+),
+added AS (
+    SELECT id, queue, state FROM ins UNION ALL SELECT id, queue, state FROM replaced
 )
-SELECT t.ord, t.by_key, {_cols("t")} FROM taken t
+SELECT s.ord, 1, s.id, json_build_array({_cols("s")}) FROM same_id s WHERE s.pending
 UNION ALL
-SELECT NULL, NULL, ins.id, {", ".join(["NULL"] * (len(_COLUMNS) - 1))} FROM ins
+SELECT k.ord, 2, k.id, json_build_array({_cols("k")}) FROM same_key k
+UNION ALL
+SELECT NULL, NULL, a.id, NULL FROM added a
+UNION ALL  -- one wake-up per queue, not per job; the row it returns is ignored
+SELECT NULL, 0, NULL, NULL FROM (SELECT DISTINCT queue, state FROM added) w
+WHERE {_notify("w.queue", "w.state")} IS NULL
 """
 
+# Per queue, in the order given: the head of the queue, then its due scheduled jobs (claimed straight from
+# scheduled: this statement cannot see rows its own CTE promotes). Other due jobs of the site are promoted.
 _CLAIM = f"""
 WITH wanted AS (
     SELECT q.name, q.pos FROM unnest(%(queues)s::text[]) WITH ORDINALITY AS q(name, pos)
 ),
 candidates AS (
-    SELECT w.pos, 0 AS part, c.enqueued_at AS k, c.seq, c.id
+    SELECT w.pos, 0 AS part, c.enqueued_at AS k, c.seq, c.tid
     FROM wanted w CROSS JOIN LATERAL (
-        SELECT j.id, j.seq, j.enqueued_at FROM {{s}}.jobs j
+        SELECT j.ctid AS tid, j.seq, j.enqueued_at FROM {{s}}.jobs j
         WHERE j.queue = w.name AND j.state = 'queued'
         ORDER BY j.enqueued_at, j.seq LIMIT %(limit)s
         FOR UPDATE SKIP LOCKED
     ) c
     UNION ALL
-    SELECT w.pos, 1, 0, c.seq, c.id
+    SELECT w.pos, 1, 0, c.seq, c.tid
     FROM wanted w CROSS JOIN LATERAL (
-        SELECT j.id, j.seq FROM {{s}}.jobs j
+        SELECT j.ctid AS tid, j.seq FROM {{s}}.jobs j
         WHERE j.site = %(site)s AND j.state = 'scheduled' AND j.run_at <= %(now)s AND j.queue = w.name
         ORDER BY j.run_at, j.seq LIMIT %(limit)s
         FOR UPDATE SKIP LOCKED
     ) c
 ),
 chosen AS (
-    SELECT c.id, row_number() OVER (ORDER BY c.pos, c.part, c.k, c.seq) AS ord
+    SELECT c.tid, row_number() OVER (ORDER BY c.pos, c.part, c.k, c.seq) AS ord
     FROM candidates c ORDER BY c.pos, c.part, c.k, c.seq LIMIT %(limit)s
 ),
 promoted AS (
     UPDATE {{s}}.jobs j SET state = 'queued', enqueued_at = %(now)s
-    FROM (
-        SELECT d.id FROM {{s}}.jobs d
+    WHERE j.ctid = ANY(ARRAY(
+        SELECT d.ctid FROM {{s}}.jobs d
         WHERE d.site = %(site)s AND d.state = 'scheduled' AND d.run_at <= %(now)s
+          AND d.ctid <> ALL(ARRAY(SELECT tid FROM chosen))
         ORDER BY d.run_at LIMIT %(promote)s
         FOR UPDATE SKIP LOCKED
-    ) due
-    WHERE j.site = %(site)s AND j.id = due.id AND due.id NOT IN (SELECT id FROM chosen)
+    ))
     RETURNING {_notify("j.queue", "j.state")}
 ),
 claimed AS (
@@ -176,20 +211,40 @@ claimed AS (
         lease_until = %(lease_until)s, worker = %(worker)s, started_at = %(now)s, ended_at = NULL,
         enqueued_at = CASE WHEN j.state = 'scheduled' THEN %(now)s ELSE j.enqueued_at END
     FROM chosen c
-    WHERE j.site = %(site)s AND j.id = c.id
+    WHERE j.ctid = ANY(ARRAY(SELECT tid FROM chosen)) AND j.ctid = c.tid
     RETURNING c.ord, {_cols("j")}
 )
 SELECT * FROM claimed ORDER BY ord
 """
 
 _EXTEND = """
+WITH held AS (
+    SELECT x.tid FROM jsonb_each_text(%(held)s::jsonb) AS h(id, token) CROSS JOIN LATERAL (
+        SELECT j.ctid AS tid, j.state, j.lease_token FROM {s}.jobs j
+        WHERE j.site = %(site)s AND j.id = h.id
+        OFFSET 0
+    ) x
+    WHERE x.state = 'started' AND x.lease_token = h.token
+)
 UPDATE {s}.jobs j SET lease_until = %(until)s
-FROM unnest(%(id)s::text[], %(token)s::text[]) AS h(id, token)
-WHERE j.site = %(site)s AND j.id = h.id AND j.state = 'started' AND j.lease_token = h.token
+WHERE j.ctid = ANY(ARRAY(SELECT tid FROM held))
 RETURNING j.id
 """
 
 _SETTLE = f"""
+WITH o AS (
+    SELECT e->>0 AS id, e->>1 AS token, e->>2 AS kind, e->>3 AS result, e->>4 AS error,
+           (e->>5)::float8 AS retry_at, (e->>6)::float8 AS ended_at, i.ord
+    FROM jsonb_array_elements(%(outcomes)s::jsonb) WITH ORDINALITY AS i(e, ord)
+),
+held AS (
+    SELECT o.*, x.tid FROM o CROSS JOIN LATERAL (
+        SELECT j.ctid AS tid, j.state, j.lease_token FROM {{s}}.jobs j
+        WHERE j.site = %(site)s AND j.id = o.id
+        OFFSET 0
+    ) x
+    WHERE x.state = 'started' AND x.lease_token = o.token
+)
 UPDATE {{s}}.jobs j SET
     state = CASE o.kind WHEN 'finish' THEN 'finished' WHEN 'fail' THEN 'failed'
                         WHEN 'retry' THEN 'scheduled' ELSE 'queued' END,
@@ -202,32 +257,28 @@ UPDATE {{s}}.jobs j SET
     started_at = CASE WHEN o.kind = 'release' THEN NULL ELSE j.started_at END,
     worker = CASE WHEN o.kind = 'release' THEN NULL ELSE j.worker END,
     lease_token = NULL, lease_until = NULL
-FROM unnest(%(id)s::text[], %(token)s::text[], %(kind)s::text[], %(result)s::text[], %(error)s::text[],
-            %(retry_at)s::float8[], %(ended_at)s::float8[])
-     WITH ORDINALITY AS o(id, token, kind, result, error, retry_at, ended_at, ord)
-WHERE j.site = %(site)s AND j.id = o.id AND j.state = 'started' AND j.lease_token = o.token
+FROM held o
+WHERE j.ctid = ANY(ARRAY(SELECT tid FROM held)) AND j.ctid = o.tid
 RETURNING o.ord, CASE WHEN o.kind IN ('retry', 'release') THEN {_notify("j.queue", "j.state")} END
 """
 
 _ABANDONED = (
     "json_build_object('type', 'LeaseExpired', 'reason', 'abandoned', 'message', 'worker ' || "
-    "coalesce(e.worker, 'None') || ' stopped renewing the lease (killed or lost); attempt ' || e.attempts, "
+    "coalesce(j.worker, 'None') || ' stopped renewing the lease (killed or lost); attempt ' || j.attempts, "
     "'traceback', NULL)::text"
 )
 
 _REQUEUE_EXPIRED = f"""
 UPDATE {{s}}.jobs j SET
     state = CASE WHEN j.attempts < j.max_attempts THEN 'queued' ELSE 'failed' END,
-    enqueued_at = CASE WHEN j.attempts < j.max_attempts THEN %(now)s ELSE j.enqueued_at END,
     ended_at = CASE WHEN j.attempts < j.max_attempts THEN j.ended_at ELSE %(now)s END,
-    error = e.error::json, errors = {_append_json("j.errors", "e.error")},
+    error = ({_ABANDONED})::json, errors = {_append_json("j.errors", _ABANDONED)},
     lease_token = NULL, lease_until = NULL
-FROM (
-    SELECT e.id, {_ABANDONED} AS error FROM {{s}}.jobs e
+WHERE j.ctid = ANY(ARRAY(
+    SELECT e.ctid FROM {{s}}.jobs e
     WHERE e.site = %(site)s AND e.state = 'started' AND e.lease_until < %(now)s
     FOR UPDATE SKIP LOCKED
-) e
-WHERE j.site = %(site)s AND j.id = e.id
+))
 RETURNING {_cols("j")}, {_notify("j.queue", "j.state")}
 """
 
@@ -285,8 +336,47 @@ RETURNING 1
 """
 
 
+# Named statements; ``{s}`` stands for the quoted schema name.
+_STATEMENTS = {
+    "enqueue": _ENQUEUE,
+    "claim": _CLAIM,
+    "extend": _EXTEND,
+    "settle": _SETTLE,
+    "requeue_expired": _REQUEUE_EXPIRED,
+    "work_ready": _WORK_READY,
+    "get": _GET,
+    "cancel": _CANCEL,
+    "retry_now": _RETRY_NOW,
+    "purge": _PURGE,
+    "set_progress": _SET_PROGRESS,
+    "periodic_slot": _ENQUEUE_PERIODIC_SLOT,
+}
+
+
+def _readable(fd: int, timeout: float) -> bool:
+    """Wait up to ``timeout`` seconds for ``fd`` to become readable."""
+    try:
+        return bool(select.select([fd], [], [], timeout)[0])
+    except ValueError:  # a descriptor number beyond select()'s limit
+        with selectors.DefaultSelector() as selector:
+            selector.register(fd, selectors.EVENT_READ)
+            return bool(selector.select(timeout))
+
+
+_encode = json.JSONEncoder(separators=(",", ":")).encode  # json.dumps(..., separators=) builds one per call
+
+
 def _dump(value: Any) -> str | None:
-    return None if value is None else json.dumps(value, separators=(",", ":"))
+    return None if value is None else _encode(value)
+
+
+def _clone(job: Job, duplicate: bool) -> Job:
+    """A shallow copy of ``job`` (copy.copy is several times slower on a dataclass this wide)."""
+    fields = job.__dict__.copy()
+    fields["duplicate"] = duplicate
+    twin: Job = object.__new__(Job)
+    twin.__dict__ = fields
+    return twin
 
 
 def migrations() -> list[tuple[int, str]]:
@@ -321,7 +411,8 @@ class PostgresStore(Store):
                 "(at most 63, not starting with a digit)"
             )
         kept = [(key, value) for key, value in options if key != "schema"]
-        self.conninfo = urlunsplit((parts.scheme, parts.netloc, parts.path, urlencode(kept, quote_via=quote), parts.fragment))
+        query = urlencode(kept, quote_via=quote)  # libpq decodes %20 but not '+'
+        self._conninfo = urlunsplit((parts.scheme, parts.netloc, parts.path, query, parts.fragment))
         self._connect_options: dict[str, Any] = {"autocommit": True}
         if "connect_timeout" not in dict(kept):
             self._connect_options["connect_timeout"] = 10
@@ -330,15 +421,14 @@ class PostgresStore(Store):
         self._secrets = [s for s in {parts.password or "", unquote(parts.password or "")} if s]
         self.channel = "offload_" + hashlib.sha256(f"{self.schema}\0{site_id}".encode()).hexdigest()[:40]
         quoted = f'"{self.schema}"'
-        self._sql = {
-            name: text.replace("{s}", quoted)
-            for name, text in globals().items()
-            if name.startswith("_") and name.isupper() and isinstance(text, str) and "{s}" in text
-        }
+        self._sql = {name: text.replace("{s}", quoted) for name, text in _STATEMENTS.items()}
+        self._enqueue_sql: str | None = None
         self._lock = threading.RLock()
         self._conn: Connection | None = None
         self._listen_lock = threading.Lock()
         self._listener: Connection | None = None
+        self._wakeups: collections.deque[str] = collections.deque()  # notification payloads not yet read
+        self._lost: weakref.WeakSet[Connection] = weakref.WeakSet()
         self._pid = os.getpid()
         self._closed = False
 
@@ -352,13 +442,26 @@ class PostgresStore(Store):
 
     def _connect(self) -> Connection:
         try:
-            return psycopg.connect(self.conninfo, **self._connect_options)
+            conn = psycopg.connect(self._conninfo, **self._connect_options)
         except psycopg.ProgrammingError as exc:  # libpq refused the URL itself (unknown option, bad port ...)
             raise StoreURLError(f"invalid PostgreSQL URL {self.safe_url}: {self._reason(exc)}") from None
         except psycopg.Error as exc:
             raise StoreUnavailable(
-                f"cannot connect to PostgreSQL store {self.safe_url}: {self._reason(exc)}"
+                f"cannot connect to PostgreSQL store {self.safe_url}: {self._reason(exc)} "
+                "(check that the server is up and the store URL is right)"
             ) from None
+        self._watch(conn)
+        if "plan_cache_mode" not in self._conninfo:
+            # The hot statements are shaped to need no statistics; left on "auto", PostgreSQL re-plans the
+            # claim on every call (about 1 ms, more than running it).
+            try:
+                conn.execute("SET plan_cache_mode = force_generic_plan")
+            except psycopg.Error as exc:
+                conn.close()
+                raise StoreUnavailable(
+                    f"PostgreSQL store {self.safe_url} is unavailable: {self._reason(exc)}"
+                ) from None
+        return conn
 
     def _check_fork(self) -> None:
         # A forked child must not touch its parent's sockets; psycopg does not close them from the child either.
@@ -367,32 +470,41 @@ class PostgresStore(Store):
             self._pid = os.getpid()
 
     def _failure(self, exc: psycopg.Error, conn: Connection) -> StoreError:
-        if conn.broken or conn.closed or conn.info.status != psycopg.pq.ConnStatus.OK:
+        if conn.broken or conn.closed or conn in self._lost or conn.info.status != psycopg.pq.ConnStatus.OK:
             self._drop(conn)
             return StoreUnavailable(f"PostgreSQL store {self.safe_url} is unavailable: {self._reason(exc)}")
         return StoreError(f"PostgreSQL store {self.safe_url} failed: {self._reason(exc)}")
 
-    @staticmethod
-    def _usable(conn: Connection) -> bool:
+    def _usable(self, conn: Connection) -> bool:
         """False when an idle connection has been closed by the server (a restart, an administrator).
 
         An idle autocommit connection receives nothing unless the server is ending it, so one poll of the
         socket (microseconds) lets the first call after a server restart reconnect instead of failing.
         """
-        if conn.closed or conn.broken:
+        if conn.closed or conn.broken or conn in self._lost:
             return False
-        # The server's farewell (an error message, then end of file) may take two reads to see.
-        for _ in range(3):
+        for _ in range(3):  # the server's farewell (FATAL, then end of file) may take more than one read
             try:
-                if not select.select([conn.fileno()], [], [], 0)[0]:
+                if not _readable(conn.fileno(), 0.0):
                     break
-            except (OSError, ValueError):  # ValueError: descriptor beyond select()'s range; let the query tell
-                break
+            except OSError:
+                return False
             try:
                 conn.pgconn.consume_input()
+                conn.pgconn.is_busy()  # parses what was read: a FATAL reaches _watch's notice handler
             except psycopg.OperationalError:
                 return False
-        return conn.pgconn.status == psycopg.pq.ConnStatus.OK
+        return conn not in self._lost and conn.pgconn.status == psycopg.pq.ConnStatus.OK
+
+    def _watch(self, conn: Connection) -> None:
+        """Remember a connection the server said it is ending (a FATAL message received while idle)."""
+        ref, lost = weakref.ref(conn), self._lost
+
+        def on_notice(diagnostic: psycopg.errors.Diagnostic) -> None:
+            if diagnostic.severity_nonlocalized in ("FATAL", "PANIC") and (dying := ref()) is not None:
+                lost.add(dying)
+
+        conn.add_notice_handler(on_notice)
 
     def _drop(self, conn: Connection) -> None:
         if conn is self._conn:
@@ -471,6 +583,7 @@ class PostgresStore(Store):
                     sql.SQL("SELECT coalesce(max(version), 0) FROM {}.schema_version").format(schema)
                 ).fetchone()
                 version = int(row[0]) if row is not None else 0
+                self._enqueue_sql = None
                 for number, script in scripts:
                     if number <= version:
                         continue
@@ -492,33 +605,11 @@ class PostgresStore(Store):
 
     # -- rows --------------------------------------------------------------------------------------------
     def _job(self, row: Sequence[Any]) -> Job:
-        return Job(
-            id=row[0],
-            queue=self.unqname(row[1]),
-            func=row[2],
-            task=row[3],
-            payload=row[4],
-            title=row[5],
-            state=row[6],
-            created_at=row[7],
-            enqueued_at=row[8],
-            run_at=row[9],
-            started_at=row[10],
-            ended_at=row[11],
-            attempts=row[12],
-            max_attempts=row[13],
-            retry=row[14],
-            timeout=row[15],
-            result_json=row[16],
-            error=row[17],
-            errors=row[18] or [],
-            worker=row[19],
-            lease_until=row[20],
-            lease_token=row[21],
-            progress=row[22],
-            meta=row[23] or {},
-            unique_key=row[24],
-        )
+        job = Job(**dict(zip(_JOB_FIELDS, row[: len(_JOB_FIELDS)], strict=True)))
+        job.queue = self.unqname(job.queue)
+        job.errors = job.errors or []
+        job.meta = job.meta or {}
+        return job
 
     # -- producer ----------------------------------------------------------------------------------------
     def enqueue_many(self, jobs: Sequence[Job], now: float) -> list[Job]:
@@ -545,12 +636,13 @@ class PostgresStore(Store):
                 if job.unique_key is not None:
                     seen_keys.add(job.unique_key)
             params = self._enqueue_params([jobs[i] for i in todo], insert, now)
+            statement = self._enqueue_statement(conn)
             try:
                 if in_transaction:
                     with conn.transaction():  # a savepoint, so a lost race can be retried
-                        rows = conn.execute(self._sql["_ENQUEUE"], params).fetchall()
+                        rows = conn.execute(statement, params).fetchall()
                 else:
-                    rows = conn.execute(self._sql["_ENQUEUE"], params).fetchall()
+                    rows = conn.execute(statement, params).fetchall()
             except psycopg.errors.UniqueViolation:
                 continue  # another client took a unique key since our snapshot: look again
             self._place(jobs, todo, insert, rows, now, results)
@@ -558,6 +650,16 @@ class PostgresStore(Store):
             if not todo:
                 return [job for job in results if job is not None]
         raise StoreError(f"PostgreSQL store {self.safe_url}: enqueue kept racing with other clients; try again")
+
+    def _enqueue_statement(self, conn: Connection) -> str:
+        """The enqueue statement, naming the sequence behind ``jobs.seq`` (looked up once)."""
+        if self._enqueue_sql is None:
+            table = f'"{self.schema}".jobs'
+            row = conn.execute("SELECT pg_get_serial_sequence(%s, 'seq')", (table,)).fetchone()
+            if row is None or row[0] is None:
+                raise StoreError(f"PostgreSQL store {self.safe_url}: {table} has no seq column; run migrations")
+            self._enqueue_sql = self._sql["enqueue"].replace("{seq}", row[0])
+        return self._enqueue_sql
 
     def _place(
         self,
@@ -569,15 +671,17 @@ class PostgresStore(Store):
         results: list[Job | None],
     ) -> None:
         """Record the outcome of one enqueue round in ``results`` (None: still to place)."""
-        inserted = {row[2] for row in rows if row[0] is None}
-        blocking = {int(row[0]) - 1: (row[1] == 1, self._job(row[2:])) for row in rows if row[0] is not None}
+        inserted = {row[2] for row in rows if row[0] is None and row[2] is not None}
+        blocking: dict[int, tuple[bool, Job]] = {}
+        for row in sorted((r for r in rows if r[0] is not None), key=lambda r: -int(r[1])):
+            blocking[int(row[0]) - 1] = (row[1] == 1, self._job(row[3]))  # a match by id wins over one by key
         # Jobs of this round that share an id or key with an inserted job always come after it in the batch.
         by_id: dict[str, Job] = {}
         by_key: dict[str, Job] = {}
         for n, i in enumerate(todo):
             job = jobs[i]
             if insert[n] and job.id in inserted:
-                stored = dataclasses.replace(job, duplicate=False)
+                stored = _clone(job, duplicate=False)
                 if job.state == QUEUED:
                     stored.enqueued_at = now
                 results[i] = by_id[job.id] = stored
@@ -593,73 +697,54 @@ class PostgresStore(Store):
             if holder is None and job.unique_key is not None:
                 holder = by_key.get(job.unique_key) or found
             if holder is not None:
-                results[i] = dataclasses.replace(holder, duplicate=True)
+                results[i] = _clone(holder, duplicate=True)
 
-    def _enqueue_params(self, jobs: Sequence[Job], insert: list[bool], now: float) -> dict[str, Any]:
-        return {
-            "site": self.site_id,
-            "channel": self.channel,
-            "id": [j.id for j in jobs],
-            "queue": [self.qname(j.queue) for j in jobs],
-            "func": [j.func for j in jobs],
-            "task": [j.task for j in jobs],
-            "payload": [j.payload for j in jobs],
-            "title": [j.title for j in jobs],
-            "state": [j.state for j in jobs],
-            "created_at": [float(j.created_at) for j in jobs],
-            "enqueued_at": [now if j.state == QUEUED else j.enqueued_at for j in jobs],
-            "run_at": [j.run_at for j in jobs],
-            "attempts": [j.attempts for j in jobs],
-            "max_attempts": [j.max_attempts for j in jobs],
-            "retry": [_dump(j.retry) for j in jobs],
-            "timeout": [j.timeout for j in jobs],
-            "meta": [_dump(j.meta or {}) for j in jobs],
-            "unique_key": [j.unique_key for j in jobs],
-            "insert": insert,
-        }
+    def _enqueue_params(self, jobs: Sequence[Job], insert: builtins.list[bool], now: float) -> dict[str, Any]:
+        # fmt: off
+        rows = [
+            [j.id, self.prefix + j.queue, j.func, j.task, j.payload, j.title, j.state, j.created_at,
+             now if j.state == QUEUED else j.enqueued_at, j.run_at, j.attempts, j.max_attempts, _dump(j.retry),
+             j.timeout, _dump(j.meta) if j.meta else "{}", j.unique_key, ins]
+            for j, ins in zip(jobs, insert, strict=True)
+        ]
+        # fmt: on
+        return {"site": self.site_id, "channel": self.channel, "jobs": _dump(rows)}
 
     # -- worker ------------------------------------------------------------------------------------------
     def claim(self, queues: Sequence[str], worker_id: str, lease: float, limit: int, now: float) -> list[Job]:
         if limit <= 0 or not queues:
             return []
-        rows = self._query("_CLAIM", {
-            "queues": [self.qname(q) for q in queues],
-            "limit": limit,
-            "now": now,
-            "lease_until": now + lease,
-            "worker": worker_id,
-            "promote": self.promote_batch,
-            "channel": self.channel,
-        })
+        self._discard_wakeups()
+        queues = [self.qname(q) for q in dict.fromkeys(queues)]  # a queue listed twice is served once
+        params = {"queues": queues, "limit": limit, "now": now, "lease_until": now + lease, "worker": worker_id}
+        rows = self._query("claim", {**params, "promote": self.promote_batch, "channel": self.channel})
         return [self._job(row[1:]) for row in rows]
 
     def extend_leases(self, worker_id: str, held: dict[str, str], lease: float, now: float) -> list[str]:
         if not held:
             return []
-        rows = self._query("_EXTEND", {"id": list(held), "token": list(held.values()), "until": now + lease})
+        rows = self._query("extend", {"held": _dump(held), "until": now + lease})
         kept = {row[0] for row in rows}
         return [job_id for job_id in held if job_id not in kept]
 
     def settle(self, outcomes: Sequence[Outcome], now: float) -> list[bool]:
         if not outcomes:
             return []
-        failing = ("fail", "retry")
-        rows = self._query("_SETTLE", {
-            "channel": self.channel,
-            "id": [o.job_id for o in outcomes],
-            "token": [o.token for o in outcomes],
-            "kind": [o.kind for o in outcomes],
-            "result": [o.result_json for o in outcomes],
-            "error": [_dump(o.error or {}) if o.kind in failing else None for o in outcomes],
-            "retry_at": [(o.retry_at if o.retry_at is not None else now) if o.kind == "retry" else None
-                         for o in outcomes],
-            "ended_at": [o.ended_at or now for o in outcomes],
-        })
-        settled = {int(row[0]) - 1 for row in rows}
+        # fmt: off
+        rows = [
+            [o.job_id, o.token, o.kind, o.result_json,
+             _dump(o.error or {}) if o.kind in ("fail", "retry") else None,
+             (o.retry_at if o.retry_at is not None else now) if o.kind == "retry" else None,
+             o.ended_at or now]
+            for o in outcomes
+        ]
+        # fmt: on
+        done = self._query("settle", {"outcomes": _dump(rows), "channel": self.channel})
+        settled = {int(row[0]) - 1 for row in done}
         return [n in settled for n in range(len(outcomes))]
 
     def requeue_expired(self, now: float) -> list[Job]:
-        rows = self._query("_REQUEUE_EXPIRED", {"now": now, "channel": self.channel})
+        rows = self._query("requeue_expired", {"now": now, "channel": self.channel})
         return [self._job(row) for row in rows]
 
     def wait_for_work(self, queues: Sequence[str], timeout: float) -> bool:
@@ -675,14 +760,48 @@ class PostgresStore(Store):
         self._check_fork()
         if self._listener is None or self._listener.closed:
             conn = self._connect()
+            wakeups = self._wakeups
+            wakeups.clear()
+            # Notifications that arrive while a query runs on this connection are kept by this handler;
+            # those that arrive while it is idle are read in _receive.
+            conn.add_notify_handler(lambda note: wakeups.append(note.payload))
             try:
                 conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(self.channel)))
             except psycopg.Error as exc:
                 conn.close()
-                raise StoreUnavailable(f"PostgreSQL store {self.safe_url} cannot LISTEN: {self._reason(exc)}") \
-                    from None
+                raise StoreUnavailable(f"PostgreSQL store {self.safe_url} cannot LISTEN: {self._reason(exc)}") from None
             self._listener = conn
         return self._listener
+
+    def _receive(self, conn: Connection, timeout: float) -> None:
+        """Add the notifications that arrive within ``timeout`` seconds to ``self._wakeups``."""
+        if self._wakeups:
+            return
+        if not _readable(conn.fileno(), timeout):
+            return
+        conn.pgconn.consume_input()  # raises OperationalError when the server has gone
+        while (note := conn.pgconn.notifies()) is not None:
+            self._wakeups.append(note.extra.decode(errors="replace"))
+        if conn in self._lost or conn.pgconn.status != psycopg.pq.ConnStatus.OK:
+            raise psycopg.OperationalError("the server closed the connection")
+
+    def _discard_wakeups(self) -> None:
+        """Read and drop the notifications that arrived while no one was waiting.
+
+        A busy worker claims without waiting, and a listener that is never read holds back the server's
+        notification queue (and, once that fills, every NOTIFY). Dropping them is safe: a wait checks first.
+        """
+        listener = self._listener
+        if listener is None or not self._listen_lock.acquire(blocking=False):
+            return
+        try:
+            if listener is self._listener and not listener.closed:
+                self._receive(listener, 0.0)
+                self._wakeups.clear()
+        except psycopg.Error:
+            self._drop(listener)
+        finally:
+            self._listen_lock.release()
 
     def _wait(self, queues: Sequence[str], deadline: float) -> bool:
         names = [self.qname(q) for q in queues]
@@ -706,39 +825,41 @@ class PostgresStore(Store):
         next_due: float | None = None
         while True:
             if check:
-                # Anything notified so far is committed, so the check below sees it: drop those wake-ups.
-                for _ in conn.notifies(timeout=0.0):
-                    pass
-                row = conn.execute(self._sql["_WORK_READY"], {"queues": names, "site": self.site_id}).fetchone()
+                # Whatever was notified so far is committed, so the check below sees it: drop those wake-ups.
+                # Notifications that arrive from here on are kept, so none is missed between check and sleep.
+                self._receive(conn, 0.0)
+                self._wakeups.clear()
+                row = conn.execute(self._sql["work_ready"], {"queues": names, "site": self.site_id}).fetchone()
                 assert row is not None
                 next_due = row[1]
                 if row[0] or (next_due is not None and next_due <= time.time()):
                     return True
                 check = False
             wait = deadline - time.monotonic()
-            if wait <= 0:
+            if wait <= 0 or self._closed:
                 return False
             if next_due is not None:
                 wait = min(wait, max(0.0, next_due - time.time()) + 0.0005)
-            for note in conn.notifies(timeout=wait, stop_after=1):
-                if note.payload in wanted:
+            self._receive(conn, wait)
+            while self._wakeups:
+                payload = self._wakeups.popleft()
+                if payload in wanted:
                     return True
-                if note.payload == "":
-                    check = True
+                check = check or payload == ""
             if next_due is not None and time.time() >= next_due:
                 check = True
 
     def set_progress(self, job_id: str, progress: dict[str, Any] | None, meta: dict[str, Any] | None) -> bool:
         with self._session() as conn:
             cur = conn.execute(
-                self._sql["_SET_PROGRESS"], {"site": self.site_id, "id": job_id,
-                                             "progress": _dump(progress), "meta": _dump(meta)}
+                self._sql["set_progress"],
+                {"site": self.site_id, "id": job_id, "progress": _dump(progress), "meta": _dump(meta)},
             )
             return cur.rowcount == 1
 
     # -- management --------------------------------------------------------------------------------------
     def get(self, job_id: str) -> Job | None:
-        rows = self._query("_GET", {"id": job_id})
+        rows = self._query("get", {"id": job_id})
         return self._job(rows[0]) if rows else None
 
     def _where(self, queues: Sequence[str] | None, states: Sequence[str] | None) -> tuple[str, dict[str, Any]]:
@@ -788,17 +909,17 @@ class PostgresStore(Store):
         return out
 
     def cancel(self, job_id: str, now: float) -> Job | None:
-        rows = self._query("_CANCEL", {"id": job_id, "now": now})
+        rows = self._query("cancel", {"id": job_id, "now": now})
         return self._job(rows[0]) if rows else None
 
     def retry_now(self, job_id: str, now: float) -> Job | None:
         params = {"site": self.site_id, "id": job_id, "now": now, "channel": self.channel}
         with self._session() as conn:
             try:
-                rows = conn.execute(self._sql["_RETRY_NOW"], params).fetchall()
+                rows = conn.execute(self._sql["retry_now"], params).fetchall()
             except psycopg.errors.UniqueViolation:
                 # Another pending job holds its unique key: leave this one as it is.
-                rows = conn.execute(self._sql["_GET"], params).fetchall()
+                rows = conn.execute(self._sql["get"], params).fetchall()
         return self._job(rows[0]) if rows else None
 
     def delete(self, job_id: str) -> bool:
@@ -816,9 +937,8 @@ class PostgresStore(Store):
         while total < limit:
             batch = min(self.purge_batch, limit - total)
             with self._session() as conn:
-                deleted = conn.execute(self._sql["_PURGE"], {
-                    "site": self.site_id, "before": ended_before, "limit": batch,
-                }).rowcount
+                params = {"site": self.site_id, "before": ended_before, "limit": batch}
+                deleted = conn.execute(self._sql["purge"], params).rowcount
             total += deleted
             if deleted < batch:
                 break
@@ -850,7 +970,7 @@ class PostgresStore(Store):
         with self._session() as conn, conn.transaction():
             # The row lock taken here serialises racing schedulers; losers see the recorded slot and stop.
             won = conn.execute(
-                self._sql["_ENQUEUE_PERIODIC_SLOT"], {"site": self.site_id, "name": name, "slot": slot}
+                self._sql["periodic_slot"], {"site": self.site_id, "name": name, "slot": slot}
             ).fetchone()
             if won is None:
                 return False
