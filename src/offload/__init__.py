@@ -73,6 +73,7 @@ __all__ = [
     "cancel",
     "clear",
     "configure",
+    "configure_lazily",
     "current_job",
     "default_app",
     "enqueue",
@@ -101,13 +102,23 @@ def configure(*args: Any, **kwargs: Any) -> Offload:
     return _default
 
 
+_pending_config: Config | None = None
+
+
+def configure_lazily(config: Config) -> None:
+    """Make ``config`` the default site's configuration, built (and its store driver loaded) on first use."""
+    global _default, _pending_config
+    with _default_lock:
+        _default, _pending_config = None, config
+
+
 def default_app() -> Offload:
     """The default site, built from the environment and ini file on first use."""
     global _default
     if _default is None:
         with _default_lock:
             if _default is None:
-                _default = Offload()
+                _default = Offload(config=_pending_config) if _pending_config is not None else Offload()
     return _default
 
 

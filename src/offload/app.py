@@ -37,6 +37,7 @@ from offload.stores import Store, open_store, store_class
 
 NO_TIMEOUT = -1
 MAX_TIMEOUT = 366 * 86400.0
+MAX_RUN_AT = 253402300799.0  # 9999-12-31T23:59:59Z, the last moment a datetime can show
 # RQ options CKAN code passes through rq_kwargs that have no meaning here and are safe to ignore.
 _IGNORED_RQ_KWARGS = {"result_ttl", "ttl", "failure_ttl"}
 _ENQUEUE_OPTIONS = {"rq_kwargs", "max_attempts", "max_retries", "retry", "at", "delay", "unique_key", "job_id",
@@ -58,8 +59,21 @@ def _timeout(value: Any, default: float) -> float | None:
     return float(value)
 
 
+def _shown(job_id: object) -> str:
+    """A job id as an error message may print it: control characters escaped, so it stays on one line."""
+    text = str(job_id)
+    return text if text.isprintable() else text.encode("unicode_escape").decode("ascii")
+
+
 def _when(at: Any, delay: Any, now: float) -> float | None:
     """Epoch seconds a job should run at, from ``at`` (datetime, naive = UTC) or ``delay`` (seconds)."""
+    run_at = _run_at(at, delay, now)
+    if run_at is not None and run_at > MAX_RUN_AT:
+        raise ValueError(f"the job would run after the year 9999 (at={at!r}, delay={delay!r}); give a nearer time")
+    return run_at
+
+
+def _run_at(at: Any, delay: Any, now: float) -> float | None:
     if at is not None and delay is not None:
         raise ValueError("give either at= or delay=, not both")
     if at is not None:
@@ -372,7 +386,7 @@ class Offload:
         """The job with this id; ``JobNotFound`` if there is none on this site."""
         job = self.store.get(job_id) if isinstance(job_id, str) else None
         if job is None:
-            raise JobNotFound(f'There is no job with ID "{job_id}"')
+            raise JobNotFound(f'There is no job with ID "{_shown(job_id)}"')
         return job
 
     def get_queue(self, name: str = "default") -> Queue:
@@ -407,7 +421,7 @@ class Offload:
             raise InvalidJobState(f"job {job_id} is already {before.state}")
         job = self.store.cancel(job_id, time.time())
         if job is None:
-            raise JobNotFound(f'There is no job with ID "{job_id}"')
+            raise JobNotFound(f'There is no job with ID "{_shown(job_id)}"')
         if job.state != CANCELED:
             raise InvalidJobState(f"job {job_id} is already {job.state}")
         return job
@@ -417,7 +431,7 @@ class Offload:
         before = self.get_job(job_id)
         job = self.store.retry_now(job_id, time.time()) if before.state in (FAILED, CANCELED, SCHEDULED) else before
         if job is None:
-            raise JobNotFound(f'There is no job with ID "{job_id}"')
+            raise JobNotFound(f'There is no job with ID "{_shown(job_id)}"')
         if job.state != QUEUED or before.state == QUEUED:
             raise InvalidJobState(
                 f"job {job_id} is {job.state}; only failed, canceled or scheduled jobs can be retried"
@@ -426,7 +440,7 @@ class Offload:
 
     def delete(self, job_id: str) -> None:
         if not self.store.delete(job_id):
-            raise JobNotFound(f'There is no job with ID "{job_id}"')
+            raise JobNotFound(f'There is no job with ID "{_shown(job_id)}"')
 
     def clear(self, queues: Sequence[str] | None = None) -> int:
         """Delete the waiting (queued and scheduled) jobs of ``queues`` (None: all); returns how many."""
@@ -438,6 +452,8 @@ class Offload:
         """Delete finished, failed and canceled jobs that ended more than ``older_than`` seconds ago
         (default ``offload.jobs.keep``)."""
         keep = self.config["offload.jobs.keep"] if older_than is None else older_than
+        if isinstance(keep, bool) or not isinstance(keep, (int, float)) or not (math.isfinite(keep) and keep >= 0):
+            raise ValueError(f"older_than must be a number of seconds >= 0, not {older_than!r}")
         total = 0
         while True:
             n = self.store.purge(time.time() - keep)

@@ -90,6 +90,9 @@ class Job:
     unique_key: str | None = None
     # Set on the Job returned by enqueue when an equal pending job already existed (nothing was added).
     duplicate: bool = field(default=False, compare=False)
+    # Set by a store that could not decode this job's record (corrupted, or written by something else): what is
+    # wrong with it. Such a job is never run; see ``record_problem``.
+    defect: str | None = field(default=None, compare=False)
 
     @property
     def target(self) -> str:
@@ -173,6 +176,32 @@ class Job:
             "meta": self.meta,
             "unique_key": self.unique_key,
         }
+
+
+def record_problem(job: Job) -> str | None:
+    """Why a claimed job cannot be run as stored (a corrupted or foreign record), or None when it can.
+
+    Stores decode what they can of a damaged record and say what they could not (``defect``); the fields a
+    worker relies on must also have the right types, whatever wrote them.
+    """
+    if job.defect:
+        return job.defect
+    target = job.func if job.task is None else job.task
+    if (job.func is None) == (job.task is None) or not isinstance(target, str):
+        return "it must name exactly one function or task, as text"
+    if not isinstance(job.payload, str):
+        return f"its payload is {type(job.payload).__name__}, not offload JSON text"
+    checks: tuple[tuple[str, Any, type, bool], ...] = (
+        ("meta", job.meta, dict, False), ("retry", job.retry, dict, True), ("errors", job.errors, list, False),
+        ("progress", job.progress, dict, True))
+    for name, value, kind, optional in checks:
+        if not (isinstance(value, kind) or (optional and value is None)):
+            return f"its {name} is a {type(value).__name__}, not a JSON {'object' if kind is dict else 'array'}"
+    numbers: tuple[tuple[Any, bool], ...] = ((job.attempts, False), (job.max_attempts, False), (job.timeout, True))
+    for value, optional in numbers:
+        if isinstance(value, bool) or not (isinstance(value, (int, float)) or (optional and value is None)):
+            return "its attempts, max_attempts or timeout is not a number"
+    return None
 
 
 OutcomeKind = Literal["finish", "fail", "retry", "release"]

@@ -12,7 +12,8 @@ State machine (what each verb may do):
     settle finish  started -> finished           settle fail   started -> failed
     settle retry   started -> scheduled (run_at = retry_at, error appended to errors)
     settle release started -> queued (attempt given back, back at the head of its queue)
-    requeue_expired started (lease over) -> queued, or failed (reason "abandoned") once attempts are spent
+    requeue_expired started (lease over) -> queued (at its old place, ahead of later jobs), or failed (reason
+                   "abandoned") once attempts are spent
     cancel         scheduled | queued | started -> canceled (a started job's lease is revoked)
     retry_now      failed | canceled | scheduled -> queued (attempts reset to 0 for failed/canceled)
 
@@ -116,7 +117,9 @@ class Store(abc.ABC):
     def requeue_expired(self, now: float) -> list[Job]:
         """Return started jobs whose lease ended before ``now`` to ``queued`` (attempt counted, an
         ``abandoned`` error appended), or fail them (reason ``abandoned``) when no attempts are left.
-        Returns the jobs in their new state."""
+        A requeued job goes back to its place (its ``enqueued_at`` is kept; Redis: the head of its queue), not
+        behind the backlog: a dead worker's jobs have waited their turn already. Returns the jobs in their new
+        state."""
 
     @abc.abstractmethod
     def wait_for_work(self, queues: Sequence[str], timeout: float) -> bool:

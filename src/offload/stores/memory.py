@@ -214,8 +214,7 @@ class MemoryStore(Store):
                 job.lease_token = None
                 job.lease_until = None
                 if job.attempts < job.max_attempts:
-                    job.state = QUEUED
-                    job.enqueued_at = now
+                    job.state = QUEUED  # keeps its enqueued_at: back to its place, not behind the backlog
                 else:
                     job.state = FAILED
                     job.ended_at = now

@@ -63,7 +63,7 @@ import socket
 import threading
 import time
 import weakref
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from importlib import resources
 from typing import Any, Protocol, cast
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -163,9 +163,9 @@ def _pack(commands: Sequence[Sequence[str]]) -> list[bytes]:
     for args in commands:
         add(f"*{len(args)}\r\n")
         for arg in args:
-            size = len(arg) if arg.isascii() else len(arg.encode())
+            size = len(arg) if arg.isascii() else len(arg.encode("utf-8", "surrogateescape"))
             add(f"${size}\r\n{arg}\r\n")
-    return ["".join(parts).encode()]
+    return ["".join(parts).encode("utf-8", "surrogateescape")]
 
 
 _dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
@@ -173,6 +173,14 @@ _dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 
 def _dump(value: Any) -> str | None:
     return None if value is None else _dumps(value)
+
+
+def _spec(text: str) -> builtins.list[Any]:
+    """A job's ``spec`` field: the JSON array of 9 values ``RedisStore._args`` writes, or ValueError."""
+    spec = json.loads(text)
+    if not isinstance(spec, builtins.list) or len(spec) != 9:
+        raise ValueError("not the 9-value JSON array offload writes")
+    return spec
 
 
 def _one_line(exc: BaseException) -> str:
@@ -218,6 +226,9 @@ class RedisStore(Store):
             "socket_keepalive": True,
             "decode_responses": True,
             "protocol": 2,
+            # Bytes that are not UTF-8 (a foreign or corrupted record) must not break a reply: they come back as
+            # surrogates, which _pack turns back into the same bytes.
+            "encoding_errors": "surrogateescape",
             "retry": Retry(NoBackoff(), 0),
             **options,  # the TLS options, rediss:// only
         }
@@ -367,6 +378,35 @@ class RedisStore(Store):
     # -- rows --------------------------------------------------------------------------------------------
     def _job(self, r: builtins.list[Any]) -> Job:
         """A Job from a script's row: the id, then ROW_FIELDS."""
+        try:
+            return self._decode(r)
+        except (ValueError, TypeError):  # a corrupted or foreign hash must not stop claim, list or requeue
+            return self._damaged(r)
+
+    def _damaged(self, r: builtins.list[Any]) -> Job:
+        """A row whose fields do not all decode: the rest of it, and ``defect`` saying what is wrong."""
+        fixed = list(r)
+        problems = []
+        checks: builtins.list[tuple[int, str, Callable[[Any], Any]]] = [(1, "spec", _spec)]
+        checks += [(i, name, json.loads) for i, name in ((10, "error"), (11, "errors"), (15, "progress"), (16, "meta"))]
+        checks += [(i, name, float) for i, name in ((4, "enqueued_at"), (5, "run_at"), (6, "started_at"),
+                                                   (7, "ended_at"), (13, "lease_until"))]
+        checks.append((8, "attempts", int))
+        for index, name, decode in checks:
+            try:
+                if r[index] is not None:
+                    decode(r[index])
+            except (ValueError, TypeError, IndexError) as exc:
+                problems.append(f"its {name} cannot be decoded ({exc})")
+                fixed[index] = {1: "[null,null,null,null,0,1,null,null,null]", 8: "0"}.get(index)
+        try:
+            job = self._decode(fixed)
+        except (ValueError, TypeError):
+            job = Job(id=str(r[0]), queue="", lease_token=r[14] if isinstance(r[14], str) else None)
+        job.defect = "; ".join(problems) or "its record cannot be decoded"
+        return job
+
+    def _decode(self, r: builtins.list[Any]) -> Job:
         (job_id, spec, payload, state, enqueued_at, run_at, started_at, ended_at, attempts, result, error, errors,
          worker, lease_until, lease_token, progress, meta) = r
         queue, func, task, title, created_at, max_attempts, retry, timeout, unique_key = json.loads(spec)

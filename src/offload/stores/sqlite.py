@@ -46,6 +46,9 @@ _COLUMNS = (
     "progress, meta, unique_key"
 )
 _PENDING_SQL = "('scheduled','queued','started')"
+# A job's errors array, or an empty one where a corrupted or foreign row holds something else (CASE is lazy:
+# json_type() would raise on malformed JSON).
+_ERRORS = "(CASE WHEN NOT json_valid(errors) THEN '[]' WHEN json_type(errors) <> 'array' THEN '[]' ELSE errors END)"
 _DONE_SQL = "('finished','failed','canceled')"
 
 
@@ -166,6 +169,29 @@ class SQLiteStore(Store):
 
     # -- rows --------------------------------------------------------------------------------------------
     def _job(self, row: Sequence[Any]) -> Job:
+        try:
+            return self._decode(row)
+        except (ValueError, TypeError):  # a corrupted or foreign row must not stop claim, list or requeue
+            return self._damaged(row)
+
+    def _damaged(self, row: Sequence[Any]) -> Job:
+        """A row whose JSON columns do not all decode: the rest of it, and ``defect`` saying what is wrong."""
+        fixed = list(row)
+        problems = []
+        for index, name in ((14, "retry"), (17, "error"), (18, "errors"), (22, "progress"), (23, "meta")):
+            try:
+                _load(row[index])
+            except (ValueError, TypeError) as exc:
+                fixed[index] = None
+                problems.append(f"its {name} is not valid JSON ({exc})")
+        try:
+            job = self._decode(fixed)
+        except (ValueError, TypeError):
+            job = Job(id=str(row[0]), queue="", lease_token=row[21] if isinstance(row[21], str) else None)
+        job.defect = "; ".join(problems) or "its record cannot be decoded"
+        return job
+
+    def _decode(self, row: Sequence[Any]) -> Job:
         return Job(
             id=row[0],
             queue=self.unqname(row[1]),
@@ -351,7 +377,7 @@ class SQLiteStore(Store):
                 elif o.kind == "fail":
                     error = _dump(o.error or {})
                     cur = conn.execute(
-                        f"UPDATE jobs SET state='failed', error=?, errors=json_insert(errors, '$[#]', json(?)), "
+                        f"UPDATE jobs SET state='failed', error=?, errors=json_insert({_ERRORS}, '$[#]', json(?)), "
                         f"ended_at=?, lease_token=NULL, lease_until=NULL WHERE {held}",
                         (error, error, o.ended_at or now, *key),
                     )
@@ -359,7 +385,7 @@ class SQLiteStore(Store):
                     error = _dump(o.error or {})
                     cur = conn.execute(
                         f"UPDATE jobs SET state='scheduled', run_at=?, error=?, "
-                        f"errors=json_insert(errors, '$[#]', json(?)), ended_at=?, lease_token=NULL, "
+                        f"errors=json_insert({_ERRORS}, '$[#]', json(?)), ended_at=?, lease_token=NULL, "
                         f"lease_until=NULL WHERE {held}",
                         (o.retry_at if o.retry_at is not None else now, error, error, o.ended_at or now, *key),
                     )
@@ -393,7 +419,7 @@ class SQLiteStore(Store):
                 job.lease_token = None
                 job.lease_until = None
                 if job.attempts < job.max_attempts:
-                    job.state, job.enqueued_at = QUEUED, now
+                    job.state = QUEUED  # keeps its enqueued_at: back to its place, not behind the backlog
                 else:
                     job.state, job.ended_at = FAILED, now
                 conn.execute(

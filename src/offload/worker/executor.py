@@ -1,7 +1,7 @@
 """The executor child: imports job functions and runs them, in its own process group.
 
-Started by the supervisor as ``python -m offload.worker.executor --fd N``; everything else arrives over the
-socket: first an init message, then batches of jobs. The child never talks to the store. A reader thread
+Started by the supervisor as ``python -m offload.worker.executor --fd N --slot M``; everything else arrives over
+the socket: first an init message, then batches of jobs. The child never talks to the store. A reader thread
 keeps draining the socket so that the supervisor's writes never block on a child that is busy writing
 results (two processes both blocked on a full socket buffer would deadlock).
 
@@ -9,6 +9,10 @@ Messages, child -> supervisor: ``("ready", pid, rss)``, ``("start", job_id, t)``
 where the supervisor cannot infer start times), ``("done", [(job_id, report), ...])``, ``("progress", job_id,
 progress, meta)``. Supervisor -> child: ``("run", [spec, ...])``, ``("revoke", [job_id, ...])`` (skip these if not
 started yet; reported as done with ``skipped``), ``("stop",)``.
+
+The slot (fd M, shared memory, ``SLOT``): a single-threaded child writes there which job it is on before it
+starts it and again once it returned, without a message. Its reports are batched, so the supervisor cannot tell
+from them which job is running: a crash or a timeout would be blamed on a job that had finished.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import logging
 import os
 import queue
 import signal
+import struct
 import sys
 import threading
 import time
@@ -37,6 +42,36 @@ log = logging.getLogger("offload.executor")
 
 # Not worth retrying: the same job would fail the same way.
 _PERMANENT = (JobFunctionError, SerializationError, TaskNotFound)
+
+#: The slot: a version (odd while being written), then the seq of the job the child is on (1 for the first job
+#: sent to it, skipped ones counted), its state (SLOT_RUNNING, then SLOT_DONE) and its start
+#: (time.monotonic(), a system-wide clock). The version makes it a seqlock: the supervisor reads the same even
+#: version before and after the fields, or reads again, so it never acts on a half-written slot.
+SLOT = struct.Struct("=qqqd")
+SLOT_VERSION = struct.Struct("=q")
+SLOT_FIELDS = struct.Struct("=qqd")
+SLOT_RUNNING, SLOT_DONE = 1, 2
+
+
+def write_slot(slot: Any, version: int, seq: int, state: int, started: float) -> int:
+    """Write the slot as a seqlock writer; returns the new (even) version."""
+    slot[0:8] = SLOT_VERSION.pack(version + 1)
+    slot[8:32] = SLOT_FIELDS.pack(seq, state, started)
+    slot[0:8] = SLOT_VERSION.pack(version + 2)
+    return version + 2
+
+
+def read_slot(slot: Any) -> tuple[int, int, float] | None:
+    """(seq, state, started) as last written, or None if no consistent reading came after a few tries."""
+    for _ in range(1000):
+        (before,) = SLOT_VERSION.unpack_from(slot, 0)
+        if before % 2:
+            continue
+        fields = SLOT_FIELDS.unpack_from(slot, 8)
+        (after,) = SLOT_VERSION.unpack_from(slot, 0)
+        if before == after:
+            return fields
+    return None
 
 
 @dataclass
@@ -138,9 +173,12 @@ def _die_with_parent() -> None:
 
 
 class Executor:
-    def __init__(self, conn: Connection, threads: int) -> None:
+    def __init__(self, conn: Connection, threads: int, slot: Any = None) -> None:
         self.conn = conn
         self.threads = threads
+        self.slot = slot if threads == 1 else None
+        self.slot_version = 0
+        self.seq = 0
         self.inbox: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self.send_lock = threading.Lock()
         self.last_rss_check = 0.0
@@ -169,19 +207,26 @@ class Executor:
     def run_and_report(self, spec: JobSpec, more_waiting: bool = False) -> None:
         """Run one job and report it. Reports are batched while more jobs wait here (short jobs), at most
         5 ms or 64 reports, so a busy child writes one message per batch instead of one per job."""
+        self.seq += 1
         if spec.id in self.revoked:
             self.revoked.discard(spec.id)
             self._report(spec.id, {"ok": False, "skipped": True}, more_waiting)
             return
         if self.threads > 1:
             self.send(("start", spec.id, time.time()))
+        elif self.slot is not None:
+            self.slot_version = write_slot(self.slot, self.slot_version, self.seq, SLOT_RUNNING, time.monotonic())
         report = run_job(spec, self.progress)
         now = time.monotonic()
+        if self.slot is not None:
+            self.slot_version = write_slot(self.slot, self.slot_version, self.seq, SLOT_DONE, now)
         report["ended"] = now  # CLOCK_MONOTONIC is system-wide: the supervisor can compare it with its own
         if now - self.last_rss_check > 1.0:
             self.last_rss_check = now
             report["rss"] = _rss_mib()
-        self._report(spec.id, report, more_waiting)
+        # A failure is reported at once: held in the outbox, it would die with the executor if the next job
+        # crashed it, and the job would be recorded with a lost result instead of its own error.
+        self._report(spec.id, report, more_waiting and report["ok"])
 
     def _report(self, job_id: str, report: dict[str, Any], more_waiting: bool) -> None:
         with self.send_lock:
@@ -214,6 +259,7 @@ class Executor:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="offload-executor")
     parser.add_argument("--fd", type=int, required=True)
+    parser.add_argument("--slot", type=int)
     opts = parser.parse_args(argv)
     _die_with_parent()
     if os.getppid() == 1:
@@ -232,13 +278,16 @@ def main(argv: list[str] | None = None) -> None:
     from offload import tasks
 
     if init.get("config") is not None:
-        # Jobs that publish or enqueue (offload.notify, offload.enqueue) act on the worker's own site.
-        try:
-            offload.configure(config=init["config"])
-        except Exception as exc:  # a job that needs the site will say so; the others must still run
-            log.warning("Jobs in this executor cannot use the worker's site: %s", exc)
+        # Jobs that publish or enqueue (offload.notify, offload.enqueue) act on the worker's own site. Built on
+        # first use: an executor whose jobs never enqueue does not load the store's driver.
+        offload.configure_lazily(init["config"])
     tasks.load_registry(init.get("imports", []))
-    Executor(conn, int(init.get("threads", 1))).serve()
+    slot = None
+    if opts.slot is not None:
+        import mmap
+
+        slot = mmap.mmap(opts.slot, SLOT.size)
+    Executor(conn, int(init.get("threads", 1)), slot).serve()
 
 
 if __name__ == "__main__":

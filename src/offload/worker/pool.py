@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import mmap
 import os
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -14,7 +16,7 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 from offload.jobs import Job
-from offload.worker.executor import JobSpec
+from offload.worker.executor import SLOT, SLOT_RUNNING, JobSpec, read_slot
 
 
 @dataclass
@@ -25,6 +27,7 @@ class Assigned:
     started: float | None = None  # monotonic
     started_wall: float | None = None
     deadline: float | None = None  # monotonic
+    seq: int = 0  # its place among the jobs sent to the child, from 1 (what the child's slot names)
 
 
 def describe_exit(returncode: int | None) -> str:
@@ -39,6 +42,42 @@ def describe_exit(returncode: int | None) -> str:
     return f"exited with code {returncode}"
 
 
+def _slot_fd() -> int:
+    """A file in memory, one ``SLOT`` long, that a child and its supervisor both map."""
+    if hasattr(os, "memfd_create"):
+        fd = os.memfd_create("offload-executor-slot")
+    else:
+        with tempfile.TemporaryFile() as f:
+            fd = os.dup(f.fileno())
+    os.ftruncate(fd, SLOT.size)
+    return fd
+
+
+def _descendants(root: int) -> list[int]:
+    """Every process below ``root`` in the process tree (Linux, from /proc; elsewhere none are found)."""
+    children: dict[int, list[int]] = {}
+    try:
+        entries = os.listdir("/proc")
+    except OSError:
+        return []
+    for name in entries:
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/stat", "rb") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        ppid = int(stat[stat.rindex(b")") + 2:].split()[1])  # after "pid (comm) state"
+        children.setdefault(ppid, []).append(int(name))
+    found, todo = [], list(children.get(root, ()))
+    while todo:
+        pid = todo.pop()
+        found.append(pid)
+        todo.extend(children.get(pid, ()))
+    return found
+
+
 class Child:
     """One executor process in its own session (so its whole process group can be killed)."""
 
@@ -46,15 +85,20 @@ class Child:
         self.index = index
         self.threads = int(init.get("threads", 1))
         parent_end, child_end = socket.socketpair()
+        slot_fd = _slot_fd()
         try:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "offload.worker.executor", "--fd", str(child_end.fileno())],
-                pass_fds=(child_end.fileno(),),
+                [sys.executable, "-m", "offload.worker.executor", "--fd", str(child_end.fileno()), "--slot",
+                 str(slot_fd)],
+                pass_fds=(child_end.fileno(), slot_fd),
                 start_new_session=True,
                 stdin=subprocess.DEVNULL,
             )
+            self.slot = mmap.mmap(slot_fd, SLOT.size)
         finally:
             child_end.close()
+            os.close(slot_fd)
+        self.sent = 0
         self.conn = Connection(parent_end.detach())
         self.conn.send(init)
         self.pid = self.proc.pid
@@ -73,6 +117,27 @@ class Child:
     def running(self) -> list[Assigned]:
         return [a for a in self.assigned.values() if a.started is not None]
 
+    def assign(self, job: Job) -> Assigned:
+        self.sent += 1
+        entry = Assigned(job, seq=self.sent)
+        self.assigned[job.id] = entry
+        return entry
+
+    def position(self) -> tuple[int, bool, float]:
+        """What a single-threaded child last wrote in its slot: the seq of the job it is on, whether that job
+        is still running (False: it ran to its end, its report may not be sent yet) and when it started."""
+        fields = read_slot(self.slot)
+        if fields is None or fields[2] <= 0.0:
+            return 0, False, 0.0  # nothing consistent written yet: no job known to be running
+        seq, state, started = fields
+        return seq, state == SLOT_RUNNING, started
+
+    def running_now(self) -> list[Assigned]:
+        """The job this child is running, by its own account (single-threaded children; see ``position``)."""
+        seq, running, _ = self.position()
+        entry = next((a for a in self.assigned.values() if a.seq == seq), None)
+        return [entry] if running and entry is not None else []
+
     def send(self, message: tuple[Any, ...]) -> bool:
         try:
             self.conn.send(message)
@@ -88,11 +153,18 @@ class Child:
         return self.send(("run", specs))
 
     def kill(self) -> None:
-        """SIGKILL the child's whole process group (the job's own children included)."""
+        """SIGKILL the child's whole process group (the job's own children included), and the descendants that
+        left the group (a subprocess started in a new session, as daemonising tools do)."""
+        strays = _descendants(self.pid)
         try:
             os.killpg(self.pid, signal.SIGKILL)
         except (ProcessLookupError, PermissionError):
             pass
+        for pid in strays:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
         try:
             self.proc.kill()
         except ProcessLookupError:

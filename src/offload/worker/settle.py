@@ -41,6 +41,39 @@ def outcome_for_crash(job: Job, now: float, cause: str) -> Outcome:
     return failed(job, error, now)
 
 
+def outcome_for_lost_result(job: Job, now: float) -> Outcome:
+    """A job that ran to its end in an executor that died before reporting it: the attempt counts (so a job can
+    never run more often than its budget allows), and it runs again at once if attempts are left."""
+    error = {
+        "type": "ResultLost",
+        "message": "the job ran, but its executor process died before reporting the result",
+        "traceback": None,
+        "reason": "crash",
+        "attempt": job.attempts,
+        "at": now,
+    }
+    if job.attempts < job.max_attempts:
+        log.warning("Job %s ran but its result was lost with its executor; will run again", job.describe())
+        return Outcome(job.id, job.lease_token or "", "retry", error=error, retry_at=now, ended_at=now)
+    log.error("Job %s ran but its result was lost with its executor; no attempts left", job.describe())
+    return Outcome(job.id, job.lease_token or "", "fail", error=error, ended_at=now)
+
+
+def outcome_for_corrupt(job: Job, problem: str, now: float) -> Outcome:
+    """A claimed job whose stored record is damaged or foreign: failed for good, never run."""
+    error = {
+        "type": "CorruptJob",
+        "message": f"the stored job record cannot be run ({problem}); it was not run",
+        "traceback": None,
+        "reason": "corrupt",
+        "retryable": False,
+        "attempt": job.attempts,
+        "at": now,
+    }
+    log.error("Job %s was not run: its stored record is corrupt or foreign: %s", job.describe(), problem)
+    return Outcome(job.id, job.lease_token or "", "fail", error=error, ended_at=now)
+
+
 def failed(job: Job, error: dict[str, Any], now: float) -> Outcome:
     """Retry or fail for good, as the job's budget and policy decide; logs the failure at ERROR."""
     countdown = error.pop("countdown", None)

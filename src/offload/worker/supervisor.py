@@ -26,10 +26,16 @@ from typing import TYPE_CHECKING, Any
 
 from offload import __version__
 from offload.errors import StoreUnavailable
-from offload.jobs import Job, Outcome, WorkerInfo
+from offload.jobs import Job, Outcome, WorkerInfo, record_problem
 from offload.schedule import Scheduler, all_schedules
 from offload.worker.pool import Assigned, Child
-from offload.worker.settle import outcome_for_crash, outcome_for_report, outcome_for_timeout
+from offload.worker.settle import (
+    outcome_for_corrupt,
+    outcome_for_crash,
+    outcome_for_lost_result,
+    outcome_for_report,
+    outcome_for_timeout,
+)
 
 if TYPE_CHECKING:
     from offload.app import Offload
@@ -68,6 +74,7 @@ class Supervisor:
         self.info = WorkerInfo(self.id, host, os.getpid(), list(options.queues), options.concurrency,
                                time.time(), time.time(), version=__version__)
         self.children: list[Child] = []
+        self.spare: Child | None = None  # a booted executor kept ready once one has crashed or been killed
         self.held: dict[str, tuple[Child, Assigned]] = {}
         self.outcomes: list[Outcome] = []
         self.avg_duration = 1.0  # seconds, EWMA; starts pessimistic so nothing is prefetched at first
@@ -154,8 +161,10 @@ class Supervisor:
         free = {c: max(0, self._capacity(c) - len(c.assigned)) for c in self.children}
         total_free = sum(free.values())
         total_capacity = sum(self._capacity(c) for c in self.children)
-        idle_child = any(n > 0 and not c.assigned for c, n in free.items())
-        if total_free <= 0 or not (idle_child or total_free * 2 >= total_capacity):
+        # Claim at once when an executor has an idle thread (or is idle); otherwise wait until half of the
+        # prefetch room is free, so that short jobs are claimed in batches rather than one by one.
+        idle = any(n > 0 and len(c.assigned) < c.threads for c, n in free.items())
+        if total_free <= 0 or not (idle or total_free * 2 >= total_capacity):
             return {}
         return free
 
@@ -171,6 +180,7 @@ class Supervisor:
         self.queue_empty = len(jobs) < total_free
         if self.queue_empty:
             self.want_work.set()
+        jobs = self._refuse_corrupt(jobs)
         for child in sorted(self.children, key=lambda c: len(c.assigned)):
             room = free.get(child, 0)
             batch, jobs = jobs[:room], jobs[room:]
@@ -179,12 +189,23 @@ class Supervisor:
         for job in jobs:  # no room after all (should not happen): give them back untouched
             self.outcomes.append(Outcome(job.id, job.lease_token or "", "release"))
 
+    def _refuse_corrupt(self, jobs: list[Job]) -> list[Job]:
+        """Fail, without running them, claimed jobs whose stored record is damaged or foreign."""
+        runnable = []
+        for job in jobs:
+            problem = record_problem(job)
+            if problem is None:
+                runnable.append(job)
+            else:
+                outcome = outcome_for_corrupt(job, problem, time.time())
+                self._count(outcome)
+                self.outcomes.append(outcome)
+        return runnable
+
     def _dispatch(self, child: Child, jobs: list[Job]) -> None:
         now = time.monotonic()
         for job in jobs:
-            assigned = Assigned(job)
-            child.assigned[job.id] = assigned
-            self.held[job.id] = (child, assigned)
+            self.held[job.id] = (child, child.assign(job))
         if child.threads == 1:
             head = next(iter(child.assigned.values()))
             if head.started is None:
@@ -272,11 +293,29 @@ class Supervisor:
             self.info.failed += 1
 
     # -- timeouts and crashes ------------------------------------------------------------------------------
+    def _observe(self, child: Child) -> None:
+        """Start times and deadlines of a single-threaded child from its slot. Its reports come in batches, so
+        the oldest unreported job is not necessarily the one running: those before it have ended already."""
+        if child.threads != 1 or not child.assigned:
+            return
+        seq, running, started = child.position()
+        for entry in child.assigned.values():
+            if entry.seq < seq or (entry.seq == seq and not running):
+                entry.deadline = None  # ran to its end: its report is on its way, no deadline applies
+            elif entry.seq == seq:
+                if entry.started is None:
+                    self._mark_started(entry, started)
+                elif entry.started != started:
+                    self._restart_clock(entry, started)
+            else:
+                break
+
     def _enforce_deadlines(self) -> None:
         now = time.monotonic()
         for child in self.children:
             if child.dead:
                 continue
+            self._observe(child)
             late = [a for a in child.running if a.deadline is not None and now > a.deadline]
             if late:
                 child.kill()
@@ -287,7 +326,7 @@ class Supervisor:
 
     def _child_died(self, child: Child) -> None:
         cause = child.reap()
-        running = child.running
+        running = child.running if child.threads > 1 else child.running_now()
         if child.retiring and not child.assigned:
             return
         log.error("Executor %d (PID %d) %s", child.index, child.pid, cause)
@@ -302,9 +341,16 @@ class Supervisor:
         self.outcomes.append(outcome)
 
     def _release_rest(self, child: Child) -> None:
-        """Jobs a killed child held but had not started go back to the head of their queues."""
+        """Jobs a killed child held but had not started go back to the head of their queues. Those it had run to
+        their end (its slot says so) but whose reports died with it in its outbox did run: their attempt counts."""
+        seq, running, _ = child.position() if child.threads == 1 else (0, False, 0.0)
         for job_id, entry in list(child.assigned.items()):
-            self.outcomes.append(Outcome(job_id, entry.job.lease_token or "", "release"))
+            if entry.seq < seq or (entry.seq == seq and not running):
+                outcome = outcome_for_lost_result(entry.job, time.time())
+                self._count(outcome)
+                self.outcomes.append(outcome)
+            else:
+                self.outcomes.append(Outcome(job_id, entry.job.lease_token or "", "release"))
             self.held.pop(job_id, None)
         child.assigned.clear()
 
@@ -314,9 +360,21 @@ class Supervisor:
                 child.stop()
                 child.reap()
             if child.dead and self.stopping is None:
-                self.children[i] = self._spawn(child.index)
+                self.children[i] = self._replacement(child)
             elif child.dead:
                 continue
+
+    def _replacement(self, dead: Child) -> Child:
+        """A new executor in place of ``dead``. After a crash or a kill (not a planned recycle) a spare that has
+        booted already takes its place and another spare boots: a poison job retried within its attempts, or a
+        run of timeouts, then costs the other jobs no boot time (an interpreter start, most of a second)."""
+        if dead.retiring:
+            return self._spawn(dead.index)
+        spare, self.spare = self.spare, self._spawn(dead.index)
+        if spare is None:
+            return self._spawn(dead.index)
+        spare.index = dead.index
+        return spare
 
     def _spawn(self, index: int) -> Child:
         init = {
@@ -484,6 +542,9 @@ class Supervisor:
             log.warning("Worker %s got %s again: cold shutdown, requeueing running jobs", self.id, name)
 
     def _shutdown(self) -> None:
+        if self.spare is not None:
+            self.spare.kill()
+            self.spare.reap()
         for child in self.children:
             if child.dead:
                 continue

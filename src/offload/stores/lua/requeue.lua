@@ -1,8 +1,10 @@
--- requeue_expired: ARGV = now. Started jobs whose lease ended before now go back to queued (attempt counted) or
--- fail once attempts are spent; an "abandoned" error is recorded either way. Returns a JSON array of rows.
+-- requeue_expired: ARGV = now. Started jobs whose lease ended before now go back to the head of their queue
+-- (attempt counted; a dead worker's jobs have waited their turn already) or fail once attempts are spent; an
+-- "abandoned" error is recorded either way. Returns a JSON array of rows.
 local now = ARGV[1]
 local ids = redis.call('ZRANGEBYSCORE', B .. 'lease', '-inf', '(' .. now)
 local changed = {}
+local heads = {}
 for _, id in ipairs(ids) do
   local jk = jkey(id)
   local f = redis.call('HMGET', jk, 'state', 'queue', 'seq', 'created_at', 'attempts', 'max_attempts', 'worker',
@@ -16,9 +18,14 @@ for _, id in ipairs(ids) do
     redis.call('HSET', jk, 'error', err, 'errors', append_error(f[8], err))
     redis.call('HDEL', jk, 'lease_token', 'lease_until')
     if tonumber(f[5]) < tonumber(f[6]) then
-      redis.call('HSET', jk, 'state', 'queued', 'enqueued_at', now)
+      redis.call('HSET', jk, 'state', 'queued')
       move(q, id, f[3], f[4], 'started', 'queued')
-      push(q, id)
+      local head = heads[q]
+      if not head then
+        head = {}
+        heads[q] = head
+      end
+      head[#head + 1] = id
     else
       redis.call('HSET', jk, 'state', 'failed', 'ended_at', now)
       site_set('done', id, now)
@@ -27,6 +34,10 @@ for _, id in ipairs(ids) do
     end
     changed[#changed + 1] = id
   end
+end
+for q, head in pairs(heads) do
+  for j = #head, 1, -1 do redis.call('LPUSH', qkey(q), head[j]) end
+  woken[q] = true
 end
 apply()
 local out = {}
