@@ -78,6 +78,14 @@ _PENDING = "('scheduled', 'queued', 'started')"
 _DONE = "('finished', 'failed', 'canceled')"
 
 
+def _literal(conn: Connection) -> psycopg.ClientCursor[TupleRow]:
+    """A cursor that binds parameters client-side. The management queries (list, count, counts) filter on
+    lists of queues and states whose best plan depends on the values: sent as literals they get a plan made
+    for them (an index scan, ~0.5 ms at 100,000 jobs), not the connection's generic plan (a sequential scan,
+    ~50 ms, growing with the history). Values are quoted by psycopg."""
+    return psycopg.ClientCursor(conn)
+
+
 def _cols(alias: str) -> str:
     return ", ".join(f"{alias}.{c}" for c in _COLUMNS)
 
@@ -888,19 +896,20 @@ class PostgresStore(Store):
             f"ORDER BY j.created_at {order}, j.seq {order} LIMIT %(limit)s OFFSET %(offset)s"
         )
         with self._session() as conn:
-            rows = conn.execute(query, {**params, "limit": limit, "offset": offset}).fetchall()
+            rows = _literal(conn).execute(query, {**params, "limit": limit, "offset": offset}).fetchall()
         return [self._job(r) for r in rows]
 
     def count(self, queues: Sequence[str] | None = None, states: Sequence[str] | None = None) -> int:
         where, params = self._where(queues, states)
         with self._session() as conn:
-            row = conn.execute(f'SELECT count(*) FROM "{self.schema}".jobs j WHERE {where}', params).fetchone()
+            query = f'SELECT count(*) FROM "{self.schema}".jobs j WHERE {where}'
+            row = _literal(conn).execute(query, params).fetchone()
         return int(row[0]) if row is not None else 0
 
     def counts(self) -> dict[str, dict[str, int]]:
         out: dict[str, dict[str, int]] = {}
         with self._session() as conn:
-            rows = conn.execute(
+            rows = _literal(conn).execute(
                 f'SELECT queue, state, count(*) FROM "{self.schema}".jobs WHERE site = %s GROUP BY queue, state',
                 (self.site_id,),
             ).fetchall()

@@ -160,7 +160,8 @@ class SQLiteStore(Store):
             version = row[0] or 0
             for number, script in enumerate(MIGRATIONS, start=1):
                 if number > version:
-                    for statement in script.split(";\n"):
+                    statements = script.split(";\n") if isinstance(script, str) else script
+                    for statement in statements:
                         if statement.strip():
                             conn.execute(statement)
                     conn.execute("INSERT INTO offload_schema (version) VALUES (?)", (number,))
@@ -500,15 +501,15 @@ class SQLiteStore(Store):
         ).fetchall()
         return [self._job(r) for r in rows]
 
+    # Counting reads job_counts, kept up to date by triggers on jobs (schema version 2): no history scan.
     def count(self, queues: Sequence[str] | None = None, states: Sequence[str] | None = None) -> int:
         where, params = self._where(queues, states)
-        return int(self._conn().execute(f"SELECT count(*) FROM jobs WHERE {where}", params).fetchone()[0])
+        row = self._conn().execute(f"SELECT coalesce(sum(n), 0) FROM job_counts WHERE {where}", params).fetchone()
+        return int(row[0])
 
     def counts(self) -> dict[str, dict[str, int]]:
         out: dict[str, dict[str, int]] = {}
-        rows = self._conn().execute(
-            "SELECT queue, state, count(*) FROM jobs WHERE site=? GROUP BY queue, state", (self.site_id,)
-        )
+        rows = self._conn().execute("SELECT queue, state, n FROM job_counts WHERE site=? AND n > 0", (self.site_id,))
         for queue, state, n in rows:
             out.setdefault(self.unqname(queue), {})[state] = n
         return out

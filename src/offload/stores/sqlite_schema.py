@@ -1,6 +1,7 @@
-"""SQLite schema migrations, applied in order; each entry is one version. Never edit a released entry."""
+"""SQLite schema migrations, applied in order; each entry is one version (a script of statements separated by
+``;`` at line ends, or a list of statements). Never edit a released entry."""
 
-MIGRATIONS: list[str] = [
+MIGRATIONS: list[str | list[str]] = [
     # 1: jobs, workers, schedule runs, records.
     """
 CREATE TABLE jobs (
@@ -64,3 +65,29 @@ CREATE TABLE records (
 )
 """,
 ]
+
+# 2: counts per site, queue and state kept by triggers, so counting never reads the history.
+MIGRATIONS.append([
+    """CREATE TABLE job_counts (
+        site TEXT NOT NULL,
+        queue TEXT NOT NULL,
+        state TEXT NOT NULL,
+        n INTEGER NOT NULL,
+        PRIMARY KEY (site, queue, state)
+    ) WITHOUT ROWID""",
+    """INSERT INTO job_counts (site, queue, state, n)
+        SELECT site, queue, state, count(*) FROM jobs GROUP BY site, queue, state""",
+    """CREATE TRIGGER jobs_count_insert AFTER INSERT ON jobs BEGIN
+        INSERT INTO job_counts (site, queue, state, n) VALUES (new.site, new.queue, new.state, 1)
+            ON CONFLICT (site, queue, state) DO UPDATE SET n = n + 1;
+    END""",
+    """CREATE TRIGGER jobs_count_delete AFTER DELETE ON jobs BEGIN
+        UPDATE job_counts SET n = n - 1 WHERE site = old.site AND queue = old.queue AND state = old.state;
+    END""",
+    """CREATE TRIGGER jobs_count_update AFTER UPDATE OF state, queue ON jobs
+        WHEN old.state IS NOT new.state OR old.queue IS NOT new.queue BEGIN
+        UPDATE job_counts SET n = n - 1 WHERE site = old.site AND queue = old.queue AND state = old.state;
+        INSERT INTO job_counts (site, queue, state, n) VALUES (new.site, new.queue, new.state, 1)
+            ON CONFLICT (site, queue, state) DO UPDATE SET n = n + 1;
+    END""",
+])
