@@ -240,6 +240,15 @@ class SQLiteStore(Store):
             fast = self._insert_all(jobs, now)
             if fast is not None:
                 return fast
+        elif len(jobs) == 1:
+            # One INSERT is atomic on its own: in autocommit mode it is also its own transaction (one statement
+            # instead of BEGIN, INSERT, COMMIT). Only a conflict needs the careful path below.
+            try:
+                self._conn().execute(self._INSERT, self._row(jobs[0], now))
+            except sqlite3.IntegrityError:
+                pass
+            else:
+                return [self._stored(jobs[0], now)]
         out: list[Job] = []
         with self._write() as conn:
             for job in jobs:
@@ -252,11 +261,15 @@ class SQLiteStore(Store):
                         out.append(existing)
                         continue
                     conn.execute(self._INSERT, self._row(job, now))
-                stored = Job(**{**job.__dict__, "duplicate": False})
-                if job.state == QUEUED:
-                    stored.enqueued_at = now
-                out.append(stored)
+                out.append(self._stored(job, now))
         return out
+
+    @staticmethod
+    def _stored(job: Job, now: float) -> Job:
+        job.duplicate = False
+        if job.state == QUEUED:
+            job.enqueued_at = now
+        return job
 
     _INSERT_JSON = (
         "INSERT INTO jobs (site, id, queue, func, task, payload, title, state, created_at, enqueued_at, run_at, "
@@ -280,13 +293,7 @@ class SQLiteStore(Store):
             conn.execute("ROLLBACK")
             raise
         conn.execute("COMMIT")
-        out = []
-        for job in jobs:
-            stored = Job(**{**job.__dict__, "duplicate": False})
-            if job.state == QUEUED:
-                stored.enqueued_at = now
-            out.append(stored)
-        return out
+        return [self._stored(job, now) for job in jobs]
 
     def _conflict(self, conn: sqlite3.Connection, job: Job) -> Job | None:
         """The pending job that blocks ``job``, or None after removing a done job with the same id."""
