@@ -118,14 +118,24 @@ def offload_python() -> Path:
     for python in (REPO / ".venv" / "bin" / "python", VENVS / "offload" / "bin" / "python"):
         if python.exists() and subprocess.run([str(python), "-c", "import offload, redis, psycopg"],
                                               capture_output=True).returncode == 0:
-            return python
+            return _compiled(python)
     venv = VENVS / "offload"
     log(f"  installing offload (editable, with redis and postgres extras) into {venv}")
     if venv.exists():
         shutil.rmtree(venv)
     subprocess.run([base_python(), "-m", "venv", str(venv)], check=True)
     _pip(venv / "bin" / "python", "-e", f"{REPO}[redis,postgres]")
-    return venv / "bin" / "python"
+    return _compiled(venv / "bin" / "python")
+
+
+def _compiled(python: Path) -> Path:
+    """Write the bytecode of offload's sources and of every system's job modules, as ``pip install``
+    does for the peers' packages. An editable install is compiled on first import only where bytecode
+    may be written; with ``PYTHONDONTWRITEBYTECODE`` set (as on our CI machines) every worker and every
+    executor would otherwise compile offload from source at start, which no installed package does."""
+    subprocess.run([str(python), "-m", "compileall", "-q", str(REPO / "src" / "offload"), str(PEERS)],
+                   check=True, stdout=subprocess.DEVNULL)
+    return python
 
 
 # -- running one cell -------------------------------------------------------------------------------------------

@@ -10,17 +10,14 @@ The module-level functions act on a default ``Offload`` built from the configura
 
 from __future__ import annotations
 
+import importlib
 import threading
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-from offload.app import NO_TIMEOUT, Offload, Queue
-from offload.client import Client
-from offload.config import Config
-from offload.consumers import Consumer
-from offload.context import JobContext, current_job
+import offload.retry  # noqa: F401  (the submodule first: the function ``retry`` below must win the name)
 from offload.errors import (
     ConfigError,
     DuplicateJob,
@@ -37,10 +34,41 @@ from offload.errors import (
     StoreURLError,
     TaskNotFound,
 )
-from offload.jobs import Job
 from offload.retry import Retry, RetryPolicy
-from offload.schedule import Schedule, periodic
-from offload.tasks import Task, task
+
+if TYPE_CHECKING:
+    from offload.app import NO_TIMEOUT, Offload, Queue
+    from offload.client import Client
+    from offload.config import Config
+    from offload.consumers import Consumer
+    from offload.context import JobContext, current_job
+    from offload.jobs import Job
+    from offload.schedule import Schedule, periodic
+    from offload.tasks import Task, task
+
+# The rest of the public API is imported on first use (PEP 562), so that a process that needs only part of
+# offload (an executor child, ``offload --help``) does not pay for all of it at start.
+_LAZY = {
+    "NO_TIMEOUT": "offload.app", "Offload": "offload.app", "Queue": "offload.app",
+    "Client": "offload.client", "Config": "offload.config", "Consumer": "offload.consumers",
+    "JobContext": "offload.context", "current_job": "offload.context", "Job": "offload.jobs",
+    "Schedule": "offload.schedule", "periodic": "offload.schedule", "Task": "offload.tasks",
+    "task": "offload.tasks",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'offload' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
+
 
 __all__ = [
     "NO_TIMEOUT",
@@ -92,11 +120,17 @@ _default: Offload | None = None
 _default_lock = threading.Lock()
 
 
+def _new_app(*args: Any, **kwargs: Any) -> Offload:
+    from offload.app import Offload
+
+    return Offload(*args, **kwargs)
+
+
 def configure(*args: Any, **kwargs: Any) -> Offload:
     """Set the default site used by the module-level functions; takes ``Offload``'s arguments."""
     global _default
     with _default_lock:
-        old, _default = _default, Offload(*args, **kwargs)
+        old, _default = _default, _new_app(*args, **kwargs)
     if old is not None:
         old.close()
     return _default
@@ -118,7 +152,7 @@ def default_app() -> Offload:
     if _default is None:
         with _default_lock:
             if _default is None:
-                _default = Offload(config=_pending_config) if _pending_config is not None else Offload()
+                _default = _new_app(config=_pending_config) if _pending_config is not None else _new_app()
     return _default
 
 

@@ -14,6 +14,7 @@ import click
 
 from offload import codec
 from offload.app import Offload
+from offload.config import Config
 from offload.errors import JobNotFound, OffloadError
 from offload.jobs import PENDING_STATES, QUEUED, STATES, Job
 
@@ -30,10 +31,21 @@ def _time(ts: float | None) -> str:
     return dt.datetime.fromtimestamp(ts, dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
+def _config(ctx: click.Context) -> Config:
+    """The configuration the command line selects (store, site id, ini file), without opening anything."""
+    obj = ctx.find_root().obj
+    if obj.get("conf") is None:
+        overrides = {key: value for key, value in
+                     (("offload.store", obj["store"]), ("offload.site_id", obj["site_id"])) if value is not None}
+        obj["conf"] = Config.load(obj["config"], overrides)
+    conf: Config = obj["conf"]
+    return conf
+
+
 def _app(ctx: click.Context) -> Offload:
     obj = ctx.find_root().obj
     if obj.get("app") is None:
-        obj["app"] = Offload(config=obj["config"], store=obj["store"], site_id=obj["site_id"])
+        obj["app"] = Offload(config=_config(ctx))
     app: Offload = obj["app"]
     return app
 
@@ -91,18 +103,15 @@ def worker(ctx: click.Context, queues: tuple[str, ...], burst: bool, concurrency
            max_memory_per_child: int | None, log_level: str | None, name: str | None, with_scheduler: bool,
            no_scheduler: bool, max_idle_time: float | None) -> None:
     """Run a worker on QUEUES (default: "default", "webhooks" and each consumer's queue), earlier first."""
-    from offload.events import delivery_queues
     from offload.jobs import check_queue_name
-    from offload.worker.supervisor import Supervisor, WorkerOptions
+    from offload.worker.supervisor import Supervisor, WorkerOptions, abandon_executors, boot_executors
 
-    app = _app(ctx)
-    conf = app.config
+    conf = _config(ctx)
     for queue in queues:
         check_queue_name(queue)
     level = (log_level or conf["offload.log.level"]).upper()
-    _setup_logging(level)
     options = WorkerOptions(
-        queues=list(queues) or ["default", *delivery_queues(app)],
+        queues=list(queues),  # none: the supervisor adds the delivery queues to "default"
         concurrency=concurrency or conf["offload.worker.concurrency"],
         threads=threads,
         burst=burst,
@@ -119,8 +128,17 @@ def worker(ctx: click.Context, queues: tuple[str, ...], burst: bool, concurrency
         with_scheduler=with_scheduler and not no_scheduler,
         max_idle_time=max_idle_time,
     )
-    app.store.ping()
-    sys.exit(Supervisor(app, options).run())
+    # The executors boot (an interpreter each) while the supervisor loads the store's driver and connects.
+    executors = boot_executors(options)
+    try:
+        _setup_logging(level)
+        app = _app(ctx)
+        app.store.ping()
+        supervisor = Supervisor(app, options, executors)
+    except BaseException:
+        abandon_executors(executors)
+        raise
+    sys.exit(supervisor.run())
 
 
 def _setup_logging(level: str) -> None:

@@ -139,10 +139,10 @@ def _describe(cls: object, name: str | None, source: str, value: str) -> Registe
 def _load_entry_points() -> list[RegisteredConsumer]:
     global _from_entry_points
     if _from_entry_points is None:
-        from importlib.metadata import entry_points
+        from offload.funcs import entry_points
 
         found = []
-        for ep in entry_points(group=ENTRY_POINT_GROUP):
+        for ep in entry_points(ENTRY_POINT_GROUP):
             dist = getattr(ep, "dist", None)
             source = f"entry point {ep.name}" + (f" ({dist.name})" if dist is not None else "")
             try:

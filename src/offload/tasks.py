@@ -105,17 +105,27 @@ def import_modules(modules: list[str]) -> None:
 _loaded: set[str] = set()
 
 
-def load_registry(imports: list[str] | tuple[str, ...] = ()) -> None:
-    """Import the task modules named in config and contributed by the ``offload.tasks`` entry points."""
-    from importlib.metadata import entry_points
+def contributed_modules() -> list[tuple[str, str]]:
+    """The task modules the ``offload.tasks`` entry points name, each with where it came from."""
+    from offload.funcs import entry_points
 
+    found = []
+    for ep in entry_points("offload.tasks"):
+        provider = ep.load()
+        found.extend((module, f"entry point {ep.name}") for module in provider())
+    return found
+
+
+def load_registry(imports: list[str] | tuple[str, ...] = (),
+                  contributed: list[tuple[str, str]] | None = None) -> None:
+    """Import the task modules named in config and contributed by the ``offload.tasks`` entry points.
+    ``contributed``: the entry points' modules as ``contributed_modules`` found them in another process (a
+    worker's supervisor tells its executors, which then need not scan the installed packages themselves)."""
     if "<entry points>" not in _loaded:
         _loaded.add("<entry points>")
-        for ep in entry_points(group="offload.tasks"):
-            provider = ep.load()
-            for module in provider():
-                import_modules([module])
-                _sources[module] = f"entry point {ep.name}"
+        for module, source in contributed_modules() if contributed is None else contributed:
+            import_modules([module])
+            _sources[module] = source
     for module in imports:
         if module not in _loaded:
             import_modules([module])

@@ -208,3 +208,21 @@ def test_show_draws_a_progress_bar(cli: Cli) -> None:
     cli.app.store.set_progress(job.id, {"done": 30, "total": 120, "message": "rows"}, None)
     out = cli("show", job.id).stdout
     assert "Progress: [#######.......................]  25% (30/120) rows" in out
+
+
+def test_worker_on_an_unreachable_store_exits_1_and_leaves_no_executor(cli: Cli, tmp_path: Path) -> None:
+    """The executors boot before the store is reached; a worker that cannot start must not leave them."""
+    marker = f"offload-unreachable-{os.getpid()}"
+    out = cli("--store", f"redis://127.0.0.1:1/0?connect_timeout=2&prefix={marker}", "worker", "-n", "2",
+              env={"OFFLOAD_TEST_MARKER": marker})
+    assert out.returncode == 1
+    assert "127.0.0.1:1" in out.stderr and "Traceback" not in out.stderr
+    left = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            environ = Path(f"/proc/{pid}/environ").read_bytes()
+        except OSError:
+            continue
+        if f"OFFLOAD_TEST_MARKER={marker}".encode() in environ:
+            left.append(pid)
+    assert left == [], f"executor processes left behind: {left}"

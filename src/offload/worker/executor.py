@@ -24,6 +24,7 @@ import logging
 import os
 import queue
 import signal
+import socket
 import struct
 import sys
 import threading
@@ -31,12 +32,12 @@ import time
 import traceback
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from multiprocessing.connection import Connection
 from typing import Any
 
 from offload import codec, context, funcs
 from offload.errors import JobFunctionError, SerializationError, TaskNotFound
 from offload.retry import Retry
+from offload.worker.wire import Wire
 
 log = logging.getLogger("offload.executor")
 
@@ -173,7 +174,7 @@ def _die_with_parent() -> None:
 
 
 class Executor:
-    def __init__(self, conn: Connection, threads: int, slot: Any = None) -> None:
+    def __init__(self, conn: Wire, threads: int, slot: Any = None) -> None:
         self.conn = conn
         self.threads = threads
         self.slot = slot if threads == 1 else None
@@ -266,8 +267,11 @@ def main(argv: list[str] | None = None) -> None:
         os._exit(0)
     # Ctrl-C in a terminal reaches the whole foreground group; the supervisor decides what stops.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    conn = Connection(opts.fd)
-    init = conn.recv()
+    conn = Wire(socket.socket(fileno=opts.fd))
+    try:
+        init = conn.recv()  # the supervisor spawns executors early and configures them once it is set up
+    except (EOFError, OSError):
+        os._exit(0)  # it gave up before that (a bad option, the store unreachable): nothing to do
     sys.path[:] = init["sys_path"]
     logging.basicConfig(
         level=init.get("log_level", "INFO"),
@@ -281,7 +285,7 @@ def main(argv: list[str] | None = None) -> None:
         # Jobs that publish or enqueue (offload.notify, offload.enqueue) act on the worker's own site. Built on
         # first use: an executor whose jobs never enqueue does not load the store's driver.
         offload.configure_lazily(init["config"])
-    tasks.load_registry(init.get("imports", []))
+    tasks.load_registry(init.get("imports", []), init.get("contributed"))
     slot = None
     if opts.slot is not None:
         import mmap

@@ -12,11 +12,11 @@ import tempfile
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
-from multiprocessing.connection import Connection
 from typing import Any
 
 from offload.jobs import Job
 from offload.worker.executor import SLOT, SLOT_RUNNING, JobSpec, read_slot
+from offload.worker.wire import Wire
 
 
 @dataclass
@@ -79,11 +79,15 @@ def _descendants(root: int) -> list[int]:
 
 
 class Child:
-    """One executor process in its own session (so its whole process group can be killed)."""
+    """One executor process in its own session (so its whole process group can be killed).
 
-    def __init__(self, index: int, init: dict[str, Any]) -> None:
+    The process starts booting (interpreter, imports) as soon as the object exists; it waits for ``start``
+    (its configuration) before it loads job modules and takes jobs, so a supervisor can spawn its executors
+    first thing and finish its own setup while they boot."""
+
+    def __init__(self, index: int, threads: int = 1) -> None:
         self.index = index
-        self.threads = int(init.get("threads", 1))
+        self.threads = threads
         parent_end, child_end = socket.socketpair()
         slot_fd = _slot_fd()
         try:
@@ -99,8 +103,7 @@ class Child:
             child_end.close()
             os.close(slot_fd)
         self.sent = 0
-        self.conn = Connection(parent_end.detach())
-        self.conn.send(init)
+        self.conn = Wire(parent_end)
         self.pid = self.proc.pid
         self.assigned: OrderedDict[str, Assigned] = OrderedDict()
         self.ready = False
@@ -109,6 +112,11 @@ class Child:
         self.retiring = False
         self.dead = False
         self.spawned = time.monotonic()
+
+    def start(self, init: dict[str, Any]) -> bool:
+        """Send the executor its configuration (``sys_path``, ``imports``, ``threads``, ``log_level``,
+        ``config``); jobs sent after this run once it has loaded the job modules."""
+        return self.send(init)
 
     def fileno(self) -> int:
         return self.conn.fileno()

@@ -64,8 +64,23 @@ class WorkerOptions:
     max_idle_time: float | None = None
 
 
+def boot_executors(options: WorkerOptions) -> list[Child]:
+    """Start the executor processes a worker with ``options`` runs. They boot, then wait for their
+    configuration, which ``Supervisor.run`` sends once it has loaded the task registry."""
+    return [Child(index, options.threads) for index in range(options.concurrency)]
+
+
+def abandon_executors(executors: list[Child]) -> None:
+    """Kill executors booted for a worker that will not run (its setup failed)."""
+    for child in executors:
+        child.kill()
+        child.reap()
+
+
 class Supervisor:
-    def __init__(self, app: Offload, options: WorkerOptions) -> None:
+    def __init__(self, app: Offload, options: WorkerOptions, executors: list[Child] | None = None) -> None:
+        """``executors``: from ``boot_executors(options)``, called before the supervisor could be built (an
+        interpreter's boot is the longest part of a worker's start; the rest of it can overlap with it)."""
         self.app = app
         self.store = app.store
         self.opts = options
@@ -73,7 +88,8 @@ class Supervisor:
         self.id = options.name or f"{host}.{os.getpid()}.{os.urandom(2).hex()}"
         self.info = WorkerInfo(self.id, host, os.getpid(), list(options.queues), options.concurrency,
                                time.time(), time.time(), version=__version__)
-        self.children: list[Child] = []
+        self.children: list[Child] = executors or []
+        self.contributed: list[tuple[str, str]] = []  # task modules from entry points, found once
         self.spare: Child | None = None  # a booted executor kept ready once one has crashed or been killed
         self.held: dict[str, tuple[Child, Assigned]] = {}
         self.outcomes: list[Outcome] = []
@@ -96,11 +112,21 @@ class Supervisor:
     # -- run -----------------------------------------------------------------------------------------------
     def run(self) -> int:
         from offload import tasks
+        from offload.events import delivery_queues
 
-        tasks.load_registry(self.opts.imports)  # fail here, clearly, rather than in every executor
-        # Executors boot (a fresh interpreter each) while the supervisor does the rest of its setup.
-        for index in range(self.opts.concurrency):
-            self.children.append(self._spawn(index))
+        if not self.children:
+            self.children = boot_executors(self.opts)
+        try:
+            self.contributed = tasks.contributed_modules()
+            tasks.load_registry(self.opts.imports, self.contributed)  # fail here, not in every executor
+            if not self.opts.queues:
+                self.opts.queues = ["default", *delivery_queues(self.app)]
+                self.info.queues = list(self.opts.queues)
+        except BaseException:
+            abandon_executors(self.children)
+            raise
+        for child in self.children:
+            child.start(self._init())
         if self.opts.with_scheduler:
             self.scheduler = Scheduler(self.app, all_schedules(self.app))
         self._install_signals()
@@ -231,7 +257,7 @@ class Supervisor:
             if child.dead:
                 continue
             try:
-                while child.conn.poll(0):
+                while child.conn.poll():
                     self._handle(child, child.conn.recv())
             except (EOFError, OSError):
                 self._child_died(child)
@@ -376,15 +402,20 @@ class Supervisor:
         spare.index = dead.index
         return spare
 
-    def _spawn(self, index: int) -> Child:
-        init = {
+    def _init(self) -> dict[str, Any]:
+        return {
             "sys_path": list(sys.path),
             "imports": list(self.opts.imports),
+            "contributed": self.contributed,
             "threads": self.opts.threads,
             "log_level": self.opts.log_level,
             "config": self.app.config,
         }
-        return Child(index, init)
+
+    def _spawn(self, index: int) -> Child:
+        child = Child(index, self.opts.threads)
+        child.start(self._init())
+        return child
 
     # -- settling ------------------------------------------------------------------------------------------
     def _flush(self) -> None:
@@ -486,6 +517,8 @@ class Supervisor:
         if self.opts.burst and self.queue_empty:
             timeout = min(timeout, 0.05)
         readers: list[Any] = [c.conn for c in self.children if not c.dead]
+        if any(c.conn.pending() for c in self.children if not c.dead):
+            timeout = 0.0  # a message already read off its socket is waiting to be handled
         readers.append(self.wake_r)
         try:
             ready, _, _ = select.select(readers, [], [], timeout)
