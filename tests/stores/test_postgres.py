@@ -162,6 +162,24 @@ def test_a_connection_killed_by_the_server_is_replaced_on_the_next_call(
         assert conn.info.backend_pid != pid
 
 
+def test_claim_and_settle_relax_only_their_own_commits(make_store: Callable[..., Any]) -> None:
+    """Claims and settles commit without waiting for the WAL flush (at-least-once covers a forgotten one);
+    the setting must not leak into the session, where it would make enqueues non-durable."""
+    store = make_store()
+    job = store.enqueue(make_job(), time.time())
+    with store._session() as conn:
+        server_setting = conn.execute("SHOW synchronous_commit").fetchone()[0]
+    (claimed,) = store.claim(["default"], "w1", 30, 1, time.time())
+    with store._session() as conn:
+        assert conn.execute("SHOW synchronous_commit").fetchone()[0] == server_setting
+    assert store.settle([Outcome(claimed.id, claimed.lease_token or "", "finish")], time.time()) == [True]
+    with store._session() as conn:
+        assert conn.execute("SHOW synchronous_commit").fetchone()[0] == server_setting
+        assert conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+    got = store.get(job.id)
+    assert got is not None and got.state == FINISHED
+
+
 def test_a_connection_lost_mid_call_is_store_unavailable_then_reconnects(
     make_store: Callable[..., Any], admin: Any
 ) -> None:
