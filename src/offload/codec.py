@@ -132,12 +132,27 @@ def loads(text: str | bytes) -> Any:
         raise SerializationError(f"not valid offload JSON: {exc}") from None
 
 
+_NO_ARGUMENTS = "[[],{}]"
+_PLAIN_META = {"title": None}
+
+
+def dump_meta(meta: dict[str, Any] | None) -> str:
+    """A job's ``meta`` as compact JSON; the two usual values (none, only an empty title) without encoding."""
+    if not meta:
+        return "{}"
+    if meta == _PLAIN_META:
+        return '{"title":null}'
+    return _encoder.encode(meta)
+
+
 def encode_payload(args: Any, kwargs: Any) -> str:
     """Encode a job's arguments; the error names the offending argument (``args[0]``, ``kwargs['x']``)."""
     if not isinstance(args, (list, tuple)):
         raise SerializationError(f"args must be a list or tuple, not {type(args).__name__}")
     if not isinstance(kwargs, dict):
         raise SerializationError(f"kwargs must be a dict, not {type(kwargs).__name__}")
+    if not args and not kwargs:
+        return _NO_ARGUMENTS  # the commonest payload of all, and worth not encoding 10,000 times in a batch
     enc_args = [to_jsonable(a, f"args[{i}]") for i, a in enumerate(args)]
     enc_kwargs: dict[str, Any] = {}
     for key, value in kwargs.items():

@@ -75,6 +75,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.retry import Retry
 
+from offload import codec
 from offload.errors import StoreError, StoreUnavailable, StoreURLError
 from offload.jobs import QUEUED, Job, Outcome, ScheduleRun, WorkerInfo
 from offload.stores.base import Store
@@ -159,12 +160,13 @@ def _pack(commands: Sequence[Sequence[str]]) -> list[bytes]:
     """RESP encoding of a pipeline of commands, encoded once at the end (lengths are in bytes, so a non-ASCII
     argument is measured encoded)."""
     parts: list[str] = []
-    add = parts.append
+    add, extend = parts.append, parts.extend
     for args in commands:
         add(f"*{len(args)}\r\n")
-        for arg in args:
-            size = len(arg) if arg.isascii() else len(arg.encode("utf-8", "surrogateescape"))
-            add(f"${size}\r\n{arg}\r\n")
+        if "".join(args).isascii():  # the usual case: one check per command, and len() is the byte count
+            extend([f"${len(arg)}\r\n{arg}\r\n" for arg in args])
+        else:
+            extend([f"${len(arg.encode('utf-8', 'surrogateescape'))}\r\n{arg}\r\n" for arg in args])
     return ["".join(parts).encode("utf-8", "surrogateescape")]
 
 
@@ -451,7 +453,7 @@ class RedisStore(Store):
             job.id, self.qname(job.queue), job.state, repr(job.created_at),
             now if job.state == QUEUED else "" if job.enqueued_at is None else repr(job.enqueued_at),
             "" if job.run_at is None else repr(job.run_at), str(job.attempts), str(job.max_attempts),
-            _dumps(job.meta) if job.meta else "", "" if job.unique_key is None else "=" + job.unique_key,
+            codec.dump_meta(job.meta) if job.meta else "", "" if job.unique_key is None else "=" + job.unique_key,
             spec, job.payload,
         )
 

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from offload import codec
 from offload.errors import StoreURLError
 from offload.jobs import (
     CANCELED,
@@ -225,7 +226,7 @@ class SQLiteStore(Store):
         return (
             self.site_id, job.id, self.qname(job.queue), job.func, job.task, job.payload, job.title, job.state,
             job.created_at, now if job.state == QUEUED else job.enqueued_at, job.run_at, job.attempts,
-            job.max_attempts, _dump(job.retry), job.timeout, _dump(job.meta or {}), job.unique_key,
+            job.max_attempts, _dump(job.retry), job.timeout, codec.dump_meta(job.meta), job.unique_key,
         )
 
     _INSERT = (
