@@ -60,6 +60,7 @@ import psycopg
 from psycopg import sql
 from psycopg.rows import TupleRow
 
+from offload import codec
 from offload.errors import StoreError, StoreUnavailable, StoreURLError
 from offload.jobs import QUEUED, Job, Outcome, ScheduleRun, WorkerInfo
 from offload.stores.base import Store
@@ -725,7 +726,7 @@ class PostgresStore(Store):
         rows = [
             [j.id, self.prefix + j.queue, j.func, j.task, j.payload, j.title, j.state, j.created_at,
              now if j.state == QUEUED else j.enqueued_at, j.run_at, j.attempts, j.max_attempts, _dump(j.retry),
-             j.timeout, _dump(j.meta) if j.meta else "{}", j.unique_key, ins]
+             j.timeout, codec.dump_meta(j.meta), j.unique_key, ins]
             for j, ins in zip(jobs, insert, strict=True)
         ]
         # fmt: on
