@@ -177,7 +177,8 @@ class Supervisor:
             return child.threads  # jobs wait in its socket while it boots; no prefetch until it is up
         extra = 0
         if self.avg_duration < PREFETCH_WINDOW:
-            extra = min(PREFETCH_MAX, int(PREFETCH_WINDOW / max(self.avg_duration, 1e-5)))
+            # What the child gets through in the window: with threads, that many jobs run side by side.
+            extra = min(PREFETCH_MAX, int(child.threads * PREFETCH_WINDOW / max(self.avg_duration, 1e-5)))
         return child.threads + extra
 
     def _claimable(self) -> dict[Child, int]:
