@@ -162,6 +162,26 @@ def test_a_connection_killed_by_the_server_is_replaced_on_the_next_call(
         assert conn.info.backend_pid != pid
 
 
+def test_a_young_jobs_table_is_analysed_so_lookups_by_id_use_the_primary_key(fresh_url: str, admin: Any) -> None:
+    """Regression: on a never-analysed table the generic plan of a lookup by id scanned an index on the site
+    alone, so every enqueue read every job of the site (300 enqueues/s at 10,000 jobs instead of ~1,000)."""
+    store = open_store(fresh_url, "young")
+    try:
+        schema = schema_of(fresh_url)
+        for _ in range(3):  # several calls, as a web process would make them
+            store.enqueue_many([make_job() for _ in range(400)], time.time())
+        reltuples = admin.execute("SELECT reltuples FROM pg_class WHERE oid = to_regclass(%s)",
+                                  (f'"{schema}".jobs',)).fetchone()[0]
+        assert reltuples >= 1000, "the table was analysed once this process had added 1,000 jobs"
+        admin.execute("SET plan_cache_mode = force_generic_plan")
+        admin.execute(f'PREPARE by_id(text, text) AS SELECT id FROM "{schema}".jobs WHERE site = $1 AND id = $2')
+        plan = "\n".join(r[0] for r in admin.execute("EXPLAIN EXECUTE by_id('young', 'x')").fetchall())
+        admin.execute("DEALLOCATE by_id")
+        assert "jobs_pkey" in plan, plan
+    finally:
+        store.close()
+
+
 def test_claim_and_settle_relax_only_their_own_commits(make_store: Callable[..., Any]) -> None:
     """Claims and settles commit without waiting for the WAL flush (at-least-once covers a forgotten one);
     the setting must not leak into the session, where it would make enqueues non-durable."""

@@ -440,6 +440,7 @@ class PostgresStore(Store):
         self._lost: weakref.WeakSet[Connection] = weakref.WeakSet()
         self._pid = os.getpid()
         self._closed = False
+        self._analyze_after: int | None = None  # see _young_jobs_table
 
     # -- connections -------------------------------------------------------------------------------------
     def _reason(self, exc: BaseException) -> str:
@@ -564,6 +565,32 @@ class PostgresStore(Store):
     def open(self) -> None:
         self._closed = False
         self.migrate()
+        self._analyze_after = self._young_jobs_table()
+
+    # A young jobs table (never analysed: PostgreSQL has no statistics yet) gets generic plans that look a job
+    # up by id through an index on the site alone (every index looks equally cheap on an empty table), so each
+    # enqueue reads every row of the site until autovacuum first analyses the table, up to a minute later. A
+    # process that opened the store on such a table analyses it itself once it has added this many jobs; the
+    # new statistics invalidate every connection's cached plans.
+    YOUNG_TABLE_ANALYZE_AFTER = 1000
+
+    def _young_jobs_table(self) -> int | None:
+        with self._session() as conn:
+            row = conn.execute("SELECT reltuples FROM pg_class WHERE oid = to_regclass(%s)",
+                               (f'"{self.schema}".jobs',)).fetchone()
+        young = row is not None and row[0] is not None and row[0] < self.YOUNG_TABLE_ANALYZE_AFTER
+        return self.YOUNG_TABLE_ANALYZE_AFTER if young else None
+
+    def _count_enqueued(self, conn: Connection, n: int) -> None:
+        if self._analyze_after is None:
+            return
+        self._analyze_after -= n
+        if self._analyze_after <= 0:
+            self._analyze_after = None
+            try:
+                conn.execute(sql.SQL("ANALYZE {}.jobs").format(sql.Identifier(self.schema)))
+            except psycopg.Error:  # not the table's owner (a warning, not an error, on current servers)
+                pass
 
     def close(self) -> None:
         self._closed = True
@@ -638,7 +665,9 @@ class PostgresStore(Store):
         if not jobs:
             return []
         with self._session() as conn:
-            return self._enqueue(conn, jobs, now, in_transaction=False)
+            added = self._enqueue(conn, jobs, now, in_transaction=False)
+            self._count_enqueued(conn, len(jobs))
+            return added
 
     def _enqueue(self, conn: Connection, jobs: Sequence[Job], now: float, in_transaction: bool) -> list[Job]:
         """Insert ``jobs`` as if one by one, in rounds of one statement each.
