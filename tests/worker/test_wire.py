@@ -62,3 +62,14 @@ def test_end_of_channel_is_eof_after_the_last_message(pair: tuple[Wire, socket.s
     assert wire.poll(), "EOF counts as something to receive, so the reader notices the death"
     with pytest.raises(EOFError):
         wire.recv()
+
+
+def test_poll_with_a_timeout_waits_for_a_message_and_no_longer(pair: tuple[Wire, socket.socket]) -> None:
+    wire, raw = pair
+    left = Wire(raw)
+    assert not wire.poll(0.05), "nothing arrives: False once the timeout is over"
+    timer = threading.Timer(0.05, left.send, args=(("done", []),))
+    timer.start()
+    assert wire.poll(5.0), "a message that arrives while it waits ends the wait"
+    assert wire.recv() == ("done", [])
+    timer.join()

@@ -12,6 +12,7 @@ import pickle
 import select
 import socket
 import struct
+import time
 from typing import Any
 
 _HEADER = struct.Struct("!I")
@@ -66,15 +67,16 @@ class Wire:
         return self.eof or (len(self.buf) >= _HEADER.size
                             and len(self.buf) >= _HEADER.size + _HEADER.unpack_from(self.buf)[0])
 
-    def poll(self) -> bool:
-        """True when ``recv`` would return (or raise EOFError) without waiting."""
-        if self.pending():
-            return True
-        readable, _, _ = select.select([self.sock], [], [], 0)
-        if readable:
+    def poll(self, timeout: float = 0.0) -> bool:
+        """True when ``recv`` would return (or raise EOFError) without waiting; waits up to ``timeout``
+        seconds for that to become true."""
+        deadline = time.monotonic() + timeout
+        while not self.pending():
+            readable, _, _ = select.select([self.sock], [], [], max(0.0, deadline - time.monotonic()))
+            if not readable:
+                return False
             self._read()
-            return self.poll()
-        return False
+        return True
 
     def close(self) -> None:
         self.sock.close()

@@ -107,7 +107,8 @@ class ExecutorRun:
 
     def __init__(self, config_file: str, worker_class: str, queues: list[str]) -> None:
         self.args = [config_file, worker_class, queues]
-        self.child = Child(0, {"sys_path": list(sys.path), "imports": [], "threads": 1, "log_level": "INFO"})
+        self.child = Child(0)
+        self.child.start({"sys_path": list(sys.path), "imports": [], "threads": 1, "log_level": "INFO"})
         self.booted = False
 
     @property
