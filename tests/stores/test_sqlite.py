@@ -48,3 +48,36 @@ def test_counters_match_a_recount_through_every_transition(tmp_path: Path) -> No
     assert store.counts() == recount == {"a": {"queued": 2, "finished": 1, "scheduled": 1, "canceled": 1}}
     assert store.count(states=["queued", "scheduled"]) == 3 and store.count(["a"], ["finished"]) == 1
     store.close()
+
+
+def test_poll_options(tmp_path: Path) -> None:
+    import pytest
+
+    from offload.errors import StoreURLError
+
+    store = SQLiteStore(f"sqlite:///{tmp_path / 'p.db'}?poll=0.004&idle_poll=0.2")
+    assert (store.poll, store.idle_poll) == (0.004, 0.2)
+    store = SQLiteStore(f"sqlite:///{tmp_path / 'p.db'}?poll=0.1&idle_poll=0.01")
+    assert store.idle_poll == 0.1, "never slower while busy than while idle"
+    defaults = SQLiteStore(f"sqlite:///{tmp_path / 'p.db'}")
+    assert (defaults.poll, defaults.idle_poll) == (0.001, 0.05)
+    with pytest.raises(StoreURLError, match="idle_poll"):
+        SQLiteStore(f"sqlite:///{tmp_path / 'p.db'}?idle_poll=soon")
+
+
+def test_an_idle_worker_backs_off_and_still_notices_work(tmp_path: Path) -> None:
+    """After a second without work the poll slows down (to idle_poll); a job still ends the wait."""
+    url = f"sqlite:///{tmp_path / 'idle.db'}?idle_poll=0.05"
+    waiter, producer = SQLiteStore(url, "s"), SQLiteStore(url, "s")
+    waiter.open()
+    producer.open()
+    try:
+        assert waiter.wait_for_work(["default"], 1.3) is False  # idle long enough to back off
+        producer.enqueue(make_job(), time.time())
+        started = time.monotonic()
+        assert waiter.wait_for_work(["default"], 5.0) is True
+        assert time.monotonic() - started < 1.0
+        assert waiter._busy_until > time.monotonic(), "work found: fast polling again"
+    finally:
+        waiter.close()
+        producer.close()
