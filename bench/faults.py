@@ -184,7 +184,9 @@ def details(report: dict[str, Any]) -> str:
         head = f"### {row_name(r)}, {r['engine']} ({r.get('seconds', '?')} s)"
         body: list[str] = []
         s = r["scenario"]
-        if s == "kill storm":
+        if r["verdict"] == "error":  # the scenario could not run to its end: no figures to show
+            body.append("error: " + "; ".join(r.get("reasons", [])))
+        elif s == "kill storm":
             body.append(f"{r['kills']} kills; drained in {r['drain_seconds']} s; {r['interrupted']} execution(s) cut "
                         f"short and {r['ended_unsettled']} that ended but whose result died with the worker (in "
                         f"flight {r['in_flight_on_killed']}); duplicates {r['duplicates']}, unexplained "
