@@ -85,7 +85,8 @@ def _header(meta: dict[str, Any]) -> list[str]:
         f"# offload and its peers, side by side ({meta['mode']} run)",
         "",
         f"{meta['date']} · {machine.get('cpu', '?')} · {machine['cores']} cores · {machine.get('memory_gib', '?')} GiB"
-        f" · load average {meta['loadavg_start']} → {meta['loadavg_end']} · run took {meta['duration_s'] / 60:.1f} min",
+        f" · load average {meta['loadavg_start']} → {meta['loadavg_end']} · run took {meta['duration_s'] / 60:.1f} min"
+        + (f" · offload {meta['offload_source']}" if meta.get("offload_source") else ""),
         "",
         f"Medians of {meta['repeats']} rounds. In brackets: ratio to the baseline, {BASELINE[0]} on {BASELINE[1]} "
         "(RQ's stock forking `rq worker`, CKAN's engine) measured in the same run: above 1 is faster for jobs/s "

@@ -113,6 +113,15 @@ def ensure_venv(name: str) -> Path:
     return python
 
 
+def offload_source() -> str:
+    """The offload code measured: its commit, and whether src/ had uncommitted changes."""
+    git = ["git", "--no-optional-locks", "-C", str(REPO)]
+    head = subprocess.run([*git, "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+    dirty = subprocess.run([*git, "status", "--porcelain", "--untracked-files=no", "src"], capture_output=True,
+                           text=True).stdout.strip()
+    return f"commit {head or '?'}" + (" + uncommitted changes in src/" if dirty else "")
+
+
 def offload_python() -> Path:
     """offload's own venv (the repository's .venv, where it is installed editable); else one made here."""
     for python in (REPO / ".venv" / "bin" / "python", VENVS / "offload" / "bin" / "python"):
@@ -375,6 +384,7 @@ def main(argv: list[str] | None = None) -> int:
             "checks": checks,
             "io_slots": 32,
             "concurrency": 2,
+            "offload_source": offload_source(),
         },
         "metrics": [{"workload": w, "key": k, "title": t, "unit": u, "higher_is_better": h}
                     for w, k, t, u, h in METRICS],
