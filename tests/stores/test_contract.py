@@ -495,6 +495,22 @@ def test_worker_registry(store: Store) -> None:
 
 
 # -- periodic schedules ---------------------------------------------------------------------------------
+def test_pending_counts_are_per_site_even_when_one_site_id_extends_another(make_store: Callable[..., Store]) -> None:
+    """The completion check of a drain (pending jobs across queues) counts this site's jobs only; PostgreSQL
+    counts each pending state through its own index, with this site's queue-name prefix."""
+    now = time.time()
+    short, longer = make_store("ab"), make_store("ab2")
+    for store, queued in ((short, 3), (longer, 5)):
+        store.enqueue_many([make_job("q1") for _ in range(queued)] + [make_job("q2", run_at=now + 60)], now)
+        finish(store, claim_one(store, ["q1"]))
+        claim_one(store, ["q1"])
+    assert short.count(states=[QUEUED, STARTED]) == 3 - 2 + 1
+    assert short.count(states=[QUEUED, STARTED, SCHEDULED]) == 3 - 2 + 1 + 1
+    assert short.count(states=[SCHEDULED, QUEUED]) == 3 - 2 + 1
+    assert longer.count(states=[QUEUED, STARTED]) == 5 - 2 + 1
+    assert longer.count(states=[STARTED]) == 1 and longer.count(states=[FINISHED]) == 1
+
+
 def test_each_periodic_slot_is_enqueued_once_however_many_race(make_store: Callable[..., Store]) -> None:
     slot = 1_800_000_000.0
     wins: list[bool] = []
