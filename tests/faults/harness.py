@@ -22,21 +22,12 @@ from typing import Any
 
 from offload import Offload
 from tests.faults.ledger import Kill
+from tests.waiting import wait_until  # noqa: F401  (re-exported for the tests here)
 
 ROOT = Path(__file__).resolve().parents[2]
 ENGINES = ("sqlite", "redis", "postgresql")
 
 
-def wait_until(condition: Callable[[], Any], timeout: float, interval: float = 0.05, what: str = "condition") -> Any:
-    """Poll ``condition`` until it returns something truthy; raise ``TimeoutError`` after ``timeout`` s."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{what} not met within {timeout:g} s")
-        time.sleep(interval)
 
 
 def pid_alive(pid: int) -> bool:

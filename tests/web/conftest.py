@@ -22,6 +22,7 @@ from flask.testing import FlaskClient
 from offload import Offload
 from offload.web import create_app
 from tests.conftest import engine_url
+from tests.waiting import wait_until  # noqa: F401  (re-exported for the tests here)
 
 ROOT = Path(__file__).resolve().parents[2]
 ADMIN = "adm-" + uuid.uuid4().hex
@@ -31,16 +32,6 @@ TASK_MODULE = "tests.taskmods.echo_tasks"
 ENGINES = ["sqlite", "postgresql"]
 
 
-def wait_until(condition: Callable[[], Any], timeout: float = 20.0, interval: float = 0.05) -> Any:
-    """Poll ``condition`` until it returns something truthy; fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout} s")
-        time.sleep(interval)
 
 
 def subprocess_env(**extra: str) -> dict[str, str]:
