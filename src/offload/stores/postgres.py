@@ -544,22 +544,20 @@ class PostgresStore(Store):
                     raise error from None
                 raise error from exc
 
-    def _query(self, name: str, params: dict[str, Any]) -> list[TupleRow]:
+    def _query(self, name: str, params: dict[str, Any], relaxed: bool = False) -> list[TupleRow]:
+        """Run the named statement. ``relaxed``: for a worker's own bookkeeping (claim, settle), commit without
+        waiting for the WAL flush (``synchronous_commit = off`` for that transaction only, sent in the same
+        round trip). A server crash can forget the last few hundred milliseconds of those commits, which
+        at-least-once delivery already covers: a forgotten claim leaves the job queued, a forgotten settle leaves
+        it started until its lease expires; either way it runs again. Enqueues and management verbs keep the
+        server's setting: what they acknowledged is on disk."""
         with self._session() as conn:
-            cur = conn.execute(self._sql[name], {"site": self.site_id, **params})
-            return cur.fetchall() if cur.description is not None else []
-
-    def _query_relaxed(self, name: str, params: dict[str, Any]) -> list[TupleRow]:
-        """``_query`` for a worker's own bookkeeping (claim, settle), committed without waiting for the WAL
-        flush (``synchronous_commit = off`` for that transaction only). A server crash can forget the last
-        few hundred milliseconds of those commits, which at-least-once delivery already covers: a forgotten
-        claim leaves the job queued, a forgotten settle leaves it started until its lease expires; either way
-        it runs again. Enqueues and management verbs keep the server's setting: what they acknowledged is
-        on disk. One round trip (a pipeline), not four."""
-        with self._session() as conn:
-            with conn.pipeline(), conn.transaction():
-                conn.execute("SET LOCAL synchronous_commit TO off")
+            if not relaxed:
                 cur = conn.execute(self._sql[name], {"site": self.site_id, **params})
+            else:
+                with conn.pipeline(), conn.transaction():
+                    conn.execute("SET LOCAL synchronous_commit TO off")
+                    cur = conn.execute(self._sql[name], {"site": self.site_id, **params})
             return cur.fetchall() if cur.description is not None else []
 
     def open(self) -> None:
@@ -768,7 +766,8 @@ class PostgresStore(Store):
         self._discard_wakeups()
         queues = [self.qname(q) for q in dict.fromkeys(queues)]  # a queue listed twice is served once
         params = {"queues": queues, "limit": limit, "now": now, "lease_until": now + lease, "worker": worker_id}
-        rows = self._query_relaxed("claim", {**params, "promote": self.promote_batch, "channel": self.channel})
+        rows = self._query("claim", {**params, "promote": self.promote_batch, "channel": self.channel},
+                           relaxed=True)
         return [self._job(row[1:]) for row in rows]
 
     def extend_leases(self, worker_id: str, held: dict[str, str], lease: float, now: float) -> list[str]:
@@ -790,7 +789,7 @@ class PostgresStore(Store):
             for o in outcomes
         ]
         # fmt: on
-        done = self._query_relaxed("settle", {"outcomes": _dump(rows), "channel": self.channel})
+        done = self._query("settle", {"outcomes": _dump(rows), "channel": self.channel}, relaxed=True)
         settled = {int(row[0]) - 1 for row in done}
         return [n in settled for n in range(len(outcomes))]
 
