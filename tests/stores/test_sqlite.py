@@ -1,4 +1,4 @@
-"""SQLite engine specifics: schema upgrades and the counters kept by triggers."""
+"""SQLite engine specifics: schema upgrades, the counters kept by triggers, and the bulk insert."""
 
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ import sqlite3
 import time
 from pathlib import Path
 
-from offload.jobs import Outcome
+from offload.jobs import Job, Outcome
 from offload.stores import sqlite_schema
-from offload.stores.sqlite import SQLiteStore
+from offload.stores.sqlite import _BATCH, SQLiteStore, _batches
 from tests.stores.conftest import make_job
 
 
@@ -81,3 +81,50 @@ def test_an_idle_worker_backs_off_and_still_notices_work(tmp_path: Path) -> None
     finally:
         waiter.close()
         producer.close()
+
+
+def test_a_bulk_insert_stores_the_same_rows_as_single_inserts(tmp_path: Path) -> None:
+    """Multi-row INSERTs of every size the bulk path uses (300 = 256 + 32 + 8 + 4) write what enqueue writes."""
+    store = SQLiteStore(f"sqlite:///{tmp_path}/b.db", "site")
+    store.open()
+    now = time.time()
+
+    def jobs(tag: str) -> list[Job]:
+        return [
+            make_job(
+                "ab"[i % 2],
+                now=now + i * 1e-6,
+                id=f"{tag}{i}",
+                run_at=now + 60 if i % 3 == 0 else None,
+                title=f"job {i}" if i % 4 == 0 else None,
+                task="ext.echo" if i % 5 == 0 else None,
+                retry={"delay": i} if i % 7 == 0 else None,
+                meta={"title": None, "i": i},
+                timeout=None if i % 2 else 9.5,
+                unique_key=f"{tag}{i}" if i % 6 == 0 else None,
+                payload=f"[[{i}],{{}}]",
+            )
+            for i in range(300)
+        ]
+
+    for job in jobs("s"):
+        store.enqueue(job, now)
+    assert not any(job.duplicate for job in store.enqueue_many(jobs("b"), now))
+    conn = sqlite3.connect(store.path)
+    query = "SELECT * FROM jobs WHERE id LIKE ? ORDER BY seq"
+    single = [(r[1], r[2][1:], *r[3:-1], (r[-1] or "")[1:]) for r in conn.execute(query, ("s%",))]
+    bulk = [(r[1], r[2][1:], *r[3:-1], (r[-1] or "")[1:]) for r in conn.execute(query, ("b%",))]
+    assert len(bulk) == 300 and bulk == single
+    conn.close()
+    store.close()
+
+
+def test_bulk_statements_come_in_few_sizes() -> None:
+    """Each size is one prepared statement, and preparing one costs as much as running it: keep them few."""
+    sizes = set()
+    for total in range(1, 3 * _BATCH):
+        batches = list(_batches(total))
+        assert [start for start, _ in batches] == [sum(n for _, n in batches[:i]) for i in range(len(batches))]
+        assert sum(n for _, n in batches) == total
+        sizes.update(n for _, n in batches)
+    assert sizes == {2**i for i in range(_BATCH.bit_length())}
