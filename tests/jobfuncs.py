@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from typing import Any
 
@@ -87,3 +88,16 @@ def progress(steps: int) -> str:
 
 def unserialisable_result() -> object:
     return object()
+
+
+def set_signal_handler() -> str:
+    """Installs a signal handler, which Python allows only in the main thread (libraries that time their own
+    calls with SIGALRM do this): a single-threaded executor must run jobs there."""
+    previous = signal.signal(signal.SIGUSR1, signal.SIG_IGN)
+    signal.signal(signal.SIGUSR1, previous)
+    return threading.current_thread().name
+
+
+def big(payload: str, size: int) -> str:
+    """Takes a large argument and returns a large result."""
+    return payload[:1] * size

@@ -6,22 +6,18 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from offload import Offload
 from offload.jobs import Job
 from tests.conftest import engine_url
-from tests.waiting import wait_until  # noqa: F401  (re-exported for the tests here)
+from tests.waiting import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
 
 
 class Workers:
@@ -38,9 +34,11 @@ class Workers:
         env.pop("OFFLOAD_CONFIG", None)
         return env
 
-    def start(self, *args: str, log: str | None = None) -> subprocess.Popen[str]:
+    def start(self, *args: str, log: str | None = None, config: Path | None = None) -> subprocess.Popen[str]:
         log_path = self.tmp / (log or f"worker-{len(self.procs)}.log")
-        cmd = [sys.executable, "-m", "offload", "--store", self.url, "--site-id", self.site, "worker", *args]
+        options = ["-c", str(config)] if config is not None else []
+        cmd = [sys.executable, "-m", "offload", *options, "--store", self.url, "--site-id", self.site, "worker",
+               *args]
         proc = subprocess.Popen(cmd, env=self.env(), stdout=subprocess.PIPE, stderr=open(log_path, "w"),
                                 text=True, cwd=self.tmp)
         proc.log_path = log_path  # type: ignore[attr-defined]

@@ -11,12 +11,12 @@ import os
 import subprocess
 import sys
 
-from offload.worker.executor import SLOT, read_slot
-from offload.worker.pool import _slot_fd
+from offload.worker.slot import SLOT, read_slot
+from offload.worker.spawn import _slot_fd
 
 WRITER = """
 import mmap, sys
-from offload.worker.executor import SLOT, write_slot
+from offload.worker.slot import SLOT, write_slot
 slot = mmap.mmap(int(sys.argv[1]), SLOT.size)
 version = 0
 for n in range(1, 300_001):

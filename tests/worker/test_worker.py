@@ -239,3 +239,40 @@ def test_supervisor_death_takes_the_executors_with_it(workers: Workers, tmp_path
     proc.wait(10)
     wait_until(lambda: not pid_alive(child_pid), timeout=5)
     assert os.getpid() != child_pid
+
+
+def test_a_single_threaded_executor_runs_jobs_in_its_main_thread(workers: Workers) -> None:
+    # Regression: a job must be able to install a signal handler (Python allows that in the main thread only),
+    # as it could in a script; jobs once ran in a second thread of the executor.
+    job = workers.app.enqueue(jobfuncs.set_signal_handler)
+    proc = workers.start("--burst")
+    assert proc.wait(30) == 0
+    done = workers.job(job.id)
+    assert done.state == FINISHED, done.error
+    assert done.result == "MainThread"
+
+
+def test_large_arguments_and_results_in_flight_both_ways_do_not_stall_the_worker(workers: Workers) -> None:
+    # Each message is larger than a socket's buffer and several are prefetched: the supervisor must never
+    # block writing to an executor that is itself blocked writing its results back.
+    size = 2 * 1024 * 1024
+    jobs = workers.app.enqueue_many([(jobfuncs.big, ["x" * size, size]) for _ in range(12)])
+    proc = workers.start("--burst", "-n", "2")
+    assert proc.wait(120) == 0
+    for job in jobs:
+        done = workers.job(job.id)
+        assert done.state == FINISHED, done.error
+        assert len(done.result) == size
+
+
+def test_a_worker_whose_executor_count_comes_from_the_configuration_starts_them_all(
+        workers: Workers, tmp_path: Path) -> None:
+    # The command starts as many executors as its command line says (1 here) before it reads the
+    # configuration, which asks for 2: the worker starts the second once it knows.
+    ledger = tmp_path / "ledger.txt"
+    workers.app.enqueue_many([(jobfuncs.ledger_then_sleep, [str(ledger), 0.2]) for _ in range(4)])
+    config = tmp_path / "offload.ini"
+    config.write_text("[offload]\noffload.worker.concurrency = 2\n")
+    proc = workers.start("--burst", config=config)
+    assert proc.wait(60) == 0
+    assert len({line[2] for line in ledger_lines(ledger)}) == 2, "both executors ran jobs"

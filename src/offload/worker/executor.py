@@ -10,73 +10,39 @@ where the supervisor cannot infer start times), ``("done", [(job_id, report), ..
 progress, meta)``. Supervisor -> child: ``("run", [spec, ...])``, ``("revoke", [job_id, ...])`` (skip these if not
 started yet; reported as done with ``skipped``), ``("stop",)``.
 
-The slot (fd M, shared memory, ``SLOT``): a single-threaded child writes there which job it is on before it
-starts it and again once it returned, without a message. Its reports are batched, so the supervisor cannot tell
-from them which job is running: a crash or a timeout would be blamed on a job that had finished.
+The slot (fd M, shared memory; see ``offload.worker.spawn``): a single-threaded child writes there which job it
+is on before it starts it and again once it returned.
 """
 
 from __future__ import annotations
 
-import argparse
+import collections
 import ctypes
-import inspect
 import logging
 import os
-import queue
 import signal
 import socket
-import struct
 import sys
 import threading
 import time
 import traceback
+from collections.abc import Awaitable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from offload import codec, context, funcs
 from offload.errors import JobFunctionError, SerializationError, TaskNotFound
 from offload.retry import Retry
+from offload.worker.slot import SLOT, SLOT_DONE, SLOT_RUNNING, write_slot
 from offload.worker.wire import Wire
 
 log = logging.getLogger("offload.executor")
 
+
 # Not worth retrying: the same job would fail the same way.
 _PERMANENT = (JobFunctionError, SerializationError, TaskNotFound)
 
-#: The slot: a version (odd while being written), then the seq of the job the child is on (1 for the first job
-#: sent to it, skipped ones counted), its state (SLOT_RUNNING, then SLOT_DONE) and its start
-#: (time.monotonic(), a system-wide clock). The version makes it a seqlock: the supervisor reads the same even
-#: version before and after the fields, or reads again, so it never acts on a half-written slot.
-SLOT = struct.Struct("=qqqd")
-SLOT_VERSION = struct.Struct("=q")
-SLOT_FIELDS = struct.Struct("=qqd")
-SLOT_RUNNING, SLOT_DONE = 1, 2
-
-
-def write_slot(slot: Any, version: int, seq: int, state: int, started: float) -> int:
-    """Write the slot as a seqlock writer; returns the new (even) version."""
-    slot[0:8] = SLOT_VERSION.pack(version + 1)
-    slot[8:32] = SLOT_FIELDS.pack(seq, state, started)
-    slot[0:8] = SLOT_VERSION.pack(version + 2)
-    return version + 2
-
-
-def read_slot(slot: Any) -> tuple[int, int, float] | None:
-    """(seq, state, started) as last written, or None if no consistent reading came after a few tries."""
-    for _ in range(1000):
-        (before,) = SLOT_VERSION.unpack_from(slot, 0)
-        if before % 2:
-            continue
-        fields = SLOT_FIELDS.unpack_from(slot, 8)
-        (after,) = SLOT_VERSION.unpack_from(slot, 0)
-        if before == after:
-            return fields
-    return None
-
-
-@dataclass
-class JobSpec:
+class JobSpec(NamedTuple):
     """What a child needs to run one job (sent over the socket; kept small)."""
 
     id: str
@@ -130,7 +96,7 @@ def run_job(spec: JobSpec, send_progress: Any = None) -> dict[str, Any]:
         fn = _resolve(spec)
         args, kwargs = codec.decode_payload(spec.payload)
         result = fn(*args, **kwargs)
-        if inspect.isawaitable(result):
+        if isinstance(result, Awaitable):
             import asyncio
 
             result = asyncio.run(_await(result))
@@ -174,33 +140,61 @@ def _die_with_parent() -> None:
 
 
 class Executor:
+    """Runs the jobs the supervisor sends, reporting each.
+
+    Single-threaded, jobs run in the main thread (``signal.signal`` and the like work in a job, as they would
+    in a script), which also reads the socket: it waits on it when it has nothing to run, so a job sent to an
+    idle executor starts in the thread that received it, and between two jobs it takes in whatever has arrived
+    (more jobs, revocations). It does not read while a job runs: the supervisor never blocks writing to an
+    executor (its writes are buffered), so that cannot deadlock. Threaded, the main thread reads and hands each
+    job to the pool."""
+
     def __init__(self, conn: Wire, threads: int, slot: Any = None) -> None:
         self.conn = conn
         self.threads = threads
         self.slot = slot if threads == 1 else None
         self.slot_version = 0
         self.seq = 0
-        self.inbox: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self.send_lock = threading.Lock()
         self.last_rss_check = 0.0
         self.revoked: set[str] = set()
         self.outbox: list[tuple[str, dict[str, Any]]] = []
         self.outbox_since = 0.0
+        self.waiting: collections.deque[JobSpec] = collections.deque()  # received, not run yet (one thread)
+        self.stopping = False
 
     def send(self, message: tuple[Any, ...]) -> None:
         with self.send_lock:
             self.conn.send(message)
 
-    def read_forever(self) -> None:
+    def receive(self) -> tuple[Any, ...]:
+        """The next run or stop message, waiting for it; revocations are noted on the way."""
+        while True:
+            try:
+                message: tuple[Any, ...] = self.conn.recv()
+            except (EOFError, OSError):
+                os._exit(0)  # the supervisor is gone: nothing left to report to
+            if message[0] != "revoke":
+                return message
+            self.revoked.update(message[1])
+
+    def _take(self, message: tuple[Any, ...]) -> None:
+        if message[0] == "stop":
+            self.stopping = True
+        else:
+            self.waiting.extend(message[1])
+
+    def _take_arrived(self) -> None:
+        """Take in, without waiting, every message that has arrived."""
         try:
-            while True:
+            while self.conn.poll():
                 message = self.conn.recv()
                 if message[0] == "revoke":
                     self.revoked.update(message[1])
                 else:
-                    self.inbox.put(message)
+                    self._take(message)
         except (EOFError, OSError):
-            os._exit(0)  # the supervisor is gone: nothing left to report to
+            os._exit(0)
 
     def progress(self, job_id: str, progress: dict[str, Any] | None, meta: dict[str, Any] | None) -> None:
         self.send(("progress", job_id, progress, meta))
@@ -239,35 +233,54 @@ class Executor:
             batch, self.outbox = self.outbox, []
             self.conn.send(("done", batch))
 
+    def _flush_outbox(self) -> None:
+        with self.send_lock:
+            if self.outbox:
+                batch, self.outbox = self.outbox, []
+                self.conn.send(("done", batch))
+
     def serve(self) -> None:
-        threading.Thread(target=self.read_forever, name="offload-reader", daemon=True).start()
         self.send(("ready", os.getpid(), _rss_mib()))
-        pool = ThreadPoolExecutor(self.threads, thread_name_prefix="offload-job") if self.threads > 1 else None
+        if self.threads > 1:
+            self._serve_pool()
+            return
         while True:
-            message = self.inbox.get()
-            if message[0] == "stop":
-                break
-            specs = message[1]
-            for i, spec in enumerate(specs):
-                if pool is None:
-                    self.run_and_report(spec, i + 1 < len(specs) or not self.inbox.empty())
-                else:
+            if not self.waiting:
+                if self.stopping:
+                    self._flush_outbox()
+                    return
+                self._take(self.receive())
+                continue
+            spec = self.waiting.popleft()
+            self.run_and_report(spec, bool(self.waiting))
+            self._take_arrived()
+
+    def _serve_pool(self) -> None:
+        with ThreadPoolExecutor(self.threads, thread_name_prefix="offload-job") as pool:
+            while True:
+                message = self.receive()
+                if message[0] == "stop":
+                    break
+                for spec in message[1]:
                     pool.submit(self.run_and_report, spec)
-        if pool is not None:
-            pool.shutdown(wait=True)
+
+
+def _options(argv: list[str]) -> tuple[int, int | None]:
+    """``--fd N [--slot M]``: only the supervisor starts this (no argparse: it is on every worker's start-up)."""
+    values = dict(zip(argv[::2], argv[1::2], strict=False))
+    if "--fd" not in values or len(argv) % 2 or set(values) - {"--fd", "--slot"}:
+        sys.exit("usage: python -m offload.worker.executor --fd N [--slot M]")
+    return int(values["--fd"]), int(values["--slot"]) if "--slot" in values else None
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="offload-executor")
-    parser.add_argument("--fd", type=int, required=True)
-    parser.add_argument("--slot", type=int)
-    opts = parser.parse_args(argv)
+    fd, slot_fd = _options(sys.argv[1:] if argv is None else argv)
     _die_with_parent()
     if os.getppid() == 1:
         os._exit(0)
     # Ctrl-C in a terminal reaches the whole foreground group; the supervisor decides what stops.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    conn = Wire(socket.socket(fileno=opts.fd))
+    conn = Wire(socket.socket(fileno=fd))
     try:
         init = conn.recv()  # the supervisor spawns executors early and configures them once it is set up
     except (EOFError, OSError):
@@ -287,10 +300,10 @@ def main(argv: list[str] | None = None) -> None:
         offload.configure_lazily(init["config"])
     tasks.load_registry(init.get("imports", []), init.get("contributed"))
     slot = None
-    if opts.slot is not None:
+    if slot_fd is not None:
         import mmap
 
-        slot = mmap.mmap(opts.slot, SLOT.size)
+        slot = mmap.mmap(slot_fd, SLOT.size)
     Executor(conn, int(init.get("threads", 1)), slot).serve()
 
 

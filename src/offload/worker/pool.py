@@ -2,20 +2,18 @@
 
 from __future__ import annotations
 
-import mmap
 import os
 import signal
-import socket
 import subprocess
-import sys
-import tempfile
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
 from offload.jobs import Job
-from offload.worker.executor import SLOT, SLOT_RUNNING, JobSpec, read_slot
+from offload.worker.executor import JobSpec
+from offload.worker.slot import SLOT_RUNNING, read_slot
+from offload.worker.spawn import Spawned, spawn_executor
 from offload.worker.wire import Wire
 
 
@@ -40,17 +38,6 @@ def describe_exit(returncode: int | None) -> str:
             name = f"signal {-returncode}"
         return f"was killed by {name}"
     return f"exited with code {returncode}"
-
-
-def _slot_fd() -> int:
-    """A file in memory, one ``SLOT`` long, that a child and its supervisor both map."""
-    if hasattr(os, "memfd_create"):
-        fd = os.memfd_create("offload-executor-slot")
-    else:
-        with tempfile.TemporaryFile() as f:
-            fd = os.dup(f.fileno())
-    os.ftruncate(fd, SLOT.size)
-    return fd
 
 
 def _descendants(root: int) -> list[int]:
@@ -85,25 +72,15 @@ class Child:
     (its configuration) before it loads job modules and takes jobs, so a supervisor can spawn its executors
     first thing and finish its own setup while they boot."""
 
-    def __init__(self, index: int, threads: int = 1) -> None:
+    def __init__(self, index: int, threads: int = 1, spawned: Spawned | None = None) -> None:
+        """``spawned``: an executor started already (``spawn.prestart``); by default one is started now."""
         self.index = index
         self.threads = threads
-        parent_end, child_end = socket.socketpair()
-        slot_fd = _slot_fd()
-        try:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "offload.worker.executor", "--fd", str(child_end.fileno()), "--slot",
-                 str(slot_fd)],
-                pass_fds=(child_end.fileno(), slot_fd),
-                start_new_session=True,
-                stdin=subprocess.DEVNULL,
-            )
-            self.slot = mmap.mmap(slot_fd, SLOT.size)
-        finally:
-            child_end.close()
-            os.close(slot_fd)
+        spawned = spawned or spawn_executor()
+        self.proc, self.slot = spawned.proc, spawned.slot
+        sock = spawned.sock
         self.sent = 0
-        self.conn = Wire(parent_end)
+        self.conn = Wire(sock)
         self.pid = self.proc.pid
         self.assigned: OrderedDict[str, Assigned] = OrderedDict()
         self.ready = False
@@ -146,12 +123,19 @@ class Child:
         entry = next((a for a in self.assigned.values() if a.seq == seq), None)
         return [entry] if running and entry is not None else []
 
-    def send(self, message: tuple[Any, ...]) -> bool:
+    def send(self, message: Any) -> bool:
+        """Post ``message`` (never blocks; the supervisor flushes the rest when the socket is writable)."""
         try:
-            self.conn.send(message)
+            self.conn.post(message)
             return True
         except (OSError, EOFError):
             return False
+
+    def flush(self) -> None:
+        try:
+            self.conn.flush()
+        except OSError:
+            pass  # it died: its socket reports the end, and the supervisor handles that
 
     def run(self, jobs: list[Job]) -> bool:
         specs = [

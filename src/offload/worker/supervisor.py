@@ -36,6 +36,7 @@ from offload.worker.settle import (
     outcome_for_report,
     outcome_for_timeout,
 )
+from offload.worker.spawn import take_prestarted
 
 if TYPE_CHECKING:
     from offload.app import Offload
@@ -67,7 +68,9 @@ class WorkerOptions:
 def boot_executors(options: WorkerOptions) -> list[Child]:
     """Start the executor processes a worker with ``options`` runs. They boot, then wait for their
     configuration, which ``Supervisor.run`` sends once it has loaded the task registry."""
-    return [Child(index, options.threads) for index in range(options.concurrency)]
+    prestarted = take_prestarted(options.concurrency)
+    return [Child(index, options.threads, prestarted[index] if index < len(prestarted) else None)
+            for index in range(options.concurrency)]
 
 
 def abandon_executors(executors: list[Child]) -> None:
@@ -103,6 +106,9 @@ class Supervisor:
         self.wake_r, self.wake_w = os.pipe()
         os.set_blocking(self.wake_w, False)
         os.set_blocking(self.wake_r, False)
+        # The loop holds this while it works (not while it sleeps in select); the waker thread takes it to claim
+        # for an idle worker itself, and signal handlers to change what the loop sees.
+        self.lock = threading.RLock()
         self.want_work = threading.Event()
         self.closed = threading.Event()
         self.scheduler: Scheduler | None = None
@@ -140,34 +146,43 @@ class Supervisor:
             self._loop()
         finally:
             self.closed.set()
-            self._shutdown()
+            with self.lock:
+                self._shutdown()
         log.info("Worker %s (PID %d) stopped: %d job(s) finished, %d failed",
                  self.id, os.getpid(), self.info.processed, self.info.failed)
         return 0
 
     def _loop(self) -> None:
         while True:
-            self._collect()
-            self._enforce_deadlines()
-            self._replace_children()
-            self._flush()
-            self._housekeeping()
-            if self.stopping == "cold":
-                return
-            if self.stopping == "warm" and not self.held:
-                return
-            if not self.stopping:
-                self._fill()
-            if self.opts.burst and self.queue_empty and not self.held and not self.outcomes:
-                log.info("Worker %s: queues empty, burst mode done", self.id)
-                return
-            if self.held:
-                self.idle_since = time.monotonic()
-            elif self.opts.max_idle_time is not None and time.monotonic() - self.idle_since > \
-                    self.opts.max_idle_time:
-                log.info("Worker %s: idle for %.0f s, stopping", self.id, self.opts.max_idle_time)
-                return
-            self._sleep()
+            with self.lock:
+                if not self._step():
+                    return
+                readers, writers, timeout = self._sleep_plan()
+            self._sleep(readers, writers, timeout)
+
+    def _step(self) -> bool:
+        """One turn of the loop; False when the worker should stop."""
+        self._collect()
+        self._enforce_deadlines()
+        self._replace_children()
+        self._flush()
+        self._housekeeping()
+        if self.stopping == "cold":
+            return False
+        if self.stopping == "warm" and not self.held:
+            return False
+        if not self.stopping:
+            self._fill()
+        if self.opts.burst and self.queue_empty and not self.held and not self.outcomes:
+            log.info("Worker %s: queues empty, burst mode done", self.id)
+            return False
+        if self.held:
+            self.idle_since = time.monotonic()
+        elif self.opts.max_idle_time is not None and time.monotonic() - self.idle_since > \
+                self.opts.max_idle_time:
+            log.info("Worker %s: idle for %.0f s, stopping", self.id, self.opts.max_idle_time)
+            return False
+        return True
 
     # -- claiming and dispatching --------------------------------------------------------------------------
     def _capacity(self, child: Child) -> int:
@@ -493,13 +508,26 @@ class Supervisor:
                 self.closed.wait(1.0)
                 continue
             if found and self.want_work.is_set():
-                self.want_work.clear()
+                self._claim_for_idle_worker()
                 try:
                     os.write(self.wake_w, b"w")
                 except BlockingIOError:
                     pass
 
-    def _sleep(self) -> None:
+    def _claim_for_idle_worker(self) -> None:
+        """Work arrived while the loop sleeps: claim and dispatch it from this thread, the one the store woke,
+        rather than waking the loop to do it (one thread hand-off less between a job's enqueue and its start).
+        Only for a worker with nothing in hand: a busy loop claims as its jobs end."""
+        with self.lock:
+            if not self.want_work.is_set() or self.closed.is_set():
+                return
+            self.want_work.clear()
+            self.queue_empty = False
+            if not self.held and self.stopping is None:
+                self._fill()
+
+    def _sleep_plan(self) -> tuple[list[Any], list[Child], float]:
+        """What to wait on and for how long, until something is due."""
         now = time.monotonic()
         timeout = 1.0
         deadlines = [a.deadline for _, a in self.held.values() if a.deadline is not None]
@@ -521,21 +549,33 @@ class Supervisor:
         if any(c.conn.pending() for c in self.children if not c.dead):
             timeout = 0.0  # a message already read off its socket is waiting to be handled
         readers.append(self.wake_r)
+        writers = [c for c in self.children if not c.dead and c.conn.outgoing]
+        return readers, writers, timeout
+
+    def _sleep(self, readers: list[Any], writers: list[Child], timeout: float) -> None:
+        """Wait (without the lock) for a child's message or room for what we post to it, the waker, a signal
+        or the timeout."""
         try:
-            ready, _, _ = select.select(readers, [], [], timeout)
-        except InterruptedError:
-            ready = []
+            ready, writable, _ = select.select(readers, writers, [], timeout)
+        except (InterruptedError, ValueError, OSError):
+            ready, writable = [], []  # ValueError/OSError: a socket closed meanwhile by the waker's turn
+        if writable:
+            with self.lock:
+                for child in writable:
+                    child.flush()
         if self.wake_r in ready:
             try:
                 while os.read(self.wake_r, 512):
                     pass
             except BlockingIOError:
                 pass
-            self.queue_empty = False
+            with self.lock:
+                self.queue_empty = False
         if self.stopping == "warm" and time.monotonic() >= self.grace_deadline:
-            log.warning("Grace period of %.0f s is over: stopping running jobs and requeueing them",
-                        self.opts.grace)
-            self.stopping = "cold"
+            with self.lock:
+                log.warning("Grace period of %.0f s is over: stopping running jobs and requeueing them",
+                            self.opts.grace)
+                self.stopping = "cold"
 
     # -- store calls through outages -----------------------------------------------------------------------
     def _store_call(self, fn: Any, *args: Any) -> Any:
@@ -561,7 +601,10 @@ class Supervisor:
         signal.signal(signal.SIGINT, self._on_signal)
 
     def _on_signal(self, signum: int, frame: object) -> None:
-        name = signal.Signals(signum).name
+        with self.lock:
+            self._stop_requested(signal.Signals(signum).name)
+
+    def _stop_requested(self, name: str) -> None:
         if self.stopping is None:
             self.stopping = "warm"
             self.grace_deadline = time.monotonic() + self.opts.grace

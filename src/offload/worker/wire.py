@@ -21,12 +21,17 @@ _CHUNK = 1 << 16
 
 class Wire:
     """One end of the channel. ``send`` may be called from several threads only under the caller's lock;
-    ``recv``/``poll`` from one thread (which may differ from the sending one)."""
+    ``recv``/``poll`` from one thread (which may differ from the sending one).
+
+    ``post`` is ``send`` without ever blocking: what the socket does not take now waits in ``outgoing`` until
+    ``flush`` (call it when the socket is writable). A supervisor posts, so that it never waits on an executor
+    that is busy running a job and not reading."""
 
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
         self.buf = bytearray()
         self.eof = False
+        self.outgoing = bytearray()
 
     def fileno(self) -> int:
         return self.sock.fileno()
@@ -34,6 +39,21 @@ class Wire:
     def send(self, message: Any) -> None:
         data = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
         self.sock.sendall(_HEADER.pack(len(data)) + data)
+
+    def post(self, message: Any) -> None:
+        data = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
+        self.outgoing += _HEADER.pack(len(data))
+        self.outgoing += data
+        self.flush()
+
+    def flush(self) -> None:
+        """Write what the socket takes now of the posted messages; OSError if the other end is gone."""
+        while self.outgoing:
+            try:
+                sent = self.sock.send(self.outgoing, socket.MSG_DONTWAIT)
+            except BlockingIOError:
+                return
+            del self.outgoing[:sent]
 
     def _frame(self) -> bytes | None:
         if len(self.buf) < _HEADER.size:
@@ -69,13 +89,17 @@ class Wire:
 
     def poll(self, timeout: float = 0.0) -> bool:
         """True when ``recv`` would return (or raise EOFError) without waiting; waits up to ``timeout``
-        seconds for that to become true."""
+        seconds for that to become true, writing posted messages meanwhile as the socket takes them."""
         deadline = time.monotonic() + timeout
         while not self.pending():
-            readable, _, _ = select.select([self.sock], [], [], max(0.0, deadline - time.monotonic()))
-            if not readable:
+            writers = [self.sock] if self.outgoing else []
+            readable, writable, _ = select.select([self.sock], writers, [], max(0.0, deadline - time.monotonic()))
+            if writable:
+                self.flush()
+            if readable:
+                self._read()
+            elif not writable:
                 return False
-            self._read()
         return True
 
     def close(self) -> None:
