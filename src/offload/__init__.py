@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import importlib
 import threading
-from collections.abc import Callable, Iterable, Sequence
-from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
@@ -36,7 +34,12 @@ from offload.errors import (
 )
 from offload.retry import Retry, RetryPolicy
 
+# Not imported at run time (typing alone is ~10 ms, and every executor imports this package on its way up).
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable, Sequence
+    from typing import Any
+
     from offload.app import NO_TIMEOUT, Offload, Queue
     from offload.client import Client
     from offload.config import Config

@@ -4,23 +4,29 @@ from __future__ import annotations
 
 import contextvars
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 ProgressSink = Callable[[str, "dict[str, Any] | None", "dict[str, Any] | None"], None]
 
 
-@dataclass
 class JobContext:
     """The job being run by this thread. ``set_progress`` is stored and shown by every interface."""
 
-    id: str
-    attempt: int
-    max_attempts: int
-    queue: str
-    title: str | None
-    meta: dict[str, Any] = field(default_factory=dict)
-    _sink: ProgressSink | None = None
+    __slots__ = ("_sink", "attempt", "id", "max_attempts", "meta", "queue", "title")
+
+    def __init__(self, id: str, attempt: int, max_attempts: int, queue: str, title: str | None,
+                 meta: dict[str, Any] | None = None, _sink: ProgressSink | None = None) -> None:
+        self.id = id
+        self.attempt = attempt
+        self.max_attempts = max_attempts
+        self.queue = queue
+        self.title = title
+        self.meta = {} if meta is None else meta
+        self._sink = _sink
+
+    def __repr__(self) -> str:
+        return (f"JobContext(id={self.id!r}, attempt={self.attempt}, max_attempts={self.max_attempts}, "
+                f"queue={self.queue!r}, title={self.title!r}, meta={self.meta!r})")
 
     def set_progress(self, done: float, total: float | None = None, message: str | None = None) -> None:
         """Report progress, e.g. ``set_progress(30, 120, "rows")``; ``total`` None means unknown."""

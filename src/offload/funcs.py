@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import functools
 import importlib
-import inspect
 import re
+import types
 from collections.abc import Callable
 from typing import Any
 
@@ -58,7 +58,7 @@ def _find_path(fn: Callable[..., Any]) -> str:
             "functools.partial objects cannot be job functions; enqueue the function and pass the "
             "arguments in args/kwargs"
         )
-    if inspect.ismethod(fn) and not inspect.isclass(fn.__self__):
+    if isinstance(fn, types.MethodType) and not isinstance(fn.__self__, type):
         raise JobFunctionError(
             f"bound method {fn.__qualname__} cannot be a job function: the worker has no access to the "
             "object it is bound to; enqueue a module-level function and pass what identifies the object "

@@ -10,40 +10,64 @@ marked as not worth retrying.
 
 from __future__ import annotations
 
-import random
-from dataclasses import asdict, dataclass
-from typing import Any, Literal
-
 from offload.errors import OffloadError
+
+# Imported by ``import offload``, hence by every executor on its way up: no dataclasses, typing or random at
+# import time (tens of milliseconds of a worker's start).
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import random
+    from typing import Any, Literal
 
 DEFAULT_RETRY_DELAY = 180.0  # seconds: Retry() without a countdown, as the Celery-era API did
 
 
-@dataclass(frozen=True)
 class RetryPolicy:
-    """How long to wait before attempt ``n + 1`` after attempt ``n`` failed."""
+    """How long to wait before attempt ``n + 1`` after attempt ``n`` failed. Immutable."""
 
-    backoff: Literal["exponential", "fixed"] = "exponential"
-    delay: float = 10.0
-    max_delay: float = 3600.0
-    jitter: bool = True
+    __slots__ = ("backoff", "delay", "jitter", "max_delay")
+    backoff: Literal["exponential", "fixed"]
+    delay: float
+    max_delay: float
+    jitter: bool
 
-    def __post_init__(self) -> None:
-        if self.backoff not in ("exponential", "fixed"):
-            raise ValueError(f"backoff must be 'exponential' or 'fixed', not {self.backoff!r}")
-        if not (self.delay >= 0 and self.max_delay >= 0):
+    def __init__(self, backoff: Literal["exponential", "fixed"] = "exponential", delay: float = 10.0,
+                 max_delay: float = 3600.0, jitter: bool = True) -> None:
+        if backoff not in ("exponential", "fixed"):
+            raise ValueError(f"backoff must be 'exponential' or 'fixed', not {backoff!r}")
+        if not (delay >= 0 and max_delay >= 0):
             raise ValueError("retry delays must be >= 0 seconds")
+        for name, value in (("backoff", backoff), ("delay", delay), ("max_delay", max_delay), ("jitter", jitter)):
+            object.__setattr__(self, name, value)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError(f"RetryPolicy is immutable: cannot set {name!r}")
+
+    def _key(self) -> tuple[Any, ...]:
+        return (self.backoff, self.delay, self.max_delay, self.jitter)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, RetryPolicy):
+            return NotImplemented
+        return self._key() == other._key()
+
+    def __hash__(self) -> int:
+        return hash(self._key())
+
+    def __repr__(self) -> str:
+        return (f"RetryPolicy(backoff={self.backoff!r}, delay={self.delay!r}, max_delay={self.max_delay!r}, "
+                f"jitter={self.jitter!r})")
 
     def delay_for(self, attempt: int, rng: random.Random | None = None) -> float:
         """Seconds to wait after failed attempt number ``attempt`` (1-based)."""
         base = self.delay if self.backoff == "fixed" else self.delay * (2 ** max(0, attempt - 1))
         base = min(base, self.max_delay)
         if self.jitter:
-            base *= 0.5 + (rng or random).random()
+            base *= 0.5 + (rng.random() if rng is not None else _random())
         return float(min(base, self.max_delay))
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return {"backoff": self.backoff, "delay": self.delay, "max_delay": self.max_delay, "jitter": self.jitter}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any] | None) -> RetryPolicy:
@@ -51,6 +75,12 @@ class RetryPolicy:
             return DEFAULT_POLICY
         known = {k: data[k] for k in ("backoff", "delay", "max_delay", "jitter") if k in data}
         return cls(**known)
+
+
+def _random() -> float:
+    import random
+
+    return random.random()
 
 
 DEFAULT_POLICY = RetryPolicy()
@@ -72,12 +102,25 @@ class Retry(OffloadError):
         self.exc = exc
 
 
-@dataclass(frozen=True)
 class RetryDecision:
     """What happens after a failed attempt: ``retry_at`` is None when the job fails for good."""
 
-    retry_at: float | None
-    reason: str
+    __slots__ = ("reason", "retry_at")
+
+    def __init__(self, retry_at: float | None, reason: str) -> None:
+        self.retry_at = retry_at
+        self.reason = reason
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, RetryDecision):
+            return NotImplemented
+        return (self.retry_at, self.reason) == (other.retry_at, other.reason)
+
+    def __hash__(self) -> int:
+        return hash((self.retry_at, self.reason))
+
+    def __repr__(self) -> str:
+        return f"RetryDecision(retry_at={self.retry_at!r}, reason={self.reason!r})"
 
 
 def decide(

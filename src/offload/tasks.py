@@ -109,7 +109,7 @@ def contributed_modules() -> list[tuple[str, str]]:
     """The task modules the ``offload.tasks`` entry points name, each with where it came from."""
     from offload.funcs import entry_points
 
-    found = []
+    found: list[tuple[str, str]] = []
     for ep in entry_points("offload.tasks"):
         provider = ep.load()
         found.extend((module, f"entry point {ep.name}") for module in provider())
