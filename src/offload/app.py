@@ -365,7 +365,8 @@ class Offload:
 
     def _run_inline(self, job: Job) -> Job:
         """Synchronous mode: run now in this process; exceptions reach the caller as they would from a call."""
-        from offload.worker.executor import JobSpec, _resolve
+        from offload.worker.executor import _resolve
+        from offload.worker.wire import JobSpec
 
         spec = JobSpec(job.id, job.func, job.task, job.payload, 1, job.max_attempts, job.queue, job.title, job.meta)
         args, kwargs = codec.decode_payload(job.payload)

@@ -104,7 +104,13 @@ def worker(ctx: click.Context, queues: tuple[str, ...], burst: bool, concurrency
            no_scheduler: bool, max_idle_time: float | None) -> None:
     """Run a worker on QUEUES (default: "default", "webhooks" and each consumer's queue), earlier first."""
     from offload.jobs import check_queue_name
-    from offload.worker.supervisor import Supervisor, WorkerOptions, abandon_executors, boot_executors
+    from offload.worker.supervisor import (
+        Supervisor,
+        WorkerOptions,
+        abandon_executors,
+        boot_executors,
+        start_executors,
+    )
 
     conf = _config(ctx)
     for queue in queues:
@@ -128,9 +134,11 @@ def worker(ctx: click.Context, queues: tuple[str, ...], burst: bool, concurrency
         with_scheduler=with_scheduler and not no_scheduler,
         max_idle_time=max_idle_time,
     )
-    # The executors boot (an interpreter each) while the supervisor loads the store's driver and connects.
+    # The executors boot (an interpreter each; the offload command started them already), then load the job
+    # modules while the supervisor loads the store's driver and connects.
     executors = boot_executors(options)
     try:
+        start_executors(executors, options, conf)
         _setup_logging(level)
         app = _app(ctx)
         app.store.ping()

@@ -143,8 +143,7 @@ def _load_entry_points() -> list[RegisteredConsumer]:
 
         found = []
         for ep in entry_points(ENTRY_POINT_GROUP):
-            dist = getattr(ep, "dist", None)
-            source = f"entry point {ep.name}" + (f" ({dist.name})" if dist is not None else "")
+            source = f"entry point {ep.name} ({ep.dist_name})"
             try:
                 cls = ep.load()
             except Exception as exc:

@@ -25,8 +25,9 @@ import pytest
 import offload
 from offload.app import Offload
 from offload.jobs import Job
-from offload.worker.executor import JobSpec, run_job
+from offload.worker.executor import run_job
 from offload.worker.settle import outcome_for_report
+from offload.worker.wire import JobSpec
 
 __all__ = ["offload_app", "offload_sync", "run_jobs", "run_pending"]
 

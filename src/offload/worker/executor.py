@@ -28,33 +28,19 @@ import time
 import traceback
 from collections.abc import Awaitable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, NamedTuple
+from typing import Any
 
 from offload import codec, context, funcs
 from offload.errors import JobFunctionError, SerializationError, TaskNotFound
 from offload.retry import Retry
 from offload.worker.slot import SLOT, SLOT_DONE, SLOT_RUNNING, write_slot
-from offload.worker.wire import Wire
+from offload.worker.wire import JobSpec, Wire
 
 log = logging.getLogger("offload.executor")
 
 
 # Not worth retrying: the same job would fail the same way.
 _PERMANENT = (JobFunctionError, SerializationError, TaskNotFound)
-
-class JobSpec(NamedTuple):
-    """What a child needs to run one job (sent over the socket; kept small)."""
-
-    id: str
-    func: str | None
-    task: str | None
-    payload: str
-    attempt: int
-    max_attempts: int
-    queue: str
-    title: str | None
-    meta: dict[str, Any]
-
 
 def error_report(exc: BaseException, reason: str = "exception") -> dict[str, Any]:
     cls = type(exc)

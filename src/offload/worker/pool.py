@@ -11,10 +11,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from offload.jobs import Job
-from offload.worker.executor import JobSpec
 from offload.worker.slot import SLOT_RUNNING, read_slot
 from offload.worker.spawn import Spawned, spawn_executor
-from offload.worker.wire import Wire
+from offload.worker.wire import JobSpec, Wire
 
 
 @dataclass
@@ -83,6 +82,7 @@ class Child:
         self.conn = Wire(sock)
         self.pid = self.proc.pid
         self.assigned: OrderedDict[str, Assigned] = OrderedDict()
+        self.configured = False  # sent its configuration (start)
         self.ready = False
         self.rss = 0.0
         self.jobs_done = 0
@@ -93,6 +93,7 @@ class Child:
     def start(self, init: dict[str, Any]) -> bool:
         """Send the executor its configuration (``sys_path``, ``imports``, ``threads``, ``log_level``,
         ``config``); jobs sent after this run once it has loaded the job modules."""
+        self.configured = True
         return self.send(init)
 
     def fileno(self) -> int:

@@ -73,6 +73,28 @@ def boot_executors(options: WorkerOptions) -> list[Child]:
             for index in range(options.concurrency)]
 
 
+def start_executors(executors: list[Child], options: WorkerOptions, config: Any) -> None:
+    """Send booting executors their configuration now, before the supervisor's own setup (store driver,
+    connection), so that they load the job modules meanwhile; ``Supervisor.run`` configures the others."""
+    from offload import tasks
+
+    init = executor_init(options, config, tasks.contributed_modules())
+    for child in executors:
+        child.start(init)
+
+
+def executor_init(options: WorkerOptions, config: Any, contributed: list[tuple[str, str]]) -> dict[str, Any]:
+    """An executor's configuration message."""
+    return {
+        "sys_path": list(sys.path),
+        "imports": list(options.imports),
+        "contributed": contributed,
+        "threads": options.threads,
+        "log_level": options.log_level,
+        "config": config,
+    }
+
+
 def abandon_executors(executors: list[Child]) -> None:
     """Kill executors booted for a worker that will not run (its setup failed)."""
     for child in executors:
@@ -132,7 +154,8 @@ class Supervisor:
             abandon_executors(self.children)
             raise
         for child in self.children:
-            child.start(self._init())
+            if not child.configured:
+                child.start(self._init())
         if self.opts.with_scheduler:
             self.scheduler = Scheduler(self.app, all_schedules(self.app))
         self._install_signals()
@@ -419,14 +442,7 @@ class Supervisor:
         return spare
 
     def _init(self) -> dict[str, Any]:
-        return {
-            "sys_path": list(sys.path),
-            "imports": list(self.opts.imports),
-            "contributed": self.contributed,
-            "threads": self.opts.threads,
-            "log_level": self.opts.log_level,
-            "config": self.app.config,
-        }
+        return executor_init(self.opts, self.app.config, self.contributed)
 
     def _spawn(self, index: int) -> Child:
         child = Child(index, self.opts.threads)

@@ -13,10 +13,24 @@ import select
 import socket
 import struct
 import time
-from typing import Any
+from typing import Any, NamedTuple
 
 _HEADER = struct.Struct("!I")
 _CHUNK = 1 << 16
+
+
+class JobSpec(NamedTuple):
+    """What a child needs to run one job (sent over the socket; kept small)."""
+
+    id: str
+    func: str | None
+    task: str | None
+    payload: str
+    attempt: int
+    max_attempts: int
+    queue: str
+    title: str | None
+    meta: dict[str, Any]
 
 
 class Wire:

@@ -24,7 +24,8 @@ from offload.config import SETTINGS, parse_duration
 from offload.errors import JobNotFound
 from offload.jobs import CANCELED, FAILED, FINISHED, QUEUED, SCHEDULED, STARTED
 from offload.jobs import Job as Record
-from offload.worker.executor import JobSpec, _resolve
+from offload.worker.executor import _resolve
+from offload.worker.wire import JobSpec
 
 DEFAULT_QUEUE_NAME = "default"
 #: How many attempts a CKAN job gets unless ``ckan.offload.jobs.max_attempts`` says otherwise: CKAN's jobs
