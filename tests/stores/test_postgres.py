@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 import threading
 import time
 import uuid
@@ -198,6 +199,68 @@ def test_claim_and_settle_relax_only_their_own_commits(make_store: Callable[...,
         assert conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
     got = store.get(job.id)
     assert got is not None and got.state == FINISHED
+
+
+def test_claim_and_settle_commit_without_the_flush_and_enqueue_with_it(make_store: Callable[..., Any]) -> None:
+    """The relaxed setting is part of the claim and settle statements themselves (one round trip each), for
+    their own transaction only; an enqueue keeps the server's setting, so an acknowledged job is on disk."""
+    store = make_store()
+    with store._session() as conn:
+        server_setting = conn.execute("SHOW synchronous_commit").fetchone()[0]
+    assert server_setting != "off"
+    # Each verb runs inside a transaction of the test's (the store's lock is reentrant), which shows what the
+    # verb set for its transaction. Eight rounds: psycopg prepares a statement after five uses.
+    for _ in range(8):
+        with store._session() as conn, conn.transaction(force_rollback=True):
+            store.enqueue(make_job(), time.time())
+            assert conn.execute("SHOW synchronous_commit").fetchone()[0] == server_setting
+        store.enqueue(make_job(), time.time())
+        with store._session() as conn, conn.transaction(force_rollback=True):
+            (claimed,) = store.claim(["default"], "w1", LEASE, 1, time.time())
+            assert conn.execute("SHOW synchronous_commit").fetchone()[0] == "off"
+        (claimed,) = store.claim(["default"], "w1", LEASE, 1, time.time())
+        with store._session() as conn, conn.transaction(force_rollback=True):
+            assert store.settle([Outcome(claimed.id, claimed.lease_token or "", "finish")], time.time()) == [True]
+            assert conn.execute("SHOW synchronous_commit").fetchone()[0] == "off"
+        with store._session() as conn, conn.transaction(force_rollback=True):
+            assert store.claim(["default"], "w1", LEASE, 1, time.time()) == []  # nothing to claim: still relaxed
+            assert conn.execute("SHOW synchronous_commit").fetchone()[0] == "off"
+        assert store.settle([Outcome(claimed.id, claimed.lease_token or "", "finish")], time.time()) == [True]
+
+
+def round_trips(store: PostgresStore, action: Callable[[], Any], path: str) -> int:
+    """How many times ``action`` waits for the server on the store's verb connection (Sync messages sent)."""
+    with store._session() as conn, open(path, "w") as trace:
+        conn.pgconn.trace(trace.fileno())
+        conn.pgconn.set_trace_flags(psycopg.pq.Trace.SUPPRESS_TIMESTAMPS)
+        try:
+            action()
+        finally:
+            conn.pgconn.untrace()
+    with open(path) as trace:
+        return len(re.findall(r"^F\t\d+\tSync$", trace.read(), re.MULTILINE))
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="libpq tracing through psycopg is available on Linux only")
+def test_the_latency_path_is_one_round_trip_per_verb(make_store: Callable[..., Any], tmp_path: Any) -> None:
+    """An enqueue, a claim and a settle each wait for the server once: an idle worker picks a job up within
+    two round trips of its enqueue (plus the notification)."""
+    store = make_store()
+    trace = str(tmp_path / "libpq.trace")
+    # Past psycopg's prepare threshold (five uses) first: preparing costs one more round trip, once.
+    claimed: list[Any] = []
+
+    def claim() -> None:
+        claimed[:] = store.claim(["default"], "w", LEASE, 1, time.time())
+
+    def settle() -> None:
+        store.settle([Outcome(claimed[0].id, claimed[0].lease_token or "", "finish")], time.time())
+
+    for n in range(8):
+        counts = [round_trips(store, lambda: store.enqueue(make_job(), time.time()), trace)]
+        counts += [round_trips(store, claim, trace), round_trips(store, settle, trace)]
+        if n >= 6:
+            assert counts == [1, 1, 1], "round trips of enqueue, claim, settle"
 
 
 def test_a_connection_lost_mid_call_is_store_unavailable_then_reconnects(
@@ -604,3 +667,72 @@ def test_a_reused_id_keeps_batch_order(make_store: Callable[..., Any]) -> None:
     claimed = store.claim(["default"], "w", LEASE, 10, now)
     assert [j.id for j in claimed] == [j.id for j in batch]
     assert claimed[1].attempts == 1 and claimed[1].result_json is None
+
+
+def test_racing_single_enqueues_add_one_job_per_id_and_unique_key(make_store: Callable[..., Any]) -> None:
+    site = f"t{uuid.uuid4().hex[:12]}"
+    stores = [make_store(site=site) for _ in range(6)]
+    barrier = threading.Barrier(len(stores))
+    added: list[str] = []
+    seen: dict[str, set[str]] = {}
+    lock = threading.Lock()
+
+    def produce(store: PostgresStore) -> None:
+        barrier.wait()
+        for n in range(10):
+            for job in (make_job(unique_key=f"key-{n}"), make_job(id=f"id-{n}")):
+                out = store.enqueue(job, time.time())
+                with lock:
+                    seen.setdefault(job.unique_key or job.id, set()).add(out.id)
+                    if not out.duplicate:
+                        added.append(out.id)
+
+    threads = [threading.Thread(target=produce, args=(s,)) for s in stores]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(added) == 20 and stores[0].count() == 20
+    assert all(ids <= set(added) and len(ids) == 1 for ids in seen.values()), "every duplicate names the stored job"
+
+
+def test_a_reused_id_blocked_by_a_pending_unique_key_leaves_the_done_job_as_it_was(
+    make_store: Callable[..., Any],
+) -> None:
+    store = make_store()
+    store.enqueue(make_job(id="report", title="first"), time.time())
+    running = store.claim(["default"], "w", LEASE, 1, time.time())[0]
+    store.settle([Outcome(running.id, running.lease_token or "", "finish", result_json="1")], time.time())
+    holder = store.enqueue(make_job(unique_key="nightly"), time.time())
+    dup = store.enqueue(make_job(id="report", unique_key="nightly", title="second"), time.time())
+    assert dup.duplicate and dup.id == holder.id
+    done = store.get("report")
+    assert done is not None and done.state == FINISHED and done.title == "first" and done.result_json == "1"
+
+
+def test_a_single_enqueue_stores_numbers_exactly_under_one_prepared_statement(make_store: Callable[..., Any]) -> None:
+    """The single-job INSERT sends numbers as text: they must come back exactly, and NULL or not, small or large,
+    the parameter types must not change (each change would be one more statement for psycopg to prepare)."""
+    store = make_store()
+    now = time.time()
+    for n in range(12):
+        job = make_job(
+            now=now + n / 7,
+            run_at=now + 3600 + n / 3 if n % 2 else None,
+            timeout=None if n % 3 else 0.1 + n,
+            attempts=n,
+            max_attempts=40_000 if n % 4 == 0 else 3,
+            retry=None if n % 2 else {"delay": 1.5},
+        )
+        assert not store.enqueue(job, now).duplicate
+        got = store.get(job.id)
+        assert got is not None
+        assert (got.created_at, got.run_at, got.timeout, got.attempts, got.max_attempts, got.retry) == (
+            job.created_at, job.run_at, job.timeout, job.attempts, job.max_attempts, job.retry
+        )
+        assert got.enqueued_at == (None if job.run_at else now)
+    with store._session() as conn:
+        prepared = conn.execute(
+            "SELECT count(*) FROM pg_prepared_statements WHERE statement LIKE '%ON CONFLICT DO NOTHING%'"
+        ).fetchone()[0]
+    assert prepared == 1
