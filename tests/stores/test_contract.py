@@ -588,3 +588,31 @@ def test_wait_for_work_wakes_when_a_scheduled_job_falls_due(store: Store) -> Non
     store.enqueue(make_job(now=now, run_at=now + 0.3), now)
     assert store.wait_for_work(["default"], 5.0)
     assert time.time() >= now + 0.25
+
+
+def test_a_large_batch_over_queues_and_states_keeps_order_and_counts(store: Store) -> None:
+    """More rows than one bulk statement holds on some engines; the duplicate at the end sends the whole batch
+    down the careful path, which must not store anything twice."""
+    now = time.time()
+    store.enqueue(make_job("b", id="taken"), now)
+    jobs = [make_job("ab"[i % 2], now=now + i * 1e-6, run_at=now + 60 if i % 3 == 0 else None) for i in range(600)]
+    out = store.enqueue_many([*jobs, make_job("a", id="taken")], now)
+    assert [j.duplicate for j in out] == [False] * 600 + [True] and out[-1].queue == "b"
+    assert store.counts() == {"a": {QUEUED: 200, SCHEDULED: 100}, "b": {QUEUED: 201, SCHEDULED: 100}}
+    assert store.count(["a", "b"], [SCHEDULED]) == 200 and store.count() == 601
+    claimed = store.claim(["a"], "w", LEASE, 1000, now)
+    assert [j.id for j in claimed] == [j.id for j in jobs if j.queue == "a" and j.state == QUEUED]
+    assert store.enqueue_many(jobs[:2], now)[1].duplicate and store.count() == 601
+
+
+def test_a_reused_id_whose_unique_key_is_pending_elsewhere_is_a_duplicate_of_that_job(store: Store) -> None:
+    """The id is free to reuse (its job is done) but the unique key is not: the key wins, and the done job's
+    record stays (regression: SQLite deleted it before finding the key taken)."""
+    store.enqueue(make_job(id="report"), time.time())
+    finish(store, claim_one(store))
+    holder = store.enqueue(make_job(unique_key="nightly"), time.time())
+    dup = store.enqueue(make_job(id="report", unique_key="nightly", title="again"), time.time())
+    assert dup.duplicate and dup.id == holder.id and dup.title is None
+    assert store.count(states=[QUEUED]) == 1
+    kept = store.get("report")
+    assert kept is not None and kept.state == FINISHED

@@ -329,19 +329,20 @@ class SQLiteStore(Store):
         return out
 
     def _conflict(self, conn: sqlite3.Connection, job: Job) -> Job | None:
-        """The pending job that blocks ``job``, or None after removing a done job with the same id."""
+        """The pending job that blocks ``job`` (same id, else same unique key), or None after removing a done
+        job with the same id. The done job stays when the unique key blocks: nothing replaces it."""
         row = conn.execute(f"SELECT {_COLUMNS} FROM jobs WHERE site=? AND id=?", (self.site_id, job.id)).fetchone()
-        if row is not None:
-            if row[6] not in (FINISHED, FAILED, CANCELED):
-                return self._job(row)
-            conn.execute("DELETE FROM jobs WHERE site=? AND id=?", (self.site_id, job.id))
+        if row is not None and row[6] not in (FINISHED, FAILED, CANCELED):
+            return self._job(row)
         if job.unique_key is not None:
-            row = conn.execute(
+            holder = conn.execute(
                 f"SELECT {_COLUMNS} FROM jobs WHERE site=? AND unique_key=? AND state IN {_PENDING_SQL}",
                 (self.site_id, job.unique_key),
             ).fetchone()
-            if row is not None:
-                return self._job(row)
+            if holder is not None:
+                return self._job(holder)
+        if row is not None:
+            conn.execute("DELETE FROM jobs WHERE site=? AND id=?", (self.site_id, job.id))
         return None
 
     # -- worker ------------------------------------------------------------------------------------------
