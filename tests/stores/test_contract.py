@@ -6,6 +6,8 @@ import threading
 import time
 from collections.abc import Callable
 
+import pytest
+
 from offload.jobs import (
     CANCELED,
     FAILED,
@@ -13,6 +15,7 @@ from offload.jobs import (
     QUEUED,
     SCHEDULED,
     STARTED,
+    Job,
     Outcome,
     WorkerInfo,
 )
@@ -616,3 +619,44 @@ def test_a_reused_id_whose_unique_key_is_pending_elsewhere_is_a_duplicate_of_tha
     assert store.count(states=[QUEUED]) == 1
     kept = store.get("report")
     assert kept is not None and kept.state == FINISHED
+
+
+def test_wait_and_claim_claims_what_is_there_at_once(store: Store) -> None:
+    jobs = [store.enqueue(make_job("mail"), time.time()) for _ in range(3)]
+    before = time.time()
+    claimed = store.wait_and_claim(["default", "mail"], "w1", LEASE, 2, 5.0)
+    assert claimed is not None and [j.id for j in claimed] == [j.id for j in jobs[:2]]
+    for job in claimed:
+        assert job.state == STARTED and job.worker == "w1" and job.attempts == 1
+        assert job.started_at is not None and job.started_at >= before - 0.5
+        assert job.lease_until == pytest.approx(job.started_at + LEASE, abs=0.01)
+    assert store.count(states=[QUEUED]) == 1
+
+
+def test_wait_and_claim_times_out_without_work(store: Store) -> None:
+    store.enqueue(make_job("elsewhere"), time.time())
+    assert store.wait_and_claim(["default"], "w1", LEASE, 5, 0.2) is None
+    assert store.count(["elsewhere"], [QUEUED]) == 1
+
+
+def test_wait_and_claim_takes_a_job_enqueued_while_it_waits(make_store: Callable[..., Store]) -> None:
+    waiter, producer = make_store(), make_store()
+    got: list[list[Job] | None] = []
+    ready = threading.Event()
+
+    def wait() -> None:
+        ready.set()
+        got.append(waiter.wait_and_claim(["default"], "w1", LEASE, 5, 10.0))
+
+    thread = threading.Thread(target=wait)
+    thread.start()
+    ready.wait()
+    time.sleep(0.3)  # let the waiter block (the claim's clock must then be the wake-up's, not the call's)
+    enqueued = producer.enqueue(make_job(), time.time())
+    thread.join(10)
+    [claimed] = got
+    assert claimed is not None and [j.id for j in claimed] == [enqueued.id]
+    job = claimed[0]
+    assert enqueued.enqueued_at is not None and job.started_at is not None
+    assert job.started_at >= enqueued.enqueued_at - 0.05, "started_at is the time of the claim, not of the call"
+    assert job.lease_until == pytest.approx(job.started_at + LEASE, abs=0.01)

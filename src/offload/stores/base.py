@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import abc
 import builtins
+import time
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
@@ -126,6 +127,16 @@ class Store(abc.ABC):
         """Block until a job may be claimable from ``queues`` (True) or ``timeout`` seconds pass (False).
         Returns at once if claimable work exists now. May be called from a thread other than the one
         using the other verbs; spurious True is allowed, a missed wake-up is not."""
+
+    def wait_and_claim(
+        self, queues: Sequence[str], worker_id: str, lease: float, limit: int, timeout: float
+    ) -> list[Job] | None:
+        """``wait_for_work``, then ``claim`` as soon as work may be there, with ``now`` the time of the claim
+        (this process's clock): the jobs claimed (possibly none), or None when ``timeout`` seconds passed with
+        nothing to claim. An engine that can wait and claim in one exchange overrides this."""
+        if not self.wait_for_work(queues, timeout):
+            return None
+        return self.claim(queues, worker_id, lease, limit, time.time())
 
     @abc.abstractmethod
     def set_progress(self, job_id: str, progress: dict[str, Any] | None, meta: dict[str, Any] | None) -> bool:
