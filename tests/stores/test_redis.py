@@ -18,7 +18,7 @@ import pytest
 
 redis = pytest.importorskip("redis")
 
-from offload.errors import StoreUnavailable, StoreURLError  # noqa: E402
+from offload.errors import StoreError, StoreUnavailable, StoreURLError  # noqa: E402
 from offload.jobs import (  # noqa: E402
     CANCELED,
     DONE_STATES,
@@ -33,7 +33,7 @@ from offload.jobs import (  # noqa: E402
     WorkerInfo,
 )
 from offload.stores import open_store  # noqa: E402
-from offload.stores.redis import RedisStore  # noqa: E402
+from offload.stores.redis import RedisStore, _pack  # noqa: E402
 from tests.conftest import engine_url, service_missing  # noqa: E402
 from tests.stores.conftest import make_job  # noqa: E402
 
@@ -46,8 +46,17 @@ def url(tmp_path: Any) -> str:
     return engine_url("redis", tmp_path)
 
 
+@pytest.fixture(params=["functions", "evalsha"])
+def lua_mode(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """How the store runs its Lua: as a Redis Functions library (Redis 7+, as here), or as EVALSHA scripts, as on
+    Redis 6.2 (forced)."""
+    if request.param == "evalsha":
+        monkeypatch.setattr(RedisStore, "use_functions", False)
+    return str(request.param)
+
+
 @pytest.fixture
-def make(url: str) -> Iterator[Callable[..., RedisStore]]:
+def make(url: str, lua_mode: str) -> Iterator[Callable[..., RedisStore]]:
     opened: list[RedisStore] = []
 
     def make(site: str | None = None) -> RedisStore:
@@ -364,7 +373,7 @@ def test_released_jobs_go_back_to_the_head_in_their_order(store: RedisStore) -> 
 
 # -- outages --------------------------------------------------------------------------------------------
 @pytest.fixture
-def private_server() -> Iterator[tuple[int, Callable[[], subprocess.Popen[bytes]]]]:
+def private_server() -> Iterator[tuple[int, Callable[..., subprocess.Popen[bytes]]]]:
     """A redis-server of our own, which this test may stop and start again."""
     binary = shutil.which("redis-server")
     if binary is None:
@@ -375,10 +384,10 @@ def private_server() -> Iterator[tuple[int, Callable[[], subprocess.Popen[bytes]
         port = probe.getsockname()[1]
     procs: list[subprocess.Popen[bytes]] = []
 
-    def start() -> subprocess.Popen[bytes]:
+    def start(*options: str) -> subprocess.Popen[bytes]:
         proc = subprocess.Popen(
             [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-             "--requirepass", SECRET],
+             "--requirepass", SECRET, *options],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
@@ -403,7 +412,7 @@ def private_server() -> Iterator[tuple[int, Callable[[], subprocess.Popen[bytes]
 
 
 def test_an_outage_is_reported_and_the_next_call_after_it_works(
-    private_server: tuple[int, Callable[[], subprocess.Popen[bytes]]],
+    private_server: tuple[int, Callable[..., subprocess.Popen[bytes]]], lua_mode: str
 ) -> None:
     port, start = private_server
     server = start()
@@ -425,3 +434,190 @@ def test_an_outage_is_reported_and_the_next_call_after_it_works(
     store.enqueue(job, time.time())
     assert [j.id for j in store.claim(["default"], "w", LEASE, 1, time.time())] == [job.id]
     store.close()
+
+
+# -- how the Lua runs, and what enqueue sends -------------------------------------------------------------
+def test_the_lua_runs_as_functions_on_redis_7_else_as_scripts(store: RedisStore, lua_mode: str) -> None:
+    store.enqueue(make_job(), time.time())
+    assert store._functions == (lua_mode == "functions")
+    if store._functions:
+        (library,) = store._call("FUNCTION", "LIST", "LIBRARYNAME", store._lua.library_name)
+        assert library[:2] == ["library_name", store._lua.library_name]
+
+
+def test_lost_lua_is_loaded_again(
+    private_server: tuple[int, Callable[..., subprocess.Popen[bytes]]], lua_mode: str
+) -> None:
+    port, start = private_server
+    start()
+    store = open_store(f"redis://:{SECRET}@127.0.0.1:{port}/0?prefix=lost", "site")
+    client = redis.Redis(port=port, password=SECRET)
+    try:
+        client.function_flush()
+        client.script_flush()
+        job = make_job()
+        assert not store.enqueue(job, time.time()).duplicate
+        assert [j.id for j in store.claim(["default"], "w", LEASE, 1, time.time())] == [job.id]
+    finally:
+        client.close()
+        store.close()
+
+
+def test_opening_drops_the_libraries_of_other_offload_versions(
+    private_server: tuple[int, Callable[..., subprocess.Popen[bytes]]],
+) -> None:
+    port, start = private_server
+    start()
+    url = f"redis://:{SECRET}@127.0.0.1:{port}/0?prefix=versions"
+    client = redis.Redis(port=port, password=SECRET, decode_responses=True)
+    first = open_store(url, "site")
+    try:
+        assert isinstance(first, RedisStore) and first._functions
+        other = "#!lua name={}\nredis.register_function('{}_enqueue', function(keys, args) return 1 end)"
+        for name in ("offload_0123456789abcdef", "offload_mine", "reports"):
+            client.function_load(other.format(name, name))
+        client.function_delete(first._lua.library_name)  # as if another version had dropped ours
+        second = open_store(url, "site")
+        second.close()
+        names = {library[1] for library in first._call("FUNCTION", "LIST")}
+        assert names == {first._lua.library_name, "offload_mine", "reports"}
+        first.enqueue(make_job(), time.time())  # a process whose library was dropped loads it again
+    finally:
+        client.close()
+        first.close()
+
+
+def test_a_server_without_functions_gets_the_scripts(
+    private_server: tuple[int, Callable[..., subprocess.Popen[bytes]]],
+) -> None:
+    port, start = private_server
+    start("--rename-command", "FUNCTION", "", "--rename-command", "FCALL", "")  # as Redis 6.2 answers
+    store = open_store(f"redis://:{SECRET}@127.0.0.1:{port}/0?prefix=old", "site")
+    try:
+        assert isinstance(store, RedisStore) and not store._functions
+        jobs = [make_job(), make_job(run_at=time.time() + 60)]
+        store.enqueue_many(jobs, time.time())
+        assert store.enqueue(make_job(id=jobs[0].id), time.time()).duplicate
+        assert [j.id for j in store.claim(["default"], "w", LEASE, 5, time.time())] == [jobs[0].id]
+        assert store.counts() == {"default": {STARTED: 1, SCHEDULED: 1}}
+    finally:
+        store.close()
+
+
+def test_a_full_server_refuses_new_jobs_but_lets_workers_and_purge_drain_it(
+    private_server: tuple[int, Callable[..., subprocess.Popen[bytes]]], lua_mode: str
+) -> None:
+    port, start = private_server
+    start("--maxmemory-policy", "noeviction")
+    store = open_store(f"redis://:{SECRET}@127.0.0.1:{port}/0?prefix=full", "site")
+    client = redis.Redis(port=port, password=SECRET)
+    try:
+        now = time.time()
+        store.enqueue_many([make_job(payload=f'[["{"x" * 2000}"],{{}}]') for _ in range(20)], now)
+        client.config_set("maxmemory", str(int(client.info("memory")["used_memory"]) - 1))
+        with pytest.raises(StoreError, match="maxmemory"):
+            store.enqueue(make_job(), now)
+        assert store.get(store.list(limit=1)[0].id) is not None
+        claimed = store.claim(["default"], "w", LEASE, 2, now)
+        assert len(claimed) == 2
+        outcomes = [Outcome(j.id, j.lease_token or "", "finish", ended_at=now) for j in claimed]
+        assert store.settle(outcomes, now) == [True, True]
+        assert store.purge(now + 1) == 2 and store.clear() == 18
+        client.config_set("maxmemory", "0")
+        assert not store.enqueue(make_job(), now).duplicate
+    finally:
+        client.close()
+        store.close()
+
+
+def test_indexes_are_skiplists_from_their_first_job(store: RedisStore, server: Any) -> None:
+    """A small ZSET kept as a listpack costs each insert a parse of every score before it."""
+    now = time.time()
+    store.enqueue(make_job("a"), now)
+    store.enqueue_many([make_job("b"), make_job("b", now=now, run_at=now + 60)], now)
+    job = store.claim(["a"], "w", LEASE, 1, now)[0]
+    store.settle([Outcome(job.id, job.lease_token or "", "finish", ended_at=now)], now)
+    store.enqueue(make_job("a"), now)
+    indexes = [f"{store.base}s:{store.qname(q)}:{state}" for q, state in
+               (("a", QUEUED), ("a", FINISHED), ("b", QUEUED), ("b", SCHEDULED))] + [store.base + "sched"]
+    for key in indexes:
+        assert server.object("encoding", key) == "skiplist", key
+        assert all("~" not in member for member in server.zrange(key, 0, -1)), key
+    check_books(store, server, thorough=True)
+
+
+def hash_without_ids(server: Any, store: RedisStore, job_id: str) -> dict[str, str]:
+    fields: dict[str, str] = server.hgetall(f"{store.base}j:{job_id}")
+    assert fields["seq"].isdigit() and len(fields["seq"]) == 15
+    return {k: v for k, v in fields.items() if k != "seq"}
+
+
+@pytest.mark.parametrize("meta", [{}, {"title": None}, {"team": "ops"}])
+def test_one_queued_job_is_stored_as_a_batch_stores_it(store: RedisStore, server: Any, meta: dict[str, Any]) -> None:
+    """A single queued job takes a shorter path in the script; it must write the very hash the batch path does,
+    the layout every other script reads."""
+    now = 1_800_000_000.25
+    alone, in_batch, other = (make_job(id=f"job-{n}", now=now, meta=meta) for n in range(3))
+    store.enqueue(alone, now)
+    store.enqueue_many([in_batch, other], now)
+    expected = {"spec", "payload", "queue", "state", "created_at", "attempts", "max_attempts", "enqueued_at"}
+    assert set(hash_without_ids(server, store, alone.id)) == expected | ({"meta"} if meta else set())
+    assert hash_without_ids(server, store, alone.id) == hash_without_ids(server, store, in_batch.id)
+    assert store.get(alone.id) == store._stored(alone, now)
+    check_books(store, server, thorough=True)
+
+
+def test_a_batch_of_every_kind_of_job_stores_each_as_given(store: RedisStore, server: Any) -> None:
+    now = 1_800_000_000.5
+    jobs = [
+        make_job("a", now=now),
+        make_job("b", now=now + 1e-6, meta={"team": "ops"}, title="Prévisions, 0,x"),
+        make_job("a", now=now, run_at=now + 30, unique_key="u1"),
+        make_job("a", now=now, run_at=now - 5, attempts=2, max_attempts=5, retry={"backoff": [1, 2]}),
+        make_job("c", now=now, unique_key="u2", timeout=None, task="reports.build", func=None),
+        make_job("a", now=now, enqueued_at=now - 100, run_at=now + 60),
+        make_job("b", now=now, meta={"team": "ops"}),
+    ]
+    jobs.append(make_job("a", now=now, id=jobs[1].id))  # the same id again in the batch
+    jobs.append(make_job("c", now=now, unique_key="u2"))  # and the same unique key
+    out = store.enqueue_many(jobs, now)
+    assert [j.duplicate for j in out] == [False] * 7 + [True, True]
+    assert out[7] == store.get(jobs[1].id) and out[8] == store.get(jobs[4].id)
+    for job, stored in zip(jobs[:7], out, strict=False):
+        assert store.get(job.id) == stored == store._stored(job, now)
+    check_books(store, server, thorough=True)
+
+
+def test_specs_keep_the_json_types_of_jobs_otherwise_alike(store: RedisStore) -> None:
+    now = time.time()
+    jobs = [make_job(now=now, timeout=180), make_job(now=now, timeout=180.0), make_job(now=now, timeout=None),
+            make_job(now=now, max_attempts=1), make_job(now=now, max_attempts=True)]
+    store.enqueue_many(jobs, now)
+    store.enqueue_many(list(reversed([make_job(now=now, id=j.id + "-2", timeout=j.timeout,
+                                              max_attempts=j.max_attempts) for j in jobs])), now)
+    for job in jobs:
+        for job_id in (job.id, job.id + "-2"):
+            got = store.get(job_id)
+            assert got is not None
+            assert (type(got.timeout), type(got.max_attempts)) == (type(job.timeout), type(job.max_attempts))
+
+
+def test_commands_are_packed_with_byte_lengths() -> None:
+    def reference(commands: list[tuple[str, ...]]) -> list[bytes]:
+        out = b""
+        for args in commands:
+            out += f"*{len(args)}\r\n".encode()
+            for arg in args:
+                data = arg.encode("utf-8", "surrogateescape")
+                out += f"${len(data)}\r\n".encode() + data + b"\r\n"
+        return [out]
+
+    rng = random.Random(7)
+    pieces = ["a", "é", "東", "🚀", "\udcff", "\r\n", "$", ""]
+    for _ in range(500):
+        commands = [
+            tuple("".join(rng.choice(pieces) for _ in range(rng.choice([0, 1, 7, 1023, 1024, 3000])))
+                  for _ in range(rng.randint(1, 5)))
+            for _ in range(rng.randint(1, 3))
+        ]
+        assert _pack(commands) == reference(commands)

@@ -33,12 +33,19 @@ Cluster hash tag, so one site lives in one slot); queues are stored as ``<site_i
     B rec:<kind>       HASH   record key -> JSON
     <prefix>:schema    STRING schema version
 
-Every state transition is one Lua script (``stores/lua/*.lua``, each prefixed with the ``common.lua`` helpers it
-uses) run with EVALSHA in one round trip whatever the batch size; index writes are grouped into one command per
-key and transition. Scripts touch keys derived from ``KEYS[1]`` (the site base) rather than declaring each one,
-which standalone Redis allows; with Cluster the hash tag keeps them in one slot. Times come from the caller
-(``now`` arguments), never from the server clock, so every engine agrees. ``list`` with filters merges at most
-``offset + limit`` entries of each index it needs (the started ones: all of them).
+Every state transition is one Lua script (``stores/lua/*.lua``) run in one round trip whatever the batch size;
+index writes are grouped into one command per key and transition. On Redis 7.0+ the scripts and the
+``common.lua`` helpers are loaded once as a Redis Functions library and run with FCALL, so the helpers are not
+defined again on every call. The library's name carries a hash of its text; opening a store deletes the
+libraries of other offload versions (each one loaded costs every call some Lua garbage collection), and a
+process still running one of them loads its own again when a call finds it missing. On Redis 6.2, or where
+FUNCTION LOAD is refused, each script is prefixed with the helpers it uses and run with EVALSHA. New jobs
+travel as "kinds" (the values most jobs of a batch share) and seven values per job; a single new queued job
+takes a shorter path of direct commands (``add_queued``). Scripts touch keys derived from ``KEYS[1]`` (the site
+base) rather than declaring each one, which standalone Redis allows; with Cluster the hash tag keeps them in one
+slot. Times come from the caller (``now`` arguments), never from the server clock, so every engine agrees.
+``list`` with filters merges at most ``offset + limit`` entries of each index it needs (the started ones: all of
+them).
 
 Waiting for work: a script that puts ids into a queue list also leaves one token in ``w:<Q>`` (and a claim
 that leaves work behind leaves it again, so several idle workers wake in turn); a script that empties the list
@@ -65,7 +72,7 @@ import time
 import weakref
 from collections.abc import Callable, Sequence
 from importlib import resources
-from typing import Any, Protocol, cast
+from typing import Any, ClassVar, Protocol, cast
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from redis.backoff import NoBackoff
@@ -83,7 +90,7 @@ from offload.stores.base import Store
 SCHEMA_VERSION = 1
 
 #: The job hash fields a script returns for a job, in order, after the id (the row the Python side decodes).
-#: ``spec`` is the JSON array of the fields that never change once a job is stored (see ``_args``).
+#: ``spec`` is the JSON array of the fields that never change once a job is stored (see ``_spec_text``).
 ROW_FIELDS = (
     "spec", "payload", "state", "enqueued_at", "run_at", "started_at", "ended_at", "attempts", "result", "error",
     "errors", "worker", "lease_until", "lease_token", "progress", "meta",
@@ -133,40 +140,92 @@ def _prelude(body: str, blocks: Sequence[tuple[set[str], str]]) -> str:
     return "\n\n".join(text for (_, text), keep in zip(blocks, used, strict=True) if keep)
 
 
-def _load_scripts() -> dict[str, tuple[str, str]]:
-    """name -> (sha1, source) of every script, each preceded by the helpers it needs."""
-    lua = resources.files("offload.stores").joinpath("lua")
-    common = f"local ROW_FIELDS = {{{', '.join(repr(f) for f in ROW_FIELDS)}}}\n\n"
-    common += lua.joinpath("common.lua").read_text(encoding="utf-8")
-    blocks: list[tuple[set[str], str]] = []
-    for text in re.split(r"\n\s*\n", common):
-        names = set(re.findall(r"^local function (\w+)", text, re.M))
-        for match in re.finditer(r"^local ([\w, ]+?)\s*=", text, re.M):
-            names.update(name.strip() for name in match.group(1).split(","))
-        if names:
-            blocks.append((names, text))
-    out: dict[str, tuple[str, str]] = {}
-    for name in _SCRIPT_FILES:
-        body = lua.joinpath(f"{name}.lua").read_text(encoding="utf-8")
-        source = f"{_prelude(body, blocks)}\n\n-- {name}.lua\n{body}"
-        out[name] = (hashlib.sha1(source.encode()).hexdigest(), source)
-    return out
+#: The names the first block of common.lua sets from the call; the library declares them and each function
+#: assigns them (with ``KEYS`` and ``ARGV``) when called.
+_PER_CALL = {"B", "null"}
+#: Function flags where Redis's default for functions (may write, refused while the server is out of memory)
+#: would differ from how the EVAL scripts fare: the read-only ones, and the ones that drain or remove jobs, which
+#: an EVAL script may run out of memory (its first write is one Redis allows then), so that workers and
+#: operators can still empty a full server.
+_FLAGS = {"fetch": "no-writes", "select": "no-writes", "claim": "allow-oom", "settle": "allow-oom",
+          "cancel": "allow-oom", "delete": "allow-oom", "purge": "allow-oom", "clear": "allow-oom"}
 
 
-_scripts: dict[str, tuple[str, str]] | None = None
+class _Lua:
+    """offload's Lua, both ways it is run: ``scripts`` (name -> sha1 and source, each script preceded by the
+    common.lua blocks it needs, for EVALSHA) and ``library`` (one Redis Functions library defining every block
+    once; ``functions`` maps each name to its function). The library and function names carry a hash of the
+    library, so offload versions that share a server never call each other's functions."""
+
+    def __init__(self) -> None:
+        lua = resources.files("offload.stores").joinpath("lua")
+        rows = f"local ROW_FIELDS = {{{', '.join(repr(f) for f in ROW_FIELDS)}}}"
+        common = lua.joinpath("common.lua").read_text(encoding="utf-8")
+        blocks: list[tuple[set[str], str]] = [({"ROW_FIELDS"}, rows)]
+        for text in re.split(r"\n\s*\n", common):
+            names = set(re.findall(r"^local function (\w+)", text, re.M))
+            for match in re.finditer(r"^local ([\w, ]+?)\s*=", text, re.M):
+                names.update(name.strip() for name in match.group(1).split(","))
+            if names:
+                blocks.append((names, text))
+        if sum(names == _PER_CALL for names, _ in blocks) != 1:
+            raise RuntimeError(f"common.lua must set {sorted(_PER_CALL)} in one block of their own")
+        bodies = {name: lua.joinpath(f"{name}.lua").read_text(encoding="utf-8") for name in _SCRIPT_FILES}
+        self.scripts: dict[str, tuple[str, str]] = {}
+        for name, body in bodies.items():
+            source = f"{_prelude(body, blocks)}\n\n-- {name}.lua\n{body}"
+            self.scripts[name] = (hashlib.sha1(source.encode()).hexdigest(), source)
+
+        parts = ["#!lua name=@LIB@", "local KEYS, ARGV, B, null"]
+        parts += [text for names, text in blocks if names != _PER_CALL]
+        for name, body in bodies.items():
+            flags = f"{{'{_FLAGS[name]}'}}" if name in _FLAGS else "{}"
+            parts.append(
+                f"-- {name}.lua\n"
+                f"redis.register_function{{function_name = '@LIB@_{name}', flags = {flags}, "
+                "callback = function(keys, args)\n"
+                "KEYS, ARGV, B, null = keys, args, keys[1], cjson.null\n"
+                f"forget()\n{body}\nend}}"
+            )
+        template = "\n\n".join(parts)
+        self.library_name = "offload_" + hashlib.sha1(template.encode()).hexdigest()[:16]
+        self.library = template.replace("@LIB@", self.library_name)
+        self.functions = {name: f"{self.library_name}_{name}" for name in bodies}
+
+
+_lua: _Lua | None = None
+
+
+#: RESP bulk string headers by length, for almost every argument.
+_HEADS = [f"${n}\r\n" for n in range(1024)]
 
 
 def _pack(commands: Sequence[Sequence[str]]) -> list[bytes]:
-    """RESP encoding of a pipeline of commands, encoded once at the end (lengths are in bytes, so a non-ASCII
-    argument is measured encoded)."""
+    """RESP encoding of a pipeline of commands, built as text and encoded once. Lengths are counted in
+    characters, which is the byte count unless an argument has a character of more than one byte: the encoded
+    text is then longer than the text, and the commands are packed again by ``_pack_measured``."""
     parts: list[str] = []
-    add, extend = parts.append, parts.extend
     for args in commands:
-        add(f"*{len(args)}\r\n")
-        if "".join(args).isascii():  # the usual case: one check per command, and len() is the byte count
-            extend([f"${len(arg)}\r\n{arg}\r\n" for arg in args])
-        else:
-            extend([f"${len(arg.encode('utf-8', 'surrogateescape'))}\r\n{arg}\r\n" for arg in args])
+        n = len(args)
+        items = ["\r\n"] * (3 * n)  # header, argument, CRLF
+        try:
+            items[0::3] = map(_HEADS.__getitem__, map(len, args))
+        except IndexError:  # a long argument
+            items[0::3] = [f"${len(arg)}\r\n" for arg in args]
+        items[1::3] = args
+        parts.append(f"*{n}\r\n")
+        parts += items
+    text = "".join(parts)
+    data = text.encode("utf-8", "surrogateescape")
+    return [data] if len(data) == len(text) else _pack_measured(commands)
+
+
+def _pack_measured(commands: Sequence[Sequence[str]]) -> list[bytes]:
+    """``_pack`` for commands with non-ASCII text: each argument is measured encoded."""
+    parts: list[str] = []
+    for args in commands:
+        parts.append(f"*{len(args)}\r\n")
+        parts += [f"${len(arg.encode('utf-8', 'surrogateescape'))}\r\n{arg}\r\n" for arg in args]
     return ["".join(parts).encode("utf-8", "surrogateescape")]
 
 
@@ -178,11 +237,19 @@ def _dump(value: Any) -> str | None:
 
 
 def _spec(text: str) -> builtins.list[Any]:
-    """A job's ``spec`` field: the JSON array of 9 values ``RedisStore._args`` writes, or ValueError."""
+    """A job's ``spec`` field: the JSON array of 9 values ``RedisStore._spec_text`` writes, or ValueError."""
     spec = json.loads(text)
     if not isinstance(spec, builtins.list) or len(spec) != 9:
         raise ValueError("not the 9-value JSON array offload writes")
     return spec
+
+
+def _not_loaded(reply: ResponseError) -> bool:
+    """Whether an error says the server lacks the script or function called (so nothing ran)."""
+    if isinstance(reply, NoScriptError):
+        return True
+    text = str(reply)
+    return text.startswith("Function not found") or text.lower().startswith("unknown command 'fcall'")
 
 
 def _one_line(exc: BaseException) -> str:
@@ -192,6 +259,9 @@ def _one_line(exc: BaseException) -> str:
 
 class RedisStore(Store):
     scheme = "redis"
+    #: Run the scripts as Redis Functions where the server has them (7.0+); False always uses EVALSHA, as on
+    #: Redis 6.2 (the tests force that path this way).
+    use_functions: ClassVar[bool] = True
 
     def __init__(self, url: str, site_id: str = "default") -> None:
         super().__init__(url, site_id)
@@ -243,10 +313,13 @@ class RedisStore(Store):
         self._lock = threading.Lock()
         self._pid = os.getpid()
         self._generation = 0
-        global _scripts
-        if _scripts is None:
-            _scripts = _load_scripts()
-        self._scripts = _scripts
+        global _lua
+        if _lua is None:
+            _lua = _Lua()
+        self._lua = _lua
+        # Whether scripts run as Redis Functions; settled by _load() (open(), or a call that finds them missing).
+        self._functions = self.use_functions
+        self._spec_around: dict[tuple[Any, ...], tuple[str, str]] = {}
         self._poll = self._conn_class is Connection and hasattr(select, "poll")
 
     # -- connections -------------------------------------------------------------------------------------
@@ -325,25 +398,50 @@ class RedisStore(Store):
             raise StoreError(f"Redis store {self.safe_url} refused {args[0]!r}: {_one_line(reply)}")
         return reply
 
+    def _command(self, name: str, args: Sequence[str]) -> tuple[str, ...]:
+        if self._functions:
+            return ("FCALL", self._lua.functions[name], "1", self.base, *args)
+        return ("EVALSHA", self._lua.scripts[name][0], "1", self.base, *args)
+
     def _run(self, name: str, *args: str) -> Any:
         """Run script ``name`` with the site base as KEYS[1]."""
-        sha, source = self._scripts[name]
-        reply = self._exchange([("EVALSHA", sha, "1", self.base, *args)])[0]
-        if isinstance(reply, NoScriptError):  # first use on this server, or its script cache was flushed
-            loaded, reply = self._exchange([("SCRIPT", "LOAD", source), ("EVALSHA", sha, "1", self.base, *args)])
-            if isinstance(loaded, ResponseError):
-                reply = loaded
+        reply = self._exchange([self._command(name, args)])[0]
+        if isinstance(reply, ResponseError) and _not_loaded(reply):
+            # First use on this server, or it lost our Lua (restarted without persistence, flushed); the call
+            # did not run, so it is safe to make again.
+            self._load()
+            reply = self._exchange([self._command(name, args)])[0]
         if isinstance(reply, ResponseError):
             raise StoreError(f"Redis store {self.safe_url} failed in script {name!r}: {_one_line(reply)}")
         return reply
 
-    # -- lifecycle ---------------------------------------------------------------------------------------
-    def open(self) -> None:
-        self.migrate()
-        replies = self._exchange([("SCRIPT", "LOAD", source) for _, source in self._scripts.values()])
+    def _load(self, tidy: bool = False) -> None:
+        """Put offload's Lua on the server: the Functions library where the server has Redis Functions (7.0+)
+        and lets us load it, else the scripts, for EVALSHA (Redis 6.2). ``tidy`` also deletes the libraries of
+        other offload versions: every library costs each call some of the server's Lua garbage collection, and
+        a process still running another version loads its own again when it next finds it missing."""
+        if self.use_functions:
+            reply, listed = self._exchange([("FUNCTION", "LOAD", self._lua.library),
+                                            ("FUNCTION", "LIST", "LIBRARYNAME", "offload_*")])
+            # The library's name is a hash of its text: one already there is this very library.
+            if not isinstance(reply, ResponseError) or "already exists" in str(reply):
+                self._functions = True
+                if tidy and not isinstance(listed, ResponseError):
+                    names = {str(library[1]) for library in listed} - {self._lua.library_name}
+                    stale = [name for name in names if re.fullmatch(r"offload_[0-9a-f]{16}", name)]
+                    if stale:  # an error means another process deleted it first
+                        self._exchange([("FUNCTION", "DELETE", name) for name in stale])
+                return
+        replies = self._exchange([("SCRIPT", "LOAD", source) for _, source in self._lua.scripts.values()])
         for reply in replies:
             if isinstance(reply, ResponseError):
                 raise StoreError(f"Redis store {self.safe_url} refused offload's scripts: {_one_line(reply)}")
+        self._functions = False
+
+    # -- lifecycle ---------------------------------------------------------------------------------------
+    def open(self) -> None:
+        self.migrate()
+        self._load(tidy=True)
 
     def close(self) -> None:
         with self._lock:
@@ -443,38 +541,71 @@ class RedisStore(Store):
     def _jobs(self, reply: str) -> builtins.list[Job]:
         return [self._job(r) for r in json.loads(reply)]
 
-    def _args(self, job: Job, now: str, out: builtins.list[str]) -> None:
-        """Append a new job's 12 values as ``enqueue_one`` (common.lua) reads them ('' = absent).
+    def _enqueue_args(self, jobs: Sequence[Job], now: str) -> builtins.list[str]:
+        """New jobs as ``read_kinds`` (common.lua) reads them: the kinds (the values most jobs of a batch share:
+        queue, state, enqueued_at, attempts, max_attempts, meta), then 7 values per job ('' = absent).
         ``spec`` holds what never changes, as one JSON text the scripts hand back unread; the few fields the
         scripts use are also sent apart."""
-        spec = _dumps([job.queue, job.func, job.task, job.title, job.created_at, job.max_attempts, job.retry,
-                       job.timeout, job.unique_key])
-        out += (
-            job.id, self.qname(job.queue), job.state, repr(job.created_at),
-            now if job.state == QUEUED else "" if job.enqueued_at is None else repr(job.enqueued_at),
-            "" if job.run_at is None else repr(job.run_at), str(job.attempts), str(job.max_attempts),
-            codec.dump_meta(job.meta) if job.meta else "", "" if job.unique_key is None else "=" + job.unique_key,
-            spec, job.payload,
-        )
+        kinds: dict[tuple[str, ...], str] = {}
+        values: builtins.list[str] = []
+        for job in jobs:
+            state = job.state
+            kind = (
+                self.prefix + job.queue, state,
+                now if state == QUEUED else "" if job.enqueued_at is None else repr(job.enqueued_at),
+                str(job.attempts), str(job.max_attempts), codec.dump_meta(job.meta) if job.meta else "",
+            )
+            number = kinds.get(kind)
+            if number is None:
+                number = kinds[kind] = str(len(kinds) + 1)
+            created = repr(job.created_at)
+            values += (
+                number, job.id, created, "" if job.run_at is None else repr(job.run_at),
+                "" if job.unique_key is None else "=" + job.unique_key, self._spec_text(job, created), job.payload,
+            )
+        head = [str(len(kinds))]
+        for shared in kinds:
+            head += shared
+        return head + values
+
+    def _spec_text(self, job: Job, created: str) -> str:
+        """``spec``: the JSON array of queue, func, task, title, created_at, max_attempts, retry, timeout and
+        unique_key. Jobs that differ only in created_at (most of a batch, and repeated enqueues of a function)
+        share the text around it, kept here; the key holds the types that JSON tells apart and == does not."""
+        created_at = job.created_at
+        if (job.retry is not None or job.unique_key is not None or type(created_at) is not float
+                or not math.isfinite(created_at)):
+            return _dumps([job.queue, job.func, job.task, job.title, created_at, job.max_attempts, job.retry,
+                           job.timeout, job.unique_key])
+        key = (job.queue, job.func, job.task, job.title, job.max_attempts, type(job.max_attempts), job.timeout,
+               type(job.timeout))
+        around = self._spec_around.get(key)
+        if around is None:
+            if len(self._spec_around) >= 256:
+                self._spec_around.clear()
+            # A JSON array is its items' texts joined by commas: the two parts, with created_at's place open.
+            around = self._spec_around[key] = (
+                _dumps([job.queue, job.func, job.task, job.title])[:-1] + ",",
+                "," + _dumps([job.max_attempts, None, job.timeout, None])[1:],
+            )
+        return around[0] + created + around[1]
 
     @staticmethod
     def _stored(job: Job, now: float) -> Job:
+        """A copy of ``job`` as stored (the caller's Job is left as it was)."""
+        fields = job.__dict__.copy()
+        fields["duplicate"] = False
+        if fields["state"] == QUEUED:
+            fields["enqueued_at"] = now
         stored: Job = object.__new__(Job)
-        stored.__dict__.update(job.__dict__)
-        stored.duplicate = False
-        if job.state == QUEUED:
-            stored.enqueued_at = now
+        stored.__dict__ = fields
         return stored
 
     # -- producer ----------------------------------------------------------------------------------------
     def enqueue_many(self, jobs: Sequence[Job], now: float) -> builtins.list[Job]:
         if not jobs:
             return []
-        now_text = repr(now)
-        args: builtins.list[str] = []
-        for job in jobs:
-            self._args(job, now_text, args)
-        dups = self._run("enqueue", *args)
+        dups = self._run("enqueue", *self._enqueue_args(jobs, repr(now)))
         out = [self._stored(job, now) for job in jobs]
         if dups != "[]":
             for index, r in json.loads(dups):
@@ -640,9 +771,7 @@ class RedisStore(Store):
 
     # -- schedules ---------------------------------------------------------------------------------------
     def enqueue_periodic(self, name: str, slot: float, job: Job, now: float) -> bool:
-        args = [name, repr(slot)]
-        self._args(job, repr(now), args)
-        return bool(self._run("periodic", *args))
+        return bool(self._run("periodic", name, repr(slot), *self._enqueue_args([job], repr(now))))
 
     def schedule_runs(self) -> dict[str, ScheduleRun]:
         flat: builtins.list[str] = self._call("HGETALL", self.base + "runs")

@@ -1,13 +1,16 @@
--- Shared helpers of the offload scripts. offload.stores.redis prepends to each script only the blocks below
--- that the script uses, directly or through another block, after the generated ROW_FIELDS table: unused
--- closures would cost every call. Blocks are separated by blank lines, so a block has none inside.
+-- Shared helpers of the offload scripts, used two ways by offload.stores.redis (after the generated ROW_FIELDS
+-- table). As one Redis Functions library (Redis 7+), every block is defined once, when the library loads; each
+-- function starts with forget(), since what a call leaves in the tables below outlives it there. As EVALSHA
+-- scripts (Redis 6.2), each script is prefixed with only the blocks it uses, directly or through another
+-- block: unused closures would cost every call. Blocks are separated by blank lines, so a block has none inside.
 --
 -- KEYS[1] is the site's key base "<prefix>:{<site>}:"; every key a script touches derives from it. Times arrive
 -- as strings from the caller's clock and are stored as given (never through a Lua number, whose tostring keeps
 -- 14 digits); tonumber() only compares them.
 
+-- Per call: in the library this block becomes declarations that each function assigns when called (a library
+-- cannot reach KEYS or cjson while it loads).
 local B = KEYS[1]
-
 local null = cjson.null
 
 local PENDING = {scheduled = true, queued = true, started = true}
@@ -27,11 +30,29 @@ local function chunked(command, key, args)
   for i = 1, #args, 4000 do redis.call(command, key, unpack(args, i, math.min(i + 3999, #args))) end
 end
 
--- counts(): the number of jobs per queue and state; a field that reaches zero is removed.
+-- counts(): the number of jobs per queue and state; a field that reaches zero is removed. Returns the new count.
 local function tally(q, state, n)
-  if n ~= 0 and redis.call('HINCRBY', B .. 'counts', q .. '|' .. state, n) <= 0 then
-    redis.call('HDEL', B .. 'counts', q .. '|' .. state)
+  if n == 0 then return nil end
+  local count = redis.call('HINCRBY', B .. 'counts', q .. '|' .. state, n)
+  if count <= 0 then redis.call('HDEL', B .. 'counts', q .. '|' .. state) end
+  return count
+end
+
+-- ZADD of score/member pairs to an index; `new` when the index does not exist yet. Redis keeps a small ZSET as a
+-- listpack, where each insert parses the score of every entry before it (some 25 us per ZADD at 120 jobs, 1 us
+-- in a skiplist), and keeps a skiplist once it has one: a new index is made one by a member longer than
+-- zset-max-listpack-value in the ZADD that creates it, removed at once, so no reader ever sees it.
+local SKIPLIST  -- set on first use: a library cannot reach `string` while it loads
+local function index_add(key, args, new)
+  local from = 1
+  if new then
+    SKIPLIST = SKIPLIST or string.rep('~', 256)
+    local last = math.min(#args, 3998)
+    redis.call('ZADD', key, 0, SKIPLIST, unpack(args, 1, last))
+    redis.call('ZREM', key, SKIPLIST)
+    from = last + 1
   end
+  for i = from, #args, 4000 do redis.call('ZADD', key, unpack(args, i, math.min(i + 3999, #args))) end
 end
 
 -- Index changes are gathered and written by apply(): one ZREM, ZADD and pair of counter updates per queue
@@ -91,23 +112,27 @@ local function push(q, id)
   woken[q] = true
 end
 
+-- Drops the writes gathered above: once apply() has made them, and at the start of each library call (one that
+-- failed half-way must not leave its writes to the next).
+local function forget()
+  groups, group_list, site_add, site_rem, woken, pushes = {}, {}, {}, {}, {}, {}
+end
+
 local function apply()
   for q, ids in pairs(pushes) do chunked('RPUSH', qkey(q), ids) end
-  pushes = {}
   for _, g in ipairs(group_list) do
     if #g.rem > 0 then chunked('ZREM', skey(g.q, g.from), g.rem) end
-    if #g.add > 0 then chunked('ZADD', skey(g.q, g.to), g.add) end
     if g.from ~= 'new' then tally(g.q, g.from, -g.n) end
-    if g.to ~= 'gone' then tally(g.q, g.to, g.n) end
+    -- The counters match the listing indexes (started jobs have none): a count of g.n is a new index.
+    local count = g.to ~= 'gone' and tally(g.q, g.to, g.n)
+    if #g.add > 0 then index_add(skey(g.q, g.to), g.add, count == g.n) end
   end
-  groups, group_list = {}, {}
   for name, ids in pairs(site_rem) do chunked('ZREM', B .. name, ids) end
   for name, args in pairs(site_add) do chunked('ZADD', B .. name, args) end
-  site_add, site_rem = {}, {}
   for q in pairs(woken) do
     if redis.call('EXISTS', wkey(q)) == 0 then redis.call('RPUSH', wkey(q), '1') end
   end
-  woken = {}
+  forget()
 end
 
 local function unwake_if_empty(q)
@@ -118,7 +143,7 @@ end
 -- earliest due time moves earlier, so a sleeping waiter looks again.
 local function schedule(id, run_at)
   local head = redis.call('ZRANGE', B .. 'sched', 0, 0, 'WITHSCORES')
-  redis.call('ZADD', B .. 'sched', run_at, id)
+  index_add(B .. 'sched', {run_at, id}, head[2] == nil)
   if head[2] == nil or tonumber(run_at) < tonumber(head[2]) then
     if redis.call('EXISTS', B .. 'w:sched') == 0 then redis.call('RPUSH', B .. 'w:sched', '1') end
   end
@@ -180,42 +205,64 @@ local function encode(list)
   return cjson.encode(list)
 end
 
--- Store one new job, read from ARGV[o + 1 ..]: id, queue, state, created_at, enqueued_at, run_at, attempts,
--- max_attempts, meta, unique_key ('=' and the key), spec, payload; '' for an absent value. Returns nil when
--- stored, or the id of the pending job in the way (same id or same unique key).
-local function enqueue_one(o, seq)
-  local id, q, state, created, uk = ARGV[o + 1], ARGV[o + 2], ARGV[o + 3], ARGV[o + 4], ARGV[o + 10]
-  local jk = jkey(id)
-  local old = redis.call('HGET', jk, 'state')
+-- New jobs arrive in ARGV from o + 1 on as kinds, the values that most jobs of a batch share, then the jobs:
+-- the number of kinds; per kind its queue, state, enqueued_at, attempts, max_attempts and meta; per job its kind
+-- (1, 2, ...), id, created_at, run_at, unique_key ('=' and the key), spec and payload; '' for an absent value.
+-- Returns the kinds by the text of their number, and the offset of the first job. A kind's `fields` are its part
+-- of a job hash, ready for HSET.
+local function read_kinds(o)
+  local count = tonumber(ARGV[o + 1])
+  local kinds = {}
+  for i = 1, count do
+    local b = o + 1 + (i - 1) * 6
+    local q, state, enqueued_at, meta = ARGV[b + 1], ARGV[b + 2], ARGV[b + 3], ARGV[b + 6]
+    local fields = {'queue', q, 'state', state, 'attempts', ARGV[b + 4], 'max_attempts', ARGV[b + 5]}
+    if enqueued_at ~= '' then
+      fields[#fields + 1] = 'enqueued_at'
+      fields[#fields + 1] = enqueued_at
+    end
+    if meta ~= '' then
+      fields[#fields + 1] = 'meta'
+      fields[#fields + 1] = meta
+    end
+    kinds[tostring(i)] = {q = q, state = state, fields = fields}
+  end
+  return kinds, o + 1 + count * 6
+end
+
+-- Store one new job, the 7 values from ARGV[o + 1] on (see read_kinds); `jk` its key if the caller has it,
+-- `unused` when the caller knows that no job has its id. Returns nil when stored, or the id of the pending job
+-- in the way (same id or same unique key).
+local function enqueue_one(kinds, o, seq, jk, unused)
+  local kind, id, created, run_at, uk = kinds[ARGV[o + 1]], ARGV[o + 2], ARGV[o + 3], ARGV[o + 4], ARGV[o + 5]
+  jk = jk or jkey(id)
+  local old = not unused and redis.call('HGET', jk, 'state')
   if old and PENDING[old] then return id end
-  if uk ~= '' then
-    uk = string.sub(uk, 2)
-    local holder = redis.call('GET', B .. 'u:' .. uk)
+  local key = uk ~= '' and string.sub(uk, 2) or nil
+  if key then
+    local holder = redis.call('GET', B .. 'u:' .. key)
     if holder then return holder end
   end
   if old then remove(id, true) end
   local seq_text = string.format('%015d', seq)
-  local args = {'spec', ARGV[o + 11], 'payload', ARGV[o + 12], 'queue', q, 'state', state, 'created_at', created,
-                'attempts', ARGV[o + 7], 'max_attempts', ARGV[o + 8], 'seq', seq_text}
-  local enqueued_at, run_at, meta = ARGV[o + 5], ARGV[o + 6], ARGV[o + 9]
-  if enqueued_at ~= '' then
-    args[#args + 1] = 'enqueued_at'
-    args[#args + 1] = enqueued_at
+  if run_at == '' and not key then
+    redis.call('HSET', jk, 'spec', ARGV[o + 6], 'payload', ARGV[o + 7], 'created_at', created, 'seq', seq_text,
+               unpack(kind.fields))
+  else
+    local args = {'spec', ARGV[o + 6], 'payload', ARGV[o + 7], 'created_at', created, 'seq', seq_text,
+                  unpack(kind.fields)}
+    if run_at ~= '' then
+      args[#args + 1] = 'run_at'
+      args[#args + 1] = run_at
+    end
+    if key then
+      args[#args + 1] = 'unique_key'
+      args[#args + 1] = key
+      redis.call('SET', B .. 'u:' .. key, id)
+    end
+    redis.call('HSET', jk, unpack(args))
   end
-  if run_at ~= '' then
-    args[#args + 1] = 'run_at'
-    args[#args + 1] = run_at
-  end
-  if meta ~= '' then
-    args[#args + 1] = 'meta'
-    args[#args + 1] = meta
-  end
-  if uk ~= '' then
-    args[#args + 1] = 'unique_key'
-    args[#args + 1] = uk
-    redis.call('SET', B .. 'u:' .. uk, id)
-  end
-  redis.call('HSET', jk, unpack(args))
+  local q, state = kind.q, kind.state
   move(q, id, seq_text, created, 'new', state)
   if state == 'queued' then
     push(q, id)
@@ -229,4 +276,26 @@ end
 
 local function seqs(n)
   return redis.call('INCRBY', B .. 'seq', n) - n
+end
+
+-- The usual single enqueue, in direct commands rather than through the batching of enqueue_one and apply():
+-- ARGV holds one kind and one job (14 values, see read_kinds), a queued job with no run_at and no unique key,
+-- whose id is not in use. Returns false, having written nothing, for any other call.
+local NO_META = {}
+local function add_queued()
+  if #ARGV ~= 14 or ARGV[3] ~= 'queued' or ARGV[4] == '' or ARGV[11] ~= '' or ARGV[12] ~= '' then
+    return false
+  end
+  local q, id, created, meta = ARGV[2], ARGV[9], ARGV[10], ARGV[7]
+  local jk = jkey(id)
+  if redis.call('EXISTS', jk) == 1 then return false end
+  local seq = string.format('%015d', redis.call('INCR', B .. 'seq'))
+  redis.call('HSET', jk, 'spec', ARGV[13], 'payload', ARGV[14], 'created_at', created, 'seq', seq, 'queue', q,
+             'state', 'queued', 'attempts', ARGV[5], 'max_attempts', ARGV[6], 'enqueued_at', ARGV[4],
+             unpack(meta ~= '' and {'meta', meta} or NO_META))
+  local count = redis.call('HINCRBY', B .. 'counts', q .. '|queued', 1)
+  index_add(skey(q, 'queued'), {created, seq .. ':' .. id}, count == 1)
+  redis.call('RPUSH', qkey(q), id)
+  if redis.call('EXISTS', wkey(q)) == 0 then redis.call('RPUSH', wkey(q), '1') end
+  return true
 end
