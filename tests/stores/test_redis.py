@@ -337,6 +337,49 @@ def test_close_ends_a_wait_in_another_thread(store: RedisStore) -> None:
     assert result == [False] and time.monotonic() - started < 2.0
 
 
+def test_a_waiting_claim_runs_in_the_same_exchange_as_the_wait(make: Callable[..., RedisStore]) -> None:
+    waiter = make()
+    producer = make(waiter.site_id)
+    exchanges: list[int] = []
+    real = waiter._exchange
+
+    def counted(commands: Any, read_timeout: float | None = None) -> list[Any]:
+        exchanges.append(len(commands))
+        return real(commands, read_timeout)
+
+    waiter._exchange = counted  # type: ignore[method-assign]
+    got: list[Any] = []
+    thread = threading.Thread(target=lambda: got.append(waiter.wait_and_claim(["default"], "w", LEASE, 3, 10.0)))
+    thread.start()
+    time.sleep(0.2)
+    job = producer.enqueue(make_job(), time.time())
+    thread.join(10)
+    [claimed] = got
+    assert [j.id for j in claimed] == [job.id]
+    assert exchanges == [3, 2], "one look (EXISTS, ZRANGE, TIME), then the BLPOP with the claim behind it"
+    assert claimed[0].started_at >= job.enqueued_at - 0.01
+
+
+def test_a_waiting_claim_whose_lua_was_lost_claims_after_loading_it(
+    private_server: tuple[int, Callable[..., subprocess.Popen[bytes]]], lua_mode: str
+) -> None:
+    port, start = private_server
+    start()
+    store = open_store(f"redis://:{SECRET}@127.0.0.1:{port}/0?prefix=lost", "site")
+    client = redis.Redis(port=port, password=SECRET)
+    try:
+        now = time.time()
+        job = store.enqueue(make_job(now=now, run_at=now + 0.3), now)
+        client.function_flush()
+        client.script_flush()
+        # The wait ends when the job falls due; the claim sent behind it finds no Lua and is made again.
+        claimed = store.wait_and_claim(["default"], "w", LEASE, 1, 5.0)
+        assert claimed is not None and [j.id for j in claimed] == [job.id]
+    finally:
+        client.close()
+        store.close()
+
+
 # -- precision ------------------------------------------------------------------------------------------
 def test_times_round_trip_exactly(store: RedisStore) -> None:
     now = 1795303346.2273543

@@ -618,10 +618,14 @@ class RedisStore(Store):
     def claim(self, queues: Sequence[str], worker_id: str, lease: float, limit: int, now: float) -> list[Job]:
         if limit <= 0 or not queues:
             return []
+        return self._jobs(self._run("claim", *self._claim_args(queues, worker_id, limit, repr(now),
+                                                               repr(now + lease))))
+
+    def _claim_args(self, queues: Sequence[str], worker_id: str, limit: int, now: str, lease_until: str
+                    ) -> list[str]:
         token_prefix = os.urandom(12).hex() + "-"
-        reply = self._run("claim", repr(now), repr(now + lease), worker_id, token_prefix, str(limit),
-                          str(PROMOTE_BATCH), *[self.qname(q) for q in queues])
-        return self._jobs(reply)
+        return [now, lease_until, worker_id, token_prefix, str(limit), str(PROMOTE_BATCH),
+                *[self.qname(q) for q in queues]]
 
     def extend_leases(self, worker_id: str, held: dict[str, str], lease: float, now: float) -> list[str]:
         if not held:
@@ -652,45 +656,94 @@ class RedisStore(Store):
     def requeue_expired(self, now: float) -> list[Job]:
         return self._jobs(self._run("requeue", repr(now)))
 
-    def _work_ready(self, queues: Sequence[str]) -> tuple[bool, float | None]:
+    def _work_ready(self, queues: Sequence[str]) -> tuple[bool, float | None, str]:
+        """Whether a queue has work, the earliest due time, and the server's clock (as ``<s>.<us>``)."""
         qkeys = [f"{self.base}q:{self.qname(q)}" for q in queues]
-        queued, head = self._exchange([("EXISTS", *qkeys), ("ZRANGE", self.base + "sched", "0", "0", "WITHSCORES")])
-        for reply in (queued, head):
+        queued, head, clock = self._exchange([("EXISTS", *qkeys),
+                                              ("ZRANGE", self.base + "sched", "0", "0", "WITHSCORES"), ("TIME",)])
+        for reply in (queued, head, clock):
             if isinstance(reply, ResponseError):
                 raise StoreError(f"Redis store {self.safe_url} failed to look for work: {_one_line(reply)}")
-        return int(queued) > 0, float(head[1]) if head else None
+        return int(queued) > 0, float(head[1]) if head else None, f"{clock[0]}.{int(clock[1]):06d}"
+
+    def _tokens(self, queues: Sequence[str]) -> list[str]:
+        return [f"{self.base}w:{self.qname(q)}" for q in queues] + [self.base + "w:sched"]
+
+    @staticmethod
+    def _block(remaining: float, next_due: float | None, now: float) -> tuple[float, str]:
+        """How long the next BLPOP may block: seconds, and as BLPOP's argument (whole milliseconds, rounded up,
+        at least 1: 0 would mean forever)."""
+        block = min(remaining, MAX_BLOCK)
+        if next_due is not None:
+            block = min(block, next_due - now)
+        return block, f"{max(math.ceil(block * 1000), 1) / 1000:.3f}"
 
     def wait_for_work(self, queues: Sequence[str], timeout: float) -> bool:
         if not queues:
             time.sleep(max(0.0, timeout))
             return False
         deadline = time.monotonic() + timeout
-        sched_token = self.base + "w:sched"
-        tokens = [f"{self.base}w:{self.qname(q)}" for q in queues] + [sched_token]
+        tokens = self._tokens(queues)
         generation = self._generation
         try:
             while True:
-                ready, next_due = self._work_ready(queues)
+                ready, next_due, _ = self._work_ready(queues)
                 now = time.time()
                 if ready or (next_due is not None and next_due <= now):
                     return True
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     return False
-                block = min(remaining, MAX_BLOCK)
-                if next_due is not None:
-                    block = min(block, next_due - now)
-                # BLPOP counts whole milliseconds and 0 would mean "forever": round up, at least 1 ms.
-                block_text = f"{max(math.ceil(block * 1000), 1) / 1000:.3f}"
+                block, block_text = self._block(remaining, next_due, now)
                 (popped,) = self._exchange([("BLPOP", *tokens, block_text)], read_timeout=block + 5.0)
                 if isinstance(popped, ResponseError):
                     raise StoreError(f"Redis store {self.safe_url} failed to wait for work: {_one_line(popped)}")
-                if popped is not None and popped[0] != sched_token:
+                if popped is not None and popped[0] != tokens[-1]:
                     return True
                 # A timeout, or the earliest due time moved: look again.
         except StoreUnavailable:
             if self._generation != generation:  # closed under our feet
                 return False
+            raise
+
+    def wait_and_claim(
+        self, queues: Sequence[str], worker_id: str, lease: float, limit: int, timeout: float
+    ) -> list[Job] | None:
+        """The claim travels with the BLPOP, in one pipeline: the server runs it the moment the BLPOP returns
+        (a blocked client's next command waits in its buffer), so a job enqueued while we wait is claimed with no
+        round trip after the wake-up. Its time is ours at the BLPOP plus what the server measures in between."""
+        if limit <= 0 or not queues:
+            return super().wait_and_claim(queues, worker_id, lease, limit, timeout)
+        deadline = time.monotonic() + timeout
+        tokens = self._tokens(queues)
+        generation = self._generation
+        try:
+            while True:
+                ready, next_due, clock = self._work_ready(queues)
+                now = time.time()
+                if ready or (next_due is not None and next_due <= now):
+                    return self.claim(queues, worker_id, lease, limit, time.time())
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return None
+                block, block_text = self._block(remaining, next_due, now)
+                ahead = self._claim_args(queues, worker_id, limit, f"+{now!r}+{clock}+{lease!r}", "")
+                popped, reply = self._exchange([("BLPOP", *tokens, block_text), self._command("claim", ahead)],
+                                               read_timeout=block + 5.0)
+                if isinstance(popped, ResponseError):
+                    raise StoreError(f"Redis store {self.safe_url} failed to wait for work: {_one_line(popped)}")
+                if not isinstance(reply, ResponseError):
+                    jobs = self._jobs(reply)
+                elif _not_loaded(reply):  # the server lost our Lua while we waited: the claim did not run
+                    jobs = self.claim(queues, worker_id, lease, limit, time.time())
+                else:
+                    raise StoreError(f"Redis store {self.safe_url} failed in script 'claim': {_one_line(reply)}")
+                if jobs:
+                    return jobs
+                # A timeout, the earliest due time moved, or another worker was quicker: look again.
+        except StoreUnavailable:
+            if self._generation != generation:  # closed under our feet
+                return None
             raise
 
     def set_progress(self, job_id: str, progress: dict[str, Any] | None, meta: dict[str, Any] | None) -> bool:

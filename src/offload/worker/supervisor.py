@@ -520,15 +520,15 @@ class Supervisor:
 
     # -- waiting -------------------------------------------------------------------------------------------
     def _wait_for_work(self) -> None:
-        """The waker thread: waits for work while the loop has none. For an idle worker it also claims the work
-        (in the same exchange with the store where the engine can) and hands it to the executors, rather than
+        """The waker thread: waits for work while the queues are empty. When executors have room it also claims
+        the work (in the same exchange with the store where the engine can) and hands it to them, rather than
         waking the loop to do that: one thread hand-off, and on Redis one round trip, less between a job's
-        enqueue and its start. A busy loop claims as its jobs end."""
+        enqueue and its start. Claimed jobs there is no room for by then (the loop claimed too) go back."""
         while not self.closed.is_set():
             if not self.want_work.wait(0.5):
                 continue
             with self.lock:
-                free = self._claimable() if not self.held and self.stopping is None else {}
+                free = self._claimable() if self.stopping is None else {}
             asked = sum(free.values())
             try:
                 if asked:

@@ -1,7 +1,16 @@
 -- claim: ARGV = now, lease_until, worker, token prefix, limit, promote limit, queue names in order.
 -- Promotes due scheduled jobs, then pops up to `limit` ids, earlier queues first. Returns a JSON array of rows.
+-- A claim sent ahead, to run when the BLPOP before it in the same pipeline returns, cannot know its time: its
+-- now is "+<caller's time>+<server's TIME at that moment>+<lease>", and the time of the claim is the caller's
+-- plus what the server's clock says has passed since (only a duration is taken from the server's clock).
 local now, lease_until, worker, prefix = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local limit = tonumber(ARGV[5])
+if string.sub(now, 1, 1) == '+' then
+  local caller, ref, lease = string.match(now, '^%+([^+]+)%+([^+]+)%+([^+]+)$')
+  local t = redis.call('TIME')
+  local at = tonumber(caller) + math.max(0, tonumber(t[1]) + tonumber(t[2]) / 1e6 - tonumber(ref))
+  now, lease_until = string.format('%.6f', at), string.format('%.6f', at + tonumber(lease))
+end
 
 local due = redis.call('ZRANGEBYSCORE', B .. 'sched', '-inf', now, 'LIMIT', 0, tonumber(ARGV[6]))
 if #due > 0 then
