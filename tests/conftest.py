@@ -27,7 +27,7 @@ def _redis_reason() -> str | None:
     try:
         import redis
     except ImportError:
-        return "the redis package is not installed (pip install 'offload[redis]')"
+        return "the redis package (the tests' own client) is not installed (pip install 'offload[test]')"
     try:
         redis.Redis.from_url(REDIS_URL, socket_connect_timeout=1).ping()
     except Exception as exc:

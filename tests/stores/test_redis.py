@@ -6,6 +6,7 @@ import random
 import shutil
 import socket
 import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -111,6 +112,27 @@ def test_unknown_or_malformed_url_options_are_refused(url: str) -> None:
             RedisStore(bad, "site")
     # TLS options belong to rediss:// URLs; nothing connects until open().
     assert RedisStore("rediss://h:6380/2?ssl_cert_reqs=none&prefix=p", "site").key_prefix == "p"
+
+
+@pytest.mark.parametrize(
+    ("query", "says"),
+    [
+        ("ssl_cert_reqs=sometimes", "ssl_cert_reqs must be none, optional or required"),
+        ("ssl_ca_certs=/nonexistent/ca.pem", "cannot load its TLS certificates or key"),
+        ("ssl_certfile=/nonexistent/cert.pem", "cannot load its TLS certificates or key"),
+        ("ssl_keyfile=/nonexistent/key.pem", "ssl_keyfile needs ssl_certfile"),
+    ],
+)
+def test_bad_tls_options_are_refused_before_anything_connects(query: str, says: str) -> None:
+    with pytest.raises(StoreURLError, match=says) as info:
+        RedisStore(f"rediss://:{SECRET}@h:6380/0?{query}", "site")
+    assert SECRET not in str(info.value) and "\n" not in str(info.value)
+
+
+def test_importing_the_store_imports_no_redis_driver() -> None:
+    code = "import sys, offload.stores.redis; print(sorted(m for m in sys.modules if m.split('.')[0] == 'redis'))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
 
 
 def test_keys_live_under_the_prefix_and_the_site(store: RedisStore, server: Any, url: str) -> None:
@@ -414,6 +436,78 @@ def test_released_jobs_go_back_to_the_head_in_their_order(store: RedisStore) -> 
     assert [j.id for j in store.claim(["default"], "w", LEASE, 5, time.time())] == [j.id for j in jobs]
 
 
+def test_bytes_that_are_not_utf8_round_trip(store: RedisStore, server: Any, url: str) -> None:
+    """A foreign or corrupted record: its bytes come back as surrogates, which are written back as the same bytes."""
+    job = make_job()
+    store.enqueue(job, time.time())
+    raw = redis.Redis.from_url(url.split("?")[0])
+    try:
+        raw.hset(f"{store.base}j:{job.id}", "payload", b'[["\xff\xfe caf\xc3\xa9"],{}]')
+        got = store.get(job.id)
+        assert got is not None and got.payload == '[["\udcff\udcfe café"],{}]'
+        again = store.enqueue(make_job(payload=got.payload), time.time())
+        assert raw.hget(f"{store.base}j:{again.id}", "payload") == b'[["\xff\xfe caf\xc3\xa9"],{}]'
+    finally:
+        raw.close()
+
+
+def test_large_values_round_trip(store: RedisStore) -> None:
+    payload = '[["' + "é" * 3_000_000 + '"],{}]'
+    jobs = [make_job(payload=payload), *(make_job() for _ in range(2000))]
+    store.enqueue_many(jobs, time.time())
+    got = store.get(jobs[0].id)
+    assert got is not None and got.payload == payload
+    assert len(store.list(limit=10_000)) == 2001
+
+
+def test_a_pooled_connection_the_server_closed_is_reopened_before_use(store: RedisStore, server: Any) -> None:
+    store.enqueue(make_job(), time.time())
+    client_id = store._call("CLIENT", "ID")
+    assert server.client_kill_filter(_id=client_id) == 1
+    deadline = time.monotonic() + 5
+    while not store._idle[0].stale() and time.monotonic() < deadline:  # the kill is asynchronous
+        time.sleep(0.01)
+    assert store.count() == 1
+    assert store._call("CLIENT", "ID") != client_id
+
+
+def test_a_healthy_pooled_connection_is_kept(store: RedisStore) -> None:
+    store.count()
+    (conn,) = store._idle
+    sock = conn._sock
+    for _ in range(20):
+        store.count()
+    assert store._idle == [conn] and conn._sock is sock
+
+
+def test_the_session_starts_with_the_user_password_and_database(
+    private_server: tuple[int, Callable[..., subprocess.Popen[bytes]]],
+) -> None:
+    port, start = private_server
+    start()
+    admin = redis.Redis(port=port, password=SECRET, decode_responses=True)
+    try:
+        admin.acl_setuser("worker", enabled=True, passwords=["+wörker-pw"], keys=["*"], commands=["+@all"])
+        store = open_store(f"redis://worker:w%C3%B6rker-pw@127.0.0.1:{port}/5?prefix=acl", "site")
+        try:
+            store.enqueue(make_job(), time.time())
+            assert store.count() == 1
+            admin.select(5)
+            assert admin.get("acl:schema") == "1"
+            assert admin.execute_command("CLIENT", "LIST", "TYPE", "normal").count("user=worker") == 1
+        finally:
+            store.close()
+    finally:
+        admin.close()
+    with pytest.raises(StoreUnavailable, match="invalid username-password pair") as info:
+        open_store(f"redis://worker:not-{SECRET}@127.0.0.1:{port}/0?prefix=acl", "site")
+    assert SECRET not in str(info.value)
+    with pytest.raises(StoreUnavailable, match="Authentication required"):
+        open_store(f"redis://127.0.0.1:{port}/0?prefix=acl", "site")
+    with pytest.raises(StoreError, match="DB index is out of range"):
+        open_store(f"redis://:{SECRET}@127.0.0.1:{port}/99?prefix=acl", "site")
+
+
 # -- outages --------------------------------------------------------------------------------------------
 @pytest.fixture
 def private_server() -> Iterator[tuple[int, Callable[..., subprocess.Popen[bytes]]]]:
@@ -477,6 +571,127 @@ def test_an_outage_is_reported_and_the_next_call_after_it_works(
     store.enqueue(job, time.time())
     assert [j.id for j in store.claim(["default"], "w", LEASE, 1, time.time())] == [job.id]
     store.close()
+
+
+# -- TLS ------------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def tls_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """A CA, a server certificate for localhost and 127.0.0.1, and a client certificate, all signed by the CA."""
+    if shutil.which("openssl") is None:
+        service_missing("openssl", "not installed (needed to make test certificates)")
+    folder = tmp_path_factory.mktemp("tls")
+    files = {name: str(folder / name) for name in ("ca.pem", "ca.key", "server.pem", "server.key", "client.pem",
+                                                   "client.key", "san.ext")}
+    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+
+    def openssl(*args: str) -> None:
+        subprocess.run(["openssl", *args], check=True, capture_output=True)
+
+    openssl("req", "-x509", *ec, "-keyout", files["ca.key"], "-out", files["ca.pem"], "-days", "2",
+            "-subj", "/CN=offload test CA")
+    with open(files["san.ext"], "w") as ext:
+        ext.write("subjectAltName=DNS:localhost,IP:127.0.0.1\n")
+    for who in ("server", "client"):
+        csr = str(folder / f"{who}.csr")
+        openssl("req", *ec, "-keyout", files[f"{who}.key"], "-out", csr, "-subj", f"/CN={who}")
+        openssl("x509", "-req", "-in", csr, "-CA", files["ca.pem"], "-CAkey", files["ca.key"], "-CAcreateserial",
+                "-out", files[f"{who}.pem"], "-days", "2", "-extfile", files["san.ext"])
+    return files
+
+
+@pytest.fixture
+def tls_server(tls_files: dict[str, str]) -> Iterator[int]:
+    """A redis-server of our own that speaks only TLS and wants a client certificate; its port."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        service_missing("redis-server binary", "not installed")
+        raise AssertionError("unreachable")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    proc = subprocess.Popen(
+        [binary, "--port", "0", "--tls-port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+         "--requirepass", SECRET, "--tls-cert-file", tls_files["server.pem"], "--tls-key-file",
+         tls_files["server.key"], "--tls-ca-cert-file", tls_files["ca.pem"], "--tls-auth-clients", "yes"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    service_missing("redis-server with TLS", "it did not start (built without TLS?)")
+                time.sleep(0.02)
+        yield port
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def tls_url(port: int, files: dict[str, str], host: str = "localhost", **options: str) -> str:
+    query = {"ssl_ca_certs": files["ca.pem"], "ssl_certfile": files["client.pem"], "ssl_keyfile": files["client.key"],
+             "prefix": "tls", **options}
+    return f"rediss://:{SECRET}@{host}:{port}/3?" + "&".join(f"{k}={v}" for k, v in query.items() if v)
+
+
+def test_a_store_over_tls(tls_server: int, tls_files: dict[str, str], lua_mode: str) -> None:
+    store = open_store(tls_url(tls_server, tls_files), "site")
+    assert isinstance(store, RedisStore)
+    try:
+        job = store.enqueue(make_job(payload='[["' + "x" * 200_000 + '"],{}]'), time.time())
+        assert [j.id for j in store.claim(["default"], "w", LEASE, 1, time.time())] == [job.id]
+        assert not store.wait_for_work(["default"], 0.2)
+        (conn,) = store._idle
+        sock = conn._sock
+        for _ in range(10):  # a session ticket the server sent is not taken for a closed connection
+            assert store.count() == 1
+        assert store._idle == [conn] and conn._sock is sock
+
+        client_id = store._call("CLIENT", "ID")
+        store._call("CLIENT", "KILL", "ID", str(client_id), "SKIPME", "no")  # as the server closing it
+        deadline = time.monotonic() + 5
+        while not conn.stale() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert store.count() == 1 and store._call("CLIENT", "ID") != client_id
+
+        result: list[bool] = []
+        thread = threading.Thread(target=lambda: result.append(store.wait_for_work(["elsewhere"], 10.0)))
+        thread.start()
+        time.sleep(0.2)
+        started = time.monotonic()
+        store.close()
+        thread.join(5)
+        assert result == [False] and time.monotonic() - started < 2.0
+    finally:
+        store.close()
+
+
+def test_tls_checks_the_server_unless_told_not_to(tls_server: int, tls_files: dict[str, str]) -> None:
+    with pytest.raises(StoreUnavailable, match="certificate verify failed") as info:
+        open_store(tls_url(tls_server, tls_files, ssl_ca_certs=""), "site")
+    assert SECRET not in str(info.value) and "\n" not in str(info.value)
+    store = open_store(tls_url(tls_server, tls_files, ssl_ca_certs="", ssl_cert_reqs="none"), "site")
+    store.close()
+    store = open_store(tls_url(tls_server, tls_files, host="127.0.0.1"), "site")  # the certificate names the IP too
+    store.close()
+
+
+def test_tls_without_the_client_certificate_the_server_wants(tls_server: int, tls_files: dict[str, str]) -> None:
+    with pytest.raises(StoreUnavailable) as info:
+        open_store(tls_url(tls_server, tls_files, ssl_certfile="", ssl_keyfile=""), "site")
+    assert SECRET not in str(info.value)
+
+
+def test_tls_to_a_server_that_does_not_speak_it(url: str) -> None:
+    plain = urlsplit(url)
+    with pytest.raises(StoreUnavailable) as info:
+        open_store(f"rediss://:{SECRET}@{plain.hostname}:{plain.port or 6379}/0?ssl_cert_reqs=none&connect_timeout=0.5",
+                   "site")
+    assert SECRET not in str(info.value)
 
 
 # -- how the Lua runs, and what enqueue sends -------------------------------------------------------------
@@ -646,14 +861,14 @@ def test_specs_keep_the_json_types_of_jobs_otherwise_alike(store: RedisStore) ->
 
 
 def test_commands_are_packed_with_byte_lengths() -> None:
-    def reference(commands: list[tuple[str, ...]]) -> list[bytes]:
+    def reference(commands: list[tuple[str, ...]]) -> bytes:
         out = b""
         for args in commands:
             out += f"*{len(args)}\r\n".encode()
             for arg in args:
                 data = arg.encode("utf-8", "surrogateescape")
                 out += f"${len(data)}\r\n".encode() + data + b"\r\n"
-        return [out]
+        return out
 
     rng = random.Random(7)
     pieces = ["a", "é", "東", "🚀", "\udcff", "\r\n", "$", ""]

@@ -15,8 +15,9 @@ __all__ = ["ENGINES", "Store", "open_store", "redact_url", "store_class"]
 ENGINES: dict[str, tuple[str, str, str | None, str | None]] = {
     "memory": ("offload.stores.memory", "MemoryStore", None, None),
     "sqlite": ("offload.stores.sqlite", "SQLiteStore", None, None),
-    "redis": ("offload.stores.redis", "RedisStore", "redis", "redis"),
-    "rediss": ("offload.stores.redis", "RedisStore", "redis", "redis"),
+    # The Redis store speaks RESP itself (stores/resp.py): no driver to install.
+    "redis": ("offload.stores.redis", "RedisStore", None, None),
+    "rediss": ("offload.stores.redis", "RedisStore", None, None),
     "postgresql": ("offload.stores.postgres", "PostgresStore", "psycopg", "postgres"),
     "postgres": ("offload.stores.postgres", "PostgresStore", "psycopg", "postgres"),
 }

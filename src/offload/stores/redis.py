@@ -52,49 +52,46 @@ that leaves work behind leaves it again, so several idle workers wake in turn); 
 drops the token. An idle worker checks for queued or due work and otherwise BLPOPs the tokens of its queues
 plus ``w:sched`` (set when the earliest due time moves earlier), bounded by the next due time.
 
-Commands are packed by this module and sent on redis-py connections taken from a small pool of our own (reset
-in a forked child); redis-py's client layer costs more per call than the round trip itself. No command is ever
-resent after it may have run: a connection the server closed is noticed before use and reopened.
+Commands are packed by this module and sent on connections of ``resp.py`` (RESP2 over TCP or TLS, no Redis
+driver: one would cost every worker's start-up ~0.1 s of imports, and each call more CPU than the round trip
+itself) taken from a small pool of our own (reset in a forked child). No command is ever resent after it may have
+run: a connection the server closed is noticed before use and reopened.
 """
 
 from __future__ import annotations
 
 import builtins
-import hashlib
 import json
 import math
 import os
 import re
-import select
-import socket
 import threading
 import time
 import weakref
 from collections.abc import Callable, Sequence
-from importlib import resources
-from typing import Any, ClassVar, Protocol, cast
+from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import parse_qs, unquote, urlsplit
-
-from redis.backoff import NoBackoff
-from redis.connection import Connection, SSLConnection
-from redis.exceptions import BusyLoadingError, NoScriptError, ReadOnlyError, ResponseError
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
-from redis.retry import Retry
 
 from offload import codec
 from offload.errors import StoreError, StoreUnavailable, StoreURLError
 from offload.jobs import QUEUED, Job, Outcome, ScheduleRun, WorkerInfo
 from offload.stores.base import Store
+from offload.stores.redis_lua import lua
+from offload.stores.resp import (
+    Connection,
+    Endpoint,
+    NoScriptError,
+    RedisConnectionError,
+    ResponseError,
+    UnavailableError,
+    tls_context,
+)
+
+if TYPE_CHECKING:
+    import ssl
 
 SCHEMA_VERSION = 1
 
-#: The job hash fields a script returns for a job, in order, after the id (the row the Python side decodes).
-#: ``spec`` is the JSON array of the fields that never change once a job is stored (see ``_spec_text``).
-ROW_FIELDS = (
-    "spec", "payload", "state", "enqueued_at", "run_at", "started_at", "ended_at", "attempts", "result", "error",
-    "errors", "worker", "lease_until", "lease_token", "progress", "meta",
-)
 #: Due scheduled jobs promoted per claim at most, so a backlog never stalls the server in one script.
 PROMOTE_BATCH = 1000
 #: Longest single BLPOP; a wait of any length is a loop of these.
@@ -102,105 +99,15 @@ MAX_BLOCK = 60.0
 
 _OPTIONS = ("prefix", "timeout", "connect_timeout")
 _SSL_OPTIONS = ("ssl_cert_reqs", "ssl_ca_certs", "ssl_certfile", "ssl_keyfile")
-_DRIVER_DOWN = (RedisConnectionError, RedisTimeoutError, BusyLoadingError, ReadOnlyError, OSError)
-
-_SCRIPT_FILES = ("enqueue", "periodic", "claim", "settle", "extend", "requeue", "cancel", "retry_now", "clear",
-                 "purge", "select", "fetch", "delete", "progress", "workers")
-
-
-class _Conn(Protocol):
-    """The part of redis-py's connection this module uses (redis-py leaves it unannotated)."""
-
-    _sock: socket.socket | None
-
-    def send_packed_command(self, command: list[bytes], check_health: bool = True) -> None: ...
-
-    def read_response(self, disable_decoding: bool = False, *, timeout: float = ...) -> Any: ...
-
-    def can_read(self, timeout: float = 0) -> bool: ...
-
-    def disconnect(self) -> None: ...
-
-
-def _lua_words(text: str) -> set[str]:
-    return set(re.findall(r"[A-Za-z_]\w*", re.sub(r"--[^\n]*", "", text)))
-
-
-def _prelude(body: str, blocks: Sequence[tuple[set[str], str]]) -> str:
-    """The helper blocks ``body`` uses, directly or through other blocks, in their original order."""
-    wanted = _lua_words(body)
-    used = [False] * len(blocks)
-    grew = True
-    while grew:
-        grew = False
-        for i, (names, text) in enumerate(blocks):
-            if not used[i] and names & wanted:
-                used[i] = grew = True
-                wanted |= _lua_words(text)
-    return "\n\n".join(text for (_, text), keep in zip(blocks, used, strict=True) if keep)
-
-
-#: The names the first block of common.lua sets from the call; the library declares them and each function
-#: assigns them (with ``KEYS`` and ``ARGV``) when called.
-_PER_CALL = {"B", "null"}
-#: Function flags where Redis's default for functions (may write, refused while the server is out of memory)
-#: would differ from how the EVAL scripts fare: the read-only ones, and the ones that drain or remove jobs, which
-#: an EVAL script may run out of memory (its first write is one Redis allows then), so that workers and
-#: operators can still empty a full server.
-_FLAGS = {"fetch": "no-writes", "select": "no-writes", "claim": "allow-oom", "settle": "allow-oom",
-          "cancel": "allow-oom", "delete": "allow-oom", "purge": "allow-oom", "clear": "allow-oom"}
-
-
-class _Lua:
-    """offload's Lua, both ways it is run: ``scripts`` (name -> sha1 and source, each script preceded by the
-    common.lua blocks it needs, for EVALSHA) and ``library`` (one Redis Functions library defining every block
-    once; ``functions`` maps each name to its function). The library and function names carry a hash of the
-    library, so offload versions that share a server never call each other's functions."""
-
-    def __init__(self) -> None:
-        lua = resources.files("offload.stores").joinpath("lua")
-        rows = f"local ROW_FIELDS = {{{', '.join(repr(f) for f in ROW_FIELDS)}}}"
-        common = lua.joinpath("common.lua").read_text(encoding="utf-8")
-        blocks: list[tuple[set[str], str]] = [({"ROW_FIELDS"}, rows)]
-        for text in re.split(r"\n\s*\n", common):
-            names = set(re.findall(r"^local function (\w+)", text, re.M))
-            for match in re.finditer(r"^local ([\w, ]+?)\s*=", text, re.M):
-                names.update(name.strip() for name in match.group(1).split(","))
-            if names:
-                blocks.append((names, text))
-        if sum(names == _PER_CALL for names, _ in blocks) != 1:
-            raise RuntimeError(f"common.lua must set {sorted(_PER_CALL)} in one block of their own")
-        bodies = {name: lua.joinpath(f"{name}.lua").read_text(encoding="utf-8") for name in _SCRIPT_FILES}
-        self.scripts: dict[str, tuple[str, str]] = {}
-        for name, body in bodies.items():
-            source = f"{_prelude(body, blocks)}\n\n-- {name}.lua\n{body}"
-            self.scripts[name] = (hashlib.sha1(source.encode()).hexdigest(), source)
-
-        parts = ["#!lua name=@LIB@", "local KEYS, ARGV, B, null"]
-        parts += [text for names, text in blocks if names != _PER_CALL]
-        for name, body in bodies.items():
-            flags = f"{{'{_FLAGS[name]}'}}" if name in _FLAGS else "{}"
-            parts.append(
-                f"-- {name}.lua\n"
-                f"redis.register_function{{function_name = '@LIB@_{name}', flags = {flags}, "
-                "callback = function(keys, args)\n"
-                "KEYS, ARGV, B, null = keys, args, keys[1], cjson.null\n"
-                f"forget()\n{body}\nend}}"
-            )
-        template = "\n\n".join(parts)
-        self.library_name = "offload_" + hashlib.sha1(template.encode()).hexdigest()[:16]
-        self.library = template.replace("@LIB@", self.library_name)
-        self.functions = {name: f"{self.library_name}_{name}" for name in bodies}
-
-
-_lua: _Lua | None = None
-
+#: What makes a call fail with StoreUnavailable: no connection, or a server that cannot serve now (LOADING,
+#: READONLY, credentials refused, too many clients).
+_DRIVER_DOWN = (RedisConnectionError, UnavailableError, OSError)
 
 #: RESP bulk string headers by length, for almost every argument.
 _HEADS = [f"${n}\r\n" for n in range(1024)]
 
 
-def _pack(commands: Sequence[Sequence[str]]) -> list[bytes]:
+def _pack(commands: Sequence[Sequence[str]]) -> bytes:
     """RESP encoding of a pipeline of commands, built as text and encoded once. Lengths are counted in
     characters, which is the byte count unless an argument has a character of more than one byte: the encoded
     text is then longer than the text, and the commands are packed again by ``_pack_measured``."""
@@ -217,16 +124,16 @@ def _pack(commands: Sequence[Sequence[str]]) -> list[bytes]:
         parts += items
     text = "".join(parts)
     data = text.encode("utf-8", "surrogateescape")
-    return [data] if len(data) == len(text) else _pack_measured(commands)
+    return data if len(data) == len(text) else _pack_measured(commands)
 
 
-def _pack_measured(commands: Sequence[Sequence[str]]) -> list[bytes]:
+def _pack_measured(commands: Sequence[Sequence[str]]) -> bytes:
     """``_pack`` for commands with non-ASCII text: each argument is measured encoded."""
     parts: list[str] = []
     for args in commands:
         parts.append(f"*{len(args)}\r\n")
         parts += [f"${len(arg.encode('utf-8', 'surrogateescape'))}\r\n{arg}\r\n" for arg in args]
-    return ["".join(parts).encode("utf-8", "surrogateescape")]
+    return "".join(parts).encode("utf-8", "surrogateescape")
 
 
 _dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
@@ -286,79 +193,65 @@ class RedisStore(Store):
                 f"invalid Redis URL {self.safe_url!r}: use redis://[:password@]host:port/db with a numeric port "
                 "and db, and numeric timeout and connect_timeout"
             ) from None
-        self._conn_class: type[Connection] = SSLConnection if parts.scheme == "rediss" else Connection
-        self._conn_kwargs: dict[str, Any] = {
-            "host": parts.hostname or "localhost",
-            "port": port,
-            "db": db,
-            "username": unquote(parts.username) if parts.username else None,
-            "password": unquote(parts.password) if parts.password else None,
-            "socket_timeout": socket_timeout,
-            "socket_connect_timeout": connect_timeout,
-            "socket_keepalive": True,
-            "decode_responses": True,
-            "protocol": 2,
-            # Bytes that are not UTF-8 (a foreign or corrupted record) must not break a reply: they come back as
-            # surrogates, which _pack turns back into the same bytes.
-            "encoding_errors": "surrogateescape",
-            "retry": Retry(NoBackoff(), 0),
-            **options,  # the TLS options, rediss:// only
-        }
-        self._password = self._conn_kwargs["password"]
+        self._password = unquote(parts.password) if parts.password else None
+        # Replies are decoded as UTF-8 with surrogateescape: bytes that are not UTF-8 (a foreign or corrupted
+        # record) come back as surrogates, which _pack turns back into the same bytes.
+        self._endpoint = Endpoint(
+            parts.hostname or "localhost", port, timeout=socket_timeout, connect_timeout=connect_timeout,
+            username=unquote(parts.username) if parts.username else None, password=self._password, db=db,
+            tls=self._tls(options) if parts.scheme == "rediss" else None,
+        )
         self.base = f"{self.key_prefix}:{{{site_id}}}:"
         self._schema_key = f"{self.key_prefix}:schema"
         # Idle connections, taken for one exchange and given back; a blocking BLPOP holds one meanwhile.
-        self._idle: list[_Conn] = []
-        self._every: weakref.WeakSet[Any] = weakref.WeakSet()
+        self._idle: list[Connection] = []
+        self._every: weakref.WeakSet[Connection] = weakref.WeakSet()
         self._lock = threading.Lock()
         self._pid = os.getpid()
         self._generation = 0
-        global _lua
-        if _lua is None:
-            _lua = _Lua()
-        self._lua = _lua
+        self._lua = lua()
         # Whether scripts run as Redis Functions; settled by _load() (open(), or a call that finds them missing).
         self._functions = self.use_functions
         self._spec_around: dict[tuple[Any, ...], tuple[str, str]] = {}
-        self._poll = self._conn_class is Connection and hasattr(select, "poll")
+
+    def _tls(self, options: dict[str, str]) -> ssl.SSLContext:
+        """The TLS context of the ``ssl_*`` options (read now, so a bad one is refused before anything runs)."""
+        try:
+            return tls_context(options.get("ssl_cert_reqs") or "required", options.get("ssl_ca_certs") or None,
+                               options.get("ssl_certfile") or None, options.get("ssl_keyfile") or None)
+        except ValueError as exc:
+            raise StoreURLError(f"invalid Redis URL {self.safe_url!r}: {exc}") from None
+        except OSError as exc:  # ssl.SSLError too
+            raise StoreURLError(
+                f"invalid Redis URL {self.safe_url!r}: cannot load its TLS certificates or key: {_one_line(exc)}"
+            ) from None
 
     # -- connections -------------------------------------------------------------------------------------
-    def _take(self) -> tuple[_Conn, int]:
+    def _take(self) -> tuple[Connection, int]:
         with self._lock:
             if self._pid != os.getpid():  # a forked child never uses its parent's sockets
                 self._idle, self._every, self._pid = [], weakref.WeakSet(), os.getpid()
             generation = self._generation
             if self._idle:
                 return self._idle.pop(), generation
-        conn = cast(_Conn, self._conn_class(**self._conn_kwargs))
+        conn = Connection(self._endpoint)
         with self._lock:
             self._every.add(conn)
         return conn, generation
 
-    def _give(self, conn: _Conn, generation: int) -> None:
+    def _give(self, conn: Connection, generation: int) -> None:
+        # No pid check: a call that began in this process ends in it (_take resets the pool in a forked child).
         with self._lock:
-            if generation == self._generation and self._pid == os.getpid():
+            if generation == self._generation:
                 self._idle.append(conn)
                 return
         conn.disconnect()
 
-    def _drop_if_stale(self, conn: _Conn) -> None:
+    @staticmethod
+    def _drop_if_stale(conn: Connection) -> None:
         """Disconnect a pooled socket the server has closed (restart, idle timeout) so the call reconnects
         instead of failing; a command is never resent after it may have run."""
-        sock = conn._sock
-        if sock is None:
-            return
-        try:
-            if self._poll:
-                # Readable before we asked anything: the server closed it (or sent stray data). One syscall.
-                poller = select.poll()
-                poller.register(sock, select.POLLIN)
-                stale = bool(poller.poll(0))
-            else:  # TLS (a session ticket may be pending) or no poll(): let the driver look
-                stale = conn.can_read(0)
-        except (OSError, RedisConnectionError):
-            stale = True
-        if stale:
+        if conn.stale():
             conn.disconnect()
 
     def _unavailable(self, exc: BaseException) -> StoreUnavailable:
@@ -372,22 +265,17 @@ class RedisStore(Store):
         raised, so every reply is read and the connection stays in step)."""
         conn, generation = self._take()
         self._drop_if_stale(conn)
-        replies: list[Any] = []
         try:
-            conn.send_packed_command(_pack(commands), check_health=False)
-            for _ in commands:
-                try:
-                    if read_timeout is None:
-                        replies.append(conn.read_response())
-                    else:
-                        replies.append(conn.read_response(timeout=read_timeout))
-                except ResponseError as exc:
-                    if isinstance(exc, _DRIVER_DOWN):
-                        raise
-                    replies.append(exc)
+            replies = conn.exchange(_pack(commands), len(commands), read_timeout)
+            for reply in replies:
+                if isinstance(reply, UnavailableError):
+                    raise reply
         except _DRIVER_DOWN as exc:
             conn.disconnect()
             raise self._unavailable(exc) from None
+        except ResponseError as exc:  # the session's setup refused (SELECT of a database the server lacks)
+            conn.disconnect()
+            raise StoreError(f"Redis store {self.safe_url} refused the connection: {_one_line(exc)}") from None
         finally:
             self._give(conn, generation)
         return replies
@@ -455,12 +343,7 @@ class RedisStore(Store):
         # A connection in use (a BLPOP in another thread) is only shut down: its reader sees the end of the
         # stream and fails cleanly, and its connection is dropped when given back.
         for conn in busy:
-            sock = conn._sock
-            if sock is not None:
-                try:
-                    sock.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
+            conn.interrupt()
 
     def migrate(self) -> int:
         _, version = self._exchange([("SET", self._schema_key, str(SCHEMA_VERSION), "NX"),
@@ -477,7 +360,7 @@ class RedisStore(Store):
 
     # -- rows --------------------------------------------------------------------------------------------
     def _job(self, r: builtins.list[Any]) -> Job:
-        """A Job from a script's row: the id, then ROW_FIELDS."""
+        """A Job from a script's row: the id, then ``redis_lua.ROW_FIELDS``."""
         try:
             return self._decode(r)
         except (ValueError, TypeError):  # a corrupted or foreign hash must not stop claim, list or requeue
