@@ -1,16 +1,16 @@
 """The executor child: imports job functions and runs them, in its own process group.
 
 Started by the supervisor as ``python -m offload.worker.executor --fd N --slot M``; everything else arrives over
-the socket: first an init message, then batches of jobs. The child never talks to the store. A reader thread
-keeps draining the socket so that the supervisor's writes never block on a child that is busy writing
-results (two processes both blocked on a full socket buffer would deadlock).
+the socket: first an init message, then batches of jobs. The child never talks to the store. It reads the
+socket only between jobs (see ``Executor``): the supervisor buffers what it sends and never blocks on a child
+that is busy, so the two can never both be blocked on a full socket buffer.
 
 Messages, child -> supervisor: ``("ready", pid, rss)``, ``("start", job_id, t)`` (only with threads > 1,
 where the supervisor cannot infer start times), ``("done", [(job_id, report), ...])``, ``("progress", job_id,
 progress, meta)``. Supervisor -> child: ``("run", [spec, ...])``, ``("revoke", [job_id, ...])`` (skip these if not
 started yet; reported as done with ``skipped``), ``("stop",)``.
 
-The slot (fd M, shared memory; see ``offload.worker.spawn``): a single-threaded child writes there which job it
+The slot (fd M, shared memory; see ``offload.worker.slot``): a single-threaded child writes there which job it
 is on before it starts it and again once it returned.
 """
 
