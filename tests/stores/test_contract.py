@@ -519,9 +519,15 @@ def test_each_periodic_slot_is_enqueued_once_however_many_race(make_store: Calla
     wins: list[bool] = []
     lock = threading.Lock()
 
+    errors: list[BaseException] = []
+
     def race(n: int) -> None:
-        store = make_store()
-        won = store.enqueue_periodic("nightly", slot, make_job(title=f"racer {n}"), time.time())
+        try:
+            store = make_store()  # on SQLite, six first opens of a new file at once (regression: "locked")
+            won = store.enqueue_periodic("nightly", slot, make_job(title=f"racer {n}"), time.time())
+        except BaseException as exc:
+            errors.append(exc)
+            raise
         with lock:
             wins.append(won)
 
@@ -531,6 +537,7 @@ def test_each_periodic_slot_is_enqueued_once_however_many_race(make_store: Calla
     for t in threads:
         t.join()
     store = make_store()
+    assert errors == [] and len(wins) == 6
     assert wins.count(True) == 1
     assert store.count() == 1
     runs = store.schedule_runs()

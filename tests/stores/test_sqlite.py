@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import sqlite3
+import threading
 import time
 from pathlib import Path
 
 from offload.jobs import Job, Outcome
-from offload.stores import sqlite_schema
+from offload.stores import open_store, sqlite_schema
 from offload.stores.sqlite import _BATCH, SQLiteStore, _batches
 from tests.stores.conftest import make_job
 
@@ -128,3 +129,27 @@ def test_bulk_statements_come_in_few_sizes() -> None:
         assert sum(n for _, n in batches) == total
         sizes.update(n for _, n in batches)
     assert sizes == {2**i for i in range(_BATCH.bit_length())}
+
+
+def test_workers_opening_a_new_database_together_all_get_in(tmp_path: Path) -> None:
+    # Regression: switching a new file to WAL needs an exclusive lock, and SQLite answered "database is locked"
+    # at once (no busy wait) to some of the connections opening it at the same moment: about one start in 30
+    # of eight workers on a fresh database failed. A race, so it is run many times.
+    failures: list[BaseException] = []
+    for round_ in range(100):
+        url = f"sqlite:///{tmp_path}/fresh-{round_}.db"
+        barrier = threading.Barrier(8)
+
+        def open_one(url: str = url, barrier: threading.Barrier = barrier) -> None:
+            barrier.wait()
+            try:
+                open_store(url, "s").close()
+            except BaseException as exc:
+                failures.append(exc)
+
+        threads = [threading.Thread(target=open_one) for _ in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    assert failures == []

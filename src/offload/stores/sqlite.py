@@ -138,13 +138,30 @@ class SQLiteStore(Store):
             raise StoreUnavailable(f"cannot open {self.path}: directory {self.path.parent} does not exist")
         conn = sqlite3.connect(self.path, timeout=self.busy_timeout, isolation_level=None,
                                check_same_thread=False)
-        conn.execute("PRAGMA journal_mode=WAL")
+        self._set_wal(conn)
         conn.execute("PRAGMA synchronous=NORMAL")
         conn.execute("PRAGMA cache_size=-32768")  # 32 MiB: keeps the id and claim indexes in memory
         conn.execute(f"PRAGMA busy_timeout={int(self.busy_timeout * 1000)}")
         with self._all_lock:
             self._all.append(conn)
         return conn
+
+    def _set_wal(self, conn: sqlite3.Connection) -> None:
+        """WAL mode (kept by the file once set). Switching a new file to it needs an exclusive lock, and SQLite
+        answers "database is locked" at once, without its busy handler, while other connections open the same
+        new file (workers started together on a fresh database): wait and try again, up to the busy timeout."""
+        deadline = time.monotonic() + self.busy_timeout
+        pause = 0.002
+        while True:
+            try:
+                conn.execute("PRAGMA journal_mode=WAL")
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() + pause > deadline:
+                    conn.close()
+                    raise
+            time.sleep(pause)
+            pause = min(pause * 2, 0.1)
 
     def _conn(self) -> sqlite3.Connection:
         local = self._local
