@@ -565,29 +565,7 @@ class RedisStore(Store):
         if not queues:
             time.sleep(max(0.0, timeout))
             return False
-        deadline = time.monotonic() + timeout
-        tokens = self._tokens(queues)
-        generation = self._generation
-        try:
-            while True:
-                ready, next_due, _ = self._work_ready(queues)
-                now = time.time()
-                if ready or (next_due is not None and next_due <= now):
-                    return True
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    return False
-                block, block_text = self._block(remaining, next_due, now)
-                (popped,) = self._exchange([("BLPOP", *tokens, block_text)], read_timeout=block + 5.0)
-                if isinstance(popped, ResponseError):
-                    raise StoreError(f"Redis store {self.safe_url} failed to wait for work: {_one_line(popped)}")
-                if popped is not None and popped[0] != tokens[-1]:
-                    return True
-                # A timeout, or the earliest due time moved: look again.
-        except StoreUnavailable:
-            if self._generation != generation:  # closed under our feet
-                return False
-            raise
+        return self._wait(queues, timeout, None) is not None
 
     def wait_and_claim(
         self, queues: Sequence[str], worker_id: str, lease: float, limit: int, timeout: float
@@ -597,6 +575,13 @@ class RedisStore(Store):
         round trip after the wake-up. Its time is ours at the BLPOP plus what the server measures in between."""
         if limit <= 0 or not queues:
             return super().wait_and_claim(queues, worker_id, lease, limit, timeout)
+        return self._wait(queues, timeout, (worker_id, lease, limit))
+
+    def _wait(self, queues: Sequence[str], timeout: float, claim: tuple[str, float, int] | None
+              ) -> list[Job] | None:
+        """Look for work, else BLPOP the wake tokens (bounded by the next due time) and look again, until
+        ``timeout``: None if nothing came. Without ``claim`` (worker id, lease, limit), [] once work may be there;
+        with it, the jobs claimed (the claim sent behind each BLPOP, or made at once if work is there)."""
         deadline = time.monotonic() + timeout
         tokens = self._tokens(queues)
         generation = self._generation
@@ -605,22 +590,29 @@ class RedisStore(Store):
                 ready, next_due, clock = self._work_ready(queues)
                 now = time.time()
                 if ready or (next_due is not None and next_due <= now):
-                    return self.claim(queues, worker_id, lease, limit, time.time())
+                    return [] if claim is None else self.claim(queues, *claim, time.time())
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     return None
                 block, block_text = self._block(remaining, next_due, now)
-                ahead = self._claim_args(queues, worker_id, limit, f"+{now!r}+{clock}+{lease!r}", "")
-                popped, reply = self._exchange([("BLPOP", *tokens, block_text), self._command("claim", ahead)],
-                                               read_timeout=block + 5.0)
+                commands: list[Sequence[str]] = [("BLPOP", *tokens, block_text)]
+                if claim is not None:
+                    worker_id, lease, limit = claim
+                    ahead = self._claim_args(queues, worker_id, limit, f"+{now!r}+{clock}+{lease!r}", "")
+                    commands.append(self._command("claim", ahead))
+                popped, *reply = self._exchange(commands, read_timeout=block + 5.0)
                 if isinstance(popped, ResponseError):
                     raise StoreError(f"Redis store {self.safe_url} failed to wait for work: {_one_line(popped)}")
-                if not isinstance(reply, ResponseError):
-                    jobs = self._jobs(reply)
-                elif _not_loaded(reply):  # the server lost our Lua while we waited: the claim did not run
-                    jobs = self.claim(queues, worker_id, lease, limit, time.time())
+                if claim is None:
+                    if popped is not None and popped[0] != tokens[-1]:
+                        return []
+                    continue  # a timeout, or the earliest due time moved: look again
+                if not isinstance(reply[0], ResponseError):
+                    jobs = self._jobs(reply[0])
+                elif _not_loaded(reply[0]):  # the server lost our Lua while we waited: the claim did not run
+                    jobs = self.claim(queues, *claim, time.time())
                 else:
-                    raise StoreError(f"Redis store {self.safe_url} failed in script 'claim': {_one_line(reply)}")
+                    raise StoreError(f"Redis store {self.safe_url} failed in script 'claim': {_one_line(reply[0])}")
                 if jobs:
                     return jobs
                 # A timeout, the earliest due time moved, or another worker was quicker: look again.
