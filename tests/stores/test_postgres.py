@@ -624,26 +624,36 @@ def test_close_while_waiting_returns_quietly(make_store: Callable[..., Any]) -> 
 
 
 # -- concurrency -----------------------------------------------------------------------------------------
-def test_racing_producers_add_one_job_per_unique_key(make_store: Callable[..., Any]) -> None:
+def race(make_store: Callable[..., Any], produce: Callable[[PostgresStore], None]) -> PostgresStore:
+    """Run ``produce`` in six threads at once, each with its own store on one new site; returns one store."""
     site = f"t{uuid.uuid4().hex[:12]}"
     stores = [make_store(site=site) for _ in range(6)]
     barrier = threading.Barrier(len(stores))
+
+    def run(store: PostgresStore) -> None:
+        barrier.wait()
+        produce(store)
+
+    threads = [threading.Thread(target=run, args=(s,)) for s in stores]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return stores[0]
+
+
+def test_racing_producers_add_one_job_per_unique_key(make_store: Callable[..., Any]) -> None:
     added: list[str] = []
     lock = threading.Lock()
 
     def produce(store: PostgresStore) -> None:
-        barrier.wait()
         for n in range(10):
             out = store.enqueue_many([make_job(unique_key=f"key-{n}"), make_job(id=f"id-{n}")], time.time())
             with lock:
                 added.extend(j.id for j in out if not j.duplicate)
 
-    threads = [threading.Thread(target=produce, args=(s,)) for s in stores]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert len(added) == 20 and stores[0].count() == 20
+    store = race(make_store, produce)
+    assert len(added) == 20 and store.count() == 20
 
 
 def test_a_duplicate_comes_back_as_stored(make_store: Callable[..., Any]) -> None:
@@ -670,15 +680,11 @@ def test_a_reused_id_keeps_batch_order(make_store: Callable[..., Any]) -> None:
 
 
 def test_racing_single_enqueues_add_one_job_per_id_and_unique_key(make_store: Callable[..., Any]) -> None:
-    site = f"t{uuid.uuid4().hex[:12]}"
-    stores = [make_store(site=site) for _ in range(6)]
-    barrier = threading.Barrier(len(stores))
     added: list[str] = []
     seen: dict[str, set[str]] = {}
     lock = threading.Lock()
 
     def produce(store: PostgresStore) -> None:
-        barrier.wait()
         for n in range(10):
             for job in (make_job(unique_key=f"key-{n}"), make_job(id=f"id-{n}")):
                 out = store.enqueue(job, time.time())
@@ -687,12 +693,8 @@ def test_racing_single_enqueues_add_one_job_per_id_and_unique_key(make_store: Ca
                     if not out.duplicate:
                         added.append(out.id)
 
-    threads = [threading.Thread(target=produce, args=(s,)) for s in stores]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert len(added) == 20 and stores[0].count() == 20
+    store = race(make_store, produce)
+    assert len(added) == 20 and store.count() == 20
     assert all(ids <= set(added) and len(ids) == 1 for ids in seen.values()), "every duplicate names the stored job"
 
 

@@ -12,7 +12,8 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
-from typing import Any
+from contextlib import contextmanager
+from typing import Any, cast
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -385,11 +386,7 @@ def test_a_waiting_claim_runs_in_the_same_exchange_as_the_wait(make: Callable[..
 def test_a_waiting_claim_whose_lua_was_lost_claims_after_loading_it(
     private_server: tuple[int, Callable[..., subprocess.Popen[bytes]]], lua_mode: str
 ) -> None:
-    port, start = private_server
-    start()
-    store = open_store(f"redis://:{SECRET}@127.0.0.1:{port}/0?prefix=lost", "site")
-    client = redis.Redis(port=port, password=SECRET)
-    try:
+    with private_store(private_server, "lost") as (store, client):
         now = time.time()
         job = store.enqueue(make_job(now=now, run_at=now + 0.3), now)
         client.function_flush()
@@ -397,9 +394,6 @@ def test_a_waiting_claim_whose_lua_was_lost_claims_after_loading_it(
         # The wait ends when the job falls due; the claim sent behind it finds no Lua and is made again.
         claimed = store.wait_and_claim(["default"], "w", LEASE, 1, 5.0)
         assert claimed is not None and [j.id for j in claimed] == [job.id]
-    finally:
-        client.close()
-        store.close()
 
 
 # -- precision ------------------------------------------------------------------------------------------
@@ -546,6 +540,22 @@ def private_server() -> Iterator[tuple[int, Callable[..., subprocess.Popen[bytes
     for proc in procs:
         proc.terminate()
         proc.wait(10)
+
+
+@contextmanager
+def private_store(
+    private_server: tuple[int, Callable[..., subprocess.Popen[bytes]]], prefix: str, *server_args: str
+) -> Iterator[tuple[RedisStore, redis.Redis]]:
+    """A store on the private server (started with ``server_args``), and a plain client of that server."""
+    port, start = private_server
+    start(*server_args)
+    store = cast(RedisStore, open_store(f"redis://:{SECRET}@127.0.0.1:{port}/0?prefix={prefix}", "site"))
+    client = redis.Redis(port=port, password=SECRET)
+    try:
+        yield store, client
+    finally:
+        client.close()
+        store.close()
 
 
 def test_an_outage_is_reported_and_the_next_call_after_it_works(
@@ -706,19 +716,12 @@ def test_the_lua_runs_as_functions_on_redis_7_else_as_scripts(store: RedisStore,
 def test_lost_lua_is_loaded_again(
     private_server: tuple[int, Callable[..., subprocess.Popen[bytes]]], lua_mode: str
 ) -> None:
-    port, start = private_server
-    start()
-    store = open_store(f"redis://:{SECRET}@127.0.0.1:{port}/0?prefix=lost", "site")
-    client = redis.Redis(port=port, password=SECRET)
-    try:
+    with private_store(private_server, "lost") as (store, client):
         client.function_flush()
         client.script_flush()
         job = make_job()
         assert not store.enqueue(job, time.time()).duplicate
         assert [j.id for j in store.claim(["default"], "w", LEASE, 1, time.time())] == [job.id]
-    finally:
-        client.close()
-        store.close()
 
 
 def test_opening_drops_the_libraries_of_other_offload_versions(
@@ -765,11 +768,7 @@ def test_a_server_without_functions_gets_the_scripts(
 def test_a_full_server_refuses_new_jobs_but_lets_workers_and_purge_drain_it(
     private_server: tuple[int, Callable[..., subprocess.Popen[bytes]]], lua_mode: str
 ) -> None:
-    port, start = private_server
-    start("--maxmemory-policy", "noeviction")
-    store = open_store(f"redis://:{SECRET}@127.0.0.1:{port}/0?prefix=full", "site")
-    client = redis.Redis(port=port, password=SECRET)
-    try:
+    with private_store(private_server, "full", "--maxmemory-policy", "noeviction") as (store, client):
         now = time.time()
         store.enqueue_many([make_job(payload=f'[["{"x" * 2000}"],{{}}]') for _ in range(20)], now)
         client.config_set("maxmemory", str(int(client.info("memory")["used_memory"]) - 1))
@@ -783,9 +782,6 @@ def test_a_full_server_refuses_new_jobs_but_lets_workers_and_purge_drain_it(
         assert store.purge(now + 1) == 2 and store.clear() == 18
         client.config_set("maxmemory", "0")
         assert not store.enqueue(make_job(), now).duplicate
-    finally:
-        client.close()
-        store.close()
 
 
 def test_indexes_are_skiplists_from_their_first_job(store: RedisStore, server: Any) -> None:
