@@ -8,6 +8,8 @@ from pathlib import Path
 from typing import Any
 
 BASELINE = ("rq", "redis")
+#: Not a system: each store's bare write (bench/peers/floor_bench.py); left out of "best peer".
+FLOOR = "floor"
 
 # (workload, key in the adapter's result, column title, unit, higher is better)
 METRICS: list[tuple[str, str, str, str, bool]] = [
@@ -118,6 +120,51 @@ def _table_cell(row: dict[str, Any] | None, key: str, unit: str, is_baseline: bo
     return text
 
 
+def against_peers(cells: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per store and metric: offload's median, the best peer's (the floor is no peer), offload's speed relative to
+    it (above 1: offload is faster; for latency that is the peer's milliseconds over offload's), and for enqueue
+    the floor's median and offload's share of it."""
+    found = {(c["system"], c["store"], c["workload"]): c["median"] for c in cells}
+    out = []
+    for store in dict.fromkeys(c["store"] for c in cells if c["system"] == "offload"):
+        for workload, key, title, unit, higher in METRICS:
+            mine = found.get(("offload", store, workload), {}).get(key)
+            if mine is None:
+                continue
+            peers = [(system, m[key]) for (system, st, w), m in found.items()
+                     if st == store and w == workload and system not in ("offload", FLOOR) and m.get(key)]
+            best = (max if higher else min)(peers, key=lambda p: p[1]) if peers else None
+            floor = found.get((FLOOR, store, workload), {}).get(key)
+            out.append({
+                "store": store, "metric": title, "unit": unit, "offload": mine,
+                "best_peer": best[0] if best else None, "best_peer_value": best[1] if best else None,
+                "speed_vs_best_peer": None if best is None else (mine / best[1] if higher else best[1] / mine),
+                "floor": floor, "share_of_floor": None if not floor else mine / floor,
+            })
+    return out
+
+
+def _against_peers(cells: list[dict[str, Any]]) -> list[str]:
+    rows = against_peers(cells)
+    if not rows:
+        return []
+    lines = ["", "## offload against the best peer on the same store", "",
+             "Speed: offload's figure over the best peer's (for latency, the peer's over offload's): above 1, offload "
+             "is ahead. Floor: the store's bare write, one record per round trip (bench/peers/floor_bench.py); a "
+             "single enqueue that waits for its store cannot pass it.", "",
+             "| store | metric | offload | best peer | speed | floor | offload / floor |",
+             "|---|---|---:|---|---:|---:|---:|"]
+    for r in rows:
+        unit = r["unit"]
+        peer = f"{r['best_peer']} {_fmt(r['best_peer_value'], unit)}" if r["best_peer"] else NOT_RUN
+        speed = f"{r['speed_vs_best_peer']:.2f}{TIMES}" if r["speed_vs_best_peer"] is not None else NOT_RUN
+        floor = _fmt(r["floor"], unit) if r["floor"] else ""
+        share = f"{r['share_of_floor']:.2f}" if r["share_of_floor"] is not None else ""
+        lines.append(f"| {r['store']} | {r['metric']} ({unit}) | {_fmt(r['offload'], unit)} | {peer} | {speed} "
+                     f"| {floor} | {share} |")
+    return lines
+
+
 def write_markdown(report: dict[str, Any], path: Path) -> None:
     meta = report["meta"]
     rows = {(r["system"], r["store"], r["workload"]): r for r in report["cells"]}
@@ -150,9 +197,12 @@ def write_markdown(report: dict[str, Any], path: Path) -> None:
     if notes:
         lines += ["", "Errors:", ""]
         lines += [f"{i}. {text.strip().splitlines()[0][:400]}" for i, text in enumerate(notes, 1)]
+    lines += _against_peers(report["cells"])
     lines += ["", "## How each system ran", "", "| system | store | drain / latency worker | io worker |",
               "|---|---|---|---|"]
     for system, store in pairs:
+        if system == FLOOR:
+            continue
         drain = (rows.get((system, store, "drain")) or rows.get((system, store, "latency")) or {}).get("worker", "")
         io = (rows.get((system, store, "io")) or {}).get("worker", "")
         lines.append(f"| {system} | {store} | {drain} | {io} |")

@@ -32,7 +32,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from report import BASELINE, METRICS, add_ratios, summarize, write_markdown
+from report import BASELINE, METRICS, add_ratios, against_peers, summarize, write_markdown
 
 BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
@@ -52,7 +52,11 @@ SYSTEMS: dict[str, tuple[str, str, tuple[str, ...]]] = {
     "saq": ("saq", "saq_bench.py", ("redis", "postgres")),
     "arq": ("arq", "arq_bench.py", ("redis",)),
     "procrastinate": ("procrastinate", "procrastinate_bench.py", ("postgres",)),
+    # Not a system: each store's bare write, for enqueue only (bench/peers/floor_bench.py).
+    "floor": ("offload", "floor_bench.py", ("sqlite", "redis", "postgres")),
 }
+# Systems that run only some workloads (and skip the verification, which needs a worker).
+ONLY_WORKLOADS: dict[str, tuple[str, ...]] = {"floor": ("enqueue",)}
 STORES = ("sqlite", "redis", "postgres")
 WORKLOADS = ("drain", "enqueue", "latency", "io")
 
@@ -326,6 +330,9 @@ def main(argv: list[str] | None = None) -> int:
         if venv in install_errors:
             checks[f"{system}/{store}"] = install_errors[venv]
             continue
+        if system in ONLY_WORKLOADS:
+            good_pairs.append((system, store))  # no worker to verify; its enqueue cells count what they wrote
+            continue
         result = run_cell(pythons[venv], system, store, "check", params["check"], params["budget"],
                           workroot / f"check-{system}-{store}")
         if result.get("ok"):
@@ -339,7 +346,7 @@ def main(argv: list[str] | None = None) -> int:
 
     cells: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
     for system, store in pairs:
-        for workload in workloads:
+        for workload in _workloads_of(system, workloads):
             cells[(system, store, workload)] = []
             if (system, store) not in good_pairs:
                 cells[(system, store, workload)].append(
@@ -350,7 +357,7 @@ def main(argv: list[str] | None = None) -> int:
             round_began = time.monotonic()
             log(f"round {round_no} of {repeats}:")
             for system, store in good_pairs:
-                for workload in workloads:
+                for workload in _workloads_of(system, workloads):
                     venv = SYSTEMS[system][0]
                     result = run_cell(pythons[venv], system, store, workload, params[workload], params["budget"],
                                       workroot / f"r{round_no}-{system}-{store}-{workload}",
@@ -389,6 +396,7 @@ def main(argv: list[str] | None = None) -> int:
         "metrics": [{"workload": w, "key": k, "title": t, "unit": u, "higher_is_better": h}
                     for w, k, t, u, h in METRICS],
         "cells": rows,
+        "against_peers": against_peers(rows),
     }
     prefix = Path(opts.output)
     prefix.parent.mkdir(parents=True, exist_ok=True)
@@ -405,6 +413,10 @@ def main(argv: list[str] | None = None) -> int:
     if workroot.exists() and not any(workroot.iterdir()):
         workroot.rmdir()
     return 0
+
+
+def _workloads_of(system: str, workloads: list[str]) -> list[str]:
+    return [w for w in workloads if w in ONLY_WORKLOADS.get(system, WORKLOADS)]
 
 
 def _show(path: Path) -> str:
