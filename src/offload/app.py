@@ -44,6 +44,28 @@ _ENQUEUE_OPTIONS = {"rq_kwargs", "max_attempts", "max_retries", "retry", "at", "
                     "meta"}
 
 
+# enqueue options that make a job differ from its neighbours in one enqueue_many: no shared template then.
+_PER_CALL_OPTIONS = {"job_id", "meta", "rq_kwargs"}
+
+
+def _copy_for_call(template: Job, args: Any, kwargs: Any, at: float) -> Job:
+    """A job like ``template`` (same function and options) with its own id, arguments and creation time, and
+    its own copies of everything mutable."""
+    fields = template.__dict__.copy()
+    fields["id"] = new_id()
+    fields["payload"] = codec.encode_payload(args if args is not None else [], kwargs if kwargs is not None else {})
+    fields["created_at"] = at
+    run_at = fields["run_at"]
+    fields["state"] = SCHEDULED if run_at is not None and run_at > at else QUEUED
+    fields["meta"] = dict(template.meta)
+    fields["errors"] = []
+    if template.retry is not None:
+        fields["retry"] = dict(template.retry)
+    job: Job = object.__new__(Job)
+    job.__dict__ = fields
+    return job
+
+
 def _timeout(value: Any, default: float) -> float | None:
     """Seconds or None (no limit) from a caller's timeout; ``None`` means the configured default."""
     if value is None:
@@ -312,17 +334,42 @@ class Offload:
         dict of ``enqueue`` arguments; ``options`` apply to every call unless the dict says otherwise."""
         now = time.time()
         jobs = []
+        # Calls that differ only in their arguments (fn or tuple calls) share one job built and validated once
+        # per function; each job is a copy of it with its own id, arguments and time. A fixed job id or meta
+        # goes through build_job for every call instead, as dicts do.
+        templates: dict[Any, Job] | None = {} if not options.keys() & _PER_CALL_OPTIONS else None
         for i, call in enumerate(calls):
+            at = now + i * 1e-6
             if isinstance(call, dict):
                 spec = {**options, **call}
-            elif isinstance(call, tuple):
-                spec = {**options, **dict(zip(("fn", "args", "kwargs"), call, strict=False))}
+                fn = spec.pop("fn", None)
+                if fn is None:
+                    raise ValueError(f"call {i} has no function")
+                jobs.append(self.build_job(fn, now=at, **spec))
+                continue
+            args = kwargs = None
+            if isinstance(call, tuple):
+                if not 1 <= len(call) <= 3:
+                    raise ValueError(f"call {i} is a tuple of {len(call)} items; give (fn,), (fn, args) or "
+                                     "(fn, args, kwargs), or a dict of enqueue arguments")
+                fn, args, kwargs = (*call, None, None)[:3]
             else:
-                spec = {**options, "fn": call}
-            fn = spec.pop("fn", None)
+                fn = call
             if fn is None:
                 raise ValueError(f"call {i} has no function")
-            jobs.append(self.build_job(fn, now=now + i * 1e-6, **spec))
+            template = None
+            if templates is not None:
+                try:
+                    template = templates.get(fn)
+                except TypeError:  # an unhashable callable: built in full, like a dict call
+                    templates = None
+            if template is None:
+                job = self.build_job(fn, args, kwargs, now=at, **options)
+                if templates is not None:
+                    templates[fn] = job
+                jobs.append(job)
+            else:
+                jobs.append(_copy_for_call(template, args, kwargs, at))
         if self.config["offload.jobs.sync"]:
             return [self._run_inline(job) for job in jobs]
         return self.store.enqueue_many(jobs, now)

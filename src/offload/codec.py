@@ -13,6 +13,7 @@ import base64
 import datetime as dt
 import json
 import uuid
+from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
@@ -22,6 +23,29 @@ TAG = "__offload__"
 
 _SCALARS = (str, int, float, bool, type(None))
 _encoder = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+
+
+def _refuse(value: Any) -> Any:
+    raise TypeError(f"{type(value).__name__} is not JSON")
+
+
+def _make_encode() -> Callable[[Any], str]:
+    """``_encoder.encode`` without its set-up on every call: JSONEncoder builds a new C encoder each time, which
+    for a job's small payload costs four times the encoding (2.5 vs 0.6 us). What reaches it is to_jsonable's
+    output or text built here, so it needs no check for circular references (to_jsonable recurses into them
+    first). Interpreters without the C encoder keep the plain JSONEncoder."""
+    make = getattr(json.encoder, "c_make_encoder", None)
+    if make is None:
+        return _encoder.encode
+    encode_one = make(None, _refuse, json.encoder.encode_basestring, None, ":", ",", False, False, False)
+
+    def encode(value: Any) -> str:
+        return "".join(encode_one(value, 0))
+
+    return encode
+
+
+_encode = _make_encode()
 
 
 def _tag(kind: str, value: Any) -> dict[str, Any]:
@@ -119,7 +143,7 @@ _DECODERS: dict[str, Any] = {
 
 def dumps(value: Any, path: str = "value") -> str:
     """Encode ``value`` as offload's JSON text."""
-    return _encoder.encode(to_jsonable(value, path))
+    return _encode(to_jsonable(value, path))
 
 
 def loads(text: str | bytes) -> Any:
@@ -142,7 +166,7 @@ def dump_meta(meta: dict[str, Any] | None) -> str:
         return "{}"
     if meta == _PLAIN_META:
         return '{"title":null}'
-    return _encoder.encode(meta)
+    return _encode(meta)
 
 
 def encode_payload(args: Any, kwargs: Any) -> str:
@@ -159,7 +183,7 @@ def encode_payload(args: Any, kwargs: Any) -> str:
         if type(key) is not str or not key.isidentifier():
             raise SerializationError(f"kwargs key {key!r} is not a valid keyword argument name")
         enc_kwargs[key] = to_jsonable(value, f"kwargs[{key!r}]")
-    return _encoder.encode([enc_args, enc_kwargs])
+    return _encode([enc_args, enc_kwargs])
 
 
 def decode_payload(text: str) -> tuple[list[Any], dict[str, Any]]:
@@ -178,4 +202,4 @@ def encode_result(value: Any) -> str:
         text = repr(value)
         if len(text) > 2000:
             text = text[:2000] + "..."
-        return _encoder.encode(_tag("repr", text))
+        return _encode(_tag("repr", text))

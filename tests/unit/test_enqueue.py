@@ -159,3 +159,52 @@ def test_public_api_is_complete() -> None:
         if not name.startswith("_") and getattr(getattr(offload, name), "__module__", "").startswith("offload")
     }
     assert ours <= set(offload.__all__), ours - set(offload.__all__)
+
+
+def test_enqueue_many_gives_every_call_its_own_job(app: Offload) -> None:
+    jobs = app.enqueue_many([(jobfuncs.add, [i, i]) for i in range(5)] + [jobfuncs.noop, (jobfuncs.echo,)],
+                            queue="bulk", title="T", max_retries=2, retry={"delay": 5}, timeout=30)
+    assert len({job.id for job in jobs}) == 7
+    assert [job.args for job in jobs[:5]] == [[i, i] for i in range(5)]
+    assert [job.func for job in jobs[4:]] == ["tests.jobfuncs:add", "tests.jobfuncs:noop", "tests.jobfuncs:echo"]
+    assert all(job.queue == "bulk" and job.title == "T" and job.max_attempts == 3 and job.timeout == 30
+               and job.retry == jobs[0].retry is not None for job in jobs)
+    created = [job.created_at for job in jobs]
+    assert created == sorted(created) and len(set(created)) == 7
+    # What a caller may change on one returned job is its own.
+    jobs[1].meta["seen"] = True
+    jobs[1].errors.append({"x": 1})
+    jobs[1].retry["delay"] = 99  # type: ignore[index]
+    assert "seen" not in jobs[0].meta and "seen" not in jobs[2].meta
+    assert jobs[0].errors == [] and jobs[2].errors == [] and jobs[2].retry["delay"] == 5  # type: ignore[index]
+    stored = {job.id: job for job in app.store.list(queues=["bulk"], limit=10)}
+    assert {i: stored[job.id].args for i, job in enumerate(jobs[:5])} == {i: [i, i] for i in range(5)}
+
+
+def test_enqueue_many_schedules_each_call_against_its_own_time(app: Offload) -> None:
+    jobs = app.enqueue_many([(jobfuncs.noop,), (jobfuncs.noop,)], delay=60)
+    assert all(job.state == SCHEDULED and job.run_at > job.created_at + 59 for job in jobs)
+
+
+def test_enqueue_many_refuses_bad_calls_naming_them_and_writes_nothing(app: Offload) -> None:
+    with pytest.raises(ValueError, match="call 1 is a tuple of 4 items"):
+        app.enqueue_many([(jobfuncs.add, [1, 2]), (jobfuncs.add, [1, 2], {}, "title")])
+    with pytest.raises(ValueError, match="call 0 is a tuple of 0 items"):
+        app.enqueue_many([()])
+    with pytest.raises(ValueError, match="call 0 has no function"):
+        app.enqueue_many([(None, [1])])
+    with pytest.raises(ValueError, match="call 0 has no function"):
+        app.enqueue_many([{"args": [1]}])
+    with pytest.raises(SerializationError, match=r"args\[0\]"):
+        app.enqueue_many([(jobfuncs.echo, [1]), (jobfuncs.echo, [object()])])
+    with pytest.raises(JobFunctionError, match="bound method"):
+        app.enqueue_many([(jobfuncs.echo, [1]), Thing().method])
+    assert app.store.count() == 0
+
+
+def test_enqueue_many_with_a_fixed_id_or_meta_builds_each_call(app: Offload) -> None:
+    first, again = app.enqueue_many([(jobfuncs.noop,), (jobfuncs.noop,)], job_id="fixed")
+    assert first.id == again.id == "fixed" and again.duplicate
+    jobs = app.enqueue_many([(jobfuncs.add, [1, 1]), (jobfuncs.add, [2, 2])], meta={"batch": 7})
+    assert [job.meta for job in jobs] == [{"batch": 7, "title": None}] * 2
+    assert jobs[0].meta is not jobs[1].meta
