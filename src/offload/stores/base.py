@@ -90,8 +90,9 @@ class Store(abc.ABC):
 
     # -- producer ----------------------------------------------------------------------------------------
     def enqueue(self, job: Job, now: float) -> Job:
-        """Store a new job (state ``queued`` or ``scheduled`` as given). Returns the stored job, or the
-        existing pending job with ``duplicate=True`` when the id or unique key is taken."""
+        """Store a new job (state ``queued`` or ``scheduled`` as given). Returns the stored job (``job`` itself,
+        updated, where the engine keeps no Python objects of its own), or the existing pending job with
+        ``duplicate=True`` when the id or unique key is taken."""
         return self.enqueue_many([job], now)[0]
 
     @abc.abstractmethod

@@ -417,6 +417,14 @@ def _float(number: float | None) -> str | None:
     return None if number is None else repr(float(number))
 
 
+def _stored(job: Job, now: float) -> Job:
+    """``job``, updated to what was stored (every engine returns the caller's Job so, rather than a copy)."""
+    job.duplicate = False
+    if job.state == QUEUED:
+        job.enqueued_at = now
+    return job
+
+
 def _clone(job: Job, duplicate: bool) -> Job:
     """A shallow copy of ``job`` (copy.copy is several times slower on a dataclass this wide)."""
     fields = job.__dict__.copy()
@@ -745,10 +753,7 @@ class PostgresStore(Store):
         # fmt: on
         if not conn.execute(self._sql["enqueue_new"], params).fetchall():
             return None
-        stored = _clone(job, duplicate=False)
-        if job.state == QUEUED:
-            stored.enqueued_at = now
-        return stored
+        return _stored(job, now)
 
     def _enqueue_statement(self, conn: Connection) -> str:
         """The enqueue statement, naming the sequence behind ``jobs.seq`` (looked up once)."""
@@ -780,10 +785,7 @@ class PostgresStore(Store):
         for n, i in enumerate(todo):
             job = jobs[i]
             if insert[n] and job.id in inserted:
-                stored = _clone(job, duplicate=False)
-                if job.state == QUEUED:
-                    stored.enqueued_at = now
-                results[i] = by_id[job.id] = stored
+                results[i] = by_id[job.id] = stored = _stored(job, now)
                 if job.unique_key is not None:
                     by_key[job.unique_key] = stored
         for n, i in enumerate(todo):
