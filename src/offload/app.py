@@ -31,6 +31,7 @@ from offload.jobs import (
     check_job_id,
     check_queue_name,
     new_id,
+    new_ids,
 )
 from offload.retry import RetryPolicy
 from offload.stores import Store, open_store, store_class
@@ -48,11 +49,11 @@ _ENQUEUE_OPTIONS = {"rq_kwargs", "max_attempts", "max_retries", "retry", "at", "
 _PER_CALL_OPTIONS = {"job_id", "meta", "rq_kwargs"}
 
 
-def _copy_for_call(template: Job, args: Any, kwargs: Any, at: float) -> Job:
+def _copy_for_call(template: Job, job_id: str, args: Any, kwargs: Any, at: float) -> Job:
     """A job like ``template`` (same function and options) with its own id, arguments and creation time, and
     its own copies of everything mutable."""
     fields = template.__dict__.copy()
-    fields["id"] = new_id()
+    fields["id"] = job_id
     fields["payload"] = codec.encode_payload(args if args is not None else [], kwargs if kwargs is not None else {})
     fields["created_at"] = at
     run_at = fields["run_at"]
@@ -333,6 +334,8 @@ class Offload:
         """Add many jobs in one round trip. Each call is ``fn``, ``(fn, args)``, ``(fn, args, kwargs)`` or a
         dict of ``enqueue`` arguments; ``options`` apply to every call unless the dict says otherwise."""
         now = time.time()
+        calls = calls if isinstance(calls, (list, tuple)) else list(calls)
+        ids = iter(new_ids(len(calls)))
         jobs = []
         # Calls that differ only in their arguments (fn or tuple calls) share one job built and validated once
         # per function; each job is a copy of it with its own id, arguments and time. A fixed job id or meta
@@ -369,7 +372,7 @@ class Offload:
                     templates[fn] = job
                 jobs.append(job)
             else:
-                jobs.append(_copy_for_call(template, args, kwargs, at))
+                jobs.append(_copy_for_call(template, next(ids), args, kwargs, at))
         if self.config["offload.jobs.sync"]:
             return [self._run_inline(job) for job in jobs]
         return self.store.enqueue_many(jobs, now)
