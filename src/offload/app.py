@@ -341,6 +341,9 @@ class Offload:
         # per function; each job is a copy of it with its own id, arguments and time. A fixed job id or meta
         # goes through build_job for every call instead, as dicts do.
         templates: dict[Any, Job] | None = {} if not options.keys() & _PER_CALL_OPTIONS else None
+        # args and kwargs given as options are defaults for the calls that leave them out.
+        shared = {k: v for k, v in options.items() if k not in ("fn", "args", "kwargs")}
+        default_args, default_kwargs = options.get("args"), options.get("kwargs")
         for i, call in enumerate(calls):
             at = now + i * 1e-6
             if isinstance(call, dict):
@@ -350,12 +353,16 @@ class Offload:
                     raise ValueError(f"call {i} has no function")
                 jobs.append(self.build_job(fn, now=at, **spec))
                 continue
-            args = kwargs = None
+            args, kwargs = default_args, default_kwargs
             if isinstance(call, tuple):
                 if not 1 <= len(call) <= 3:
                     raise ValueError(f"call {i} is a tuple of {len(call)} items; give (fn,), (fn, args) or "
                                      "(fn, args, kwargs), or a dict of enqueue arguments")
-                fn, args, kwargs = (*call, None, None)[:3]
+                fn = call[0]
+                if len(call) > 1:
+                    args = call[1]
+                if len(call) > 2:
+                    kwargs = call[2]
             else:
                 fn = call
             if fn is None:
@@ -367,7 +374,7 @@ class Offload:
                 except TypeError:  # an unhashable callable: built in full, like a dict call
                     templates = None
             if template is None:
-                job = self.build_job(fn, args, kwargs, now=at, **options)
+                job = self.build_job(fn, args, kwargs, now=at, **shared)
                 if templates is not None:
                     templates[fn] = job
                 jobs.append(job)

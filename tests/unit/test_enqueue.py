@@ -208,3 +208,12 @@ def test_enqueue_many_with_a_fixed_id_or_meta_builds_each_call(app: Offload) -> 
     jobs = app.enqueue_many([(jobfuncs.add, [1, 1]), (jobfuncs.add, [2, 2])], meta={"batch": 7})
     assert [job.meta for job in jobs] == [{"batch": 7, "title": None}] * 2
     assert jobs[0].meta is not jobs[1].meta
+
+
+def test_enqueue_many_options_give_arguments_to_the_calls_that_leave_them_out(app: Offload) -> None:
+    bare, short, full = app.enqueue_many([jobfuncs.add, (jobfuncs.add,), (jobfuncs.add, [5, 5])], args=[1, 2])
+    assert bare.args == short.args == [1, 2] and full.args == [5, 5]
+    given, own = app.enqueue_many([(jobfuncs.echo, [1]), (jobfuncs.echo, [2], {"x": 3})], kwargs={"x": 0})
+    assert (given.kwargs, own.kwargs) == ({"x": 0}, {"x": 3})
+    first, second = app.enqueue_many([{"args": [1]}, (jobfuncs.noop,)], fn=jobfuncs.add)
+    assert (first.func, second.func) == ("tests.jobfuncs:add", "tests.jobfuncs:noop")
