@@ -35,6 +35,7 @@ from offload.jobs import (  # noqa: E402
     WorkerInfo,
 )
 from offload.stores import open_store  # noqa: E402
+from offload.stores.base import mark_stored  # noqa: E402
 from offload.stores.redis import RedisStore, _pack  # noqa: E402
 from tests.conftest import engine_url, service_missing  # noqa: E402
 from tests.stores.conftest import make_job  # noqa: E402
@@ -349,15 +350,20 @@ def test_a_waiter_notices_an_earlier_scheduled_job(make: Callable[..., RedisStor
     assert 0.3 <= time.monotonic() - started < 2.0
 
 
-def test_close_ends_a_wait_in_another_thread(store: RedisStore) -> None:
+def assert_close_ends_a_wait(store: RedisStore, queue: str) -> None:
+    """A wait_for_work blocked in another thread returns False soon after ``close()``."""
     result: list[bool] = []
-    thread = threading.Thread(target=lambda: result.append(store.wait_for_work(["default"], 10.0)))
+    thread = threading.Thread(target=lambda: result.append(store.wait_for_work([queue], 10.0)))
     thread.start()
     time.sleep(0.2)
     started = time.monotonic()
     store.close()
     thread.join(5)
     assert result == [False] and time.monotonic() - started < 2.0
+
+
+def test_close_ends_a_wait_in_another_thread(store: RedisStore) -> None:
+    assert_close_ends_a_wait(store, "default")
 
 
 def test_a_waiting_claim_runs_in_the_same_exchange_as_the_wait(make: Callable[..., RedisStore]) -> None:
@@ -668,14 +674,7 @@ def test_a_store_over_tls(tls_server: int, tls_files: dict[str, str], lua_mode: 
             time.sleep(0.01)
         assert store.count() == 1 and store._call("CLIENT", "ID") != client_id
 
-        result: list[bool] = []
-        thread = threading.Thread(target=lambda: result.append(store.wait_for_work(["elsewhere"], 10.0)))
-        thread.start()
-        time.sleep(0.2)
-        started = time.monotonic()
-        store.close()
-        thread.join(5)
-        assert result == [False] and time.monotonic() - started < 2.0
+        assert_close_ends_a_wait(store, "elsewhere")
     finally:
         store.close()
 
@@ -817,7 +816,7 @@ def test_one_queued_job_is_stored_as_a_batch_stores_it(store: RedisStore, server
     expected = {"spec", "payload", "queue", "state", "created_at", "attempts", "max_attempts", "enqueued_at"}
     assert set(hash_without_ids(server, store, alone.id)) == expected | ({"meta"} if meta else set())
     assert hash_without_ids(server, store, alone.id) == hash_without_ids(server, store, in_batch.id)
-    assert store.get(alone.id) == store._stored(alone, now)
+    assert store.get(alone.id) == mark_stored(alone, now)
     check_books(store, server, thorough=True)
 
 
@@ -838,7 +837,7 @@ def test_a_batch_of_every_kind_of_job_stores_each_as_given(store: RedisStore, se
     assert [j.duplicate for j in out] == [False] * 7 + [True, True]
     assert out[7] == store.get(jobs[1].id) and out[8] == store.get(jobs[4].id)
     for job, stored in zip(jobs[:7], out, strict=False):
-        assert store.get(job.id) == stored == store._stored(job, now)
+        assert store.get(job.id) == stored == mark_stored(job, now)
     check_books(store, server, thorough=True)
 
 

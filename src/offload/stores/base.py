@@ -33,7 +33,16 @@ import time
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
-from offload.jobs import Job, Outcome, ScheduleRun, WorkerInfo
+from offload.jobs import QUEUED, Job, Outcome, ScheduleRun, WorkerInfo
+
+
+def mark_stored(job: Job, now: float) -> Job:
+    """``job``, updated to what an engine that keeps no Python objects of its own stored: not a duplicate, and
+    enqueued at ``now`` if queued. Such engines return the caller's Job so rather than a copy per job."""
+    job.duplicate = False
+    if job.state == QUEUED:
+        job.enqueued_at = now
+    return job
 
 
 class Store(abc.ABC):

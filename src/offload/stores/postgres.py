@@ -66,7 +66,7 @@ from psycopg.rows import TupleRow
 from offload import codec
 from offload.errors import StoreError, StoreUnavailable, StoreURLError
 from offload.jobs import QUEUED, SCHEDULED, STARTED, Job, Outcome, ScheduleRun, WorkerInfo
-from offload.stores.base import Store
+from offload.stores.base import Store, mark_stored
 
 Connection = psycopg.Connection[TupleRow]
 
@@ -417,14 +417,6 @@ def _float(number: float | None) -> str | None:
     return None if number is None else repr(float(number))
 
 
-def _stored(job: Job, now: float) -> Job:
-    """``job``, updated to what was stored (every engine returns the caller's Job so, rather than a copy)."""
-    job.duplicate = False
-    if job.state == QUEUED:
-        job.enqueued_at = now
-    return job
-
-
 def _clone(job: Job, duplicate: bool) -> Job:
     """A shallow copy of ``job`` (copy.copy is several times slower on a dataclass this wide)."""
     fields = job.__dict__.copy()
@@ -753,7 +745,7 @@ class PostgresStore(Store):
         # fmt: on
         if not conn.execute(self._sql["enqueue_new"], params).fetchall():
             return None
-        return _stored(job, now)
+        return mark_stored(job, now)
 
     def _enqueue_statement(self, conn: Connection) -> str:
         """The enqueue statement, naming the sequence behind ``jobs.seq`` (looked up once)."""
@@ -785,7 +777,7 @@ class PostgresStore(Store):
         for n, i in enumerate(todo):
             job = jobs[i]
             if insert[n] and job.id in inserted:
-                results[i] = by_id[job.id] = stored = _stored(job, now)
+                results[i] = by_id[job.id] = stored = mark_stored(job, now)
                 if job.unique_key is not None:
                     by_key[job.unique_key] = stored
         for n, i in enumerate(todo):

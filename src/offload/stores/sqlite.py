@@ -38,7 +38,7 @@ from offload.jobs import (
     ScheduleRun,
     WorkerInfo,
 )
-from offload.stores.base import Store
+from offload.stores.base import Store, mark_stored
 from offload.stores.memory import abandoned_error
 from offload.stores.sqlite_schema import MIGRATIONS
 
@@ -291,21 +291,14 @@ class SQLiteStore(Store):
             self._conn().execute(self._INSERT, self._row(job, now))
         except sqlite3.IntegrityError:
             return self._insert_each([job], now)[0]
-        return self._stored(job, now)
+        return mark_stored(job, now)
 
     def enqueue_many(self, jobs: Sequence[Job], now: float) -> list[Job]:
         if len(jobs) <= 1:
             return [self.enqueue(job, now) for job in jobs]
         if self._insert_all(jobs, now):
-            return [self._stored(job, now) for job in jobs]
+            return [mark_stored(job, now) for job in jobs]
         return self._insert_each(jobs, now)
-
-    @staticmethod
-    def _stored(job: Job, now: float) -> Job:
-        job.duplicate = False
-        if job.state == QUEUED:
-            job.enqueued_at = now
-        return job
 
     def _insert_all(self, jobs: Sequence[Job], now: float) -> bool:
         """Bulk path: up to ``_BATCH`` rows per INSERT, all in one transaction. Returns False, having written
@@ -342,7 +335,7 @@ class SQLiteStore(Store):
                         out.append(existing)
                         continue
                     conn.execute(self._INSERT, self._row(job, now))
-                out.append(self._stored(job, now))
+                out.append(mark_stored(job, now))
         return out
 
     def _conflict(self, conn: sqlite3.Connection, job: Job) -> Job | None:
