@@ -101,3 +101,23 @@ def set_signal_handler() -> str:
 def big(payload: str, size: int) -> str:
     """Takes a large argument and returns a large result."""
     return payload[:1] * size
+
+
+def process_facts() -> dict[str, Any]:
+    """How the executor running this was started: its command line, parent, session and stdin."""
+    with open("/proc/self/cmdline", "rb") as f:
+        cmdline = f.read().split(b"\0")
+    return {"pid": os.getpid(), "ppid": os.getppid(), "sid": os.getsid(0),
+            "cmdline": [part.decode() for part in cmdline if part], "stdin": os.readlink("/proc/self/fd/0")}
+
+
+def at_exit_write(path: str) -> int:
+    """Register an atexit handler that writes this process's PID to ``path`` when the process ends."""
+    import atexit
+
+    def write() -> None:
+        with open(path, "w") as f:
+            f.write(str(os.getpid()))
+
+    atexit.register(write)
+    return os.getpid()

@@ -1,10 +1,11 @@
 """The ``offload`` command's entry point.
 
-For ``offload worker`` it starts the executor processes first thing, before the command line, the
-configuration and the store's driver are loaded: an executor is a fresh interpreter whose boot takes about as
-long as all of that, so the two overlap instead of adding up (worker start-up matters on every deploy and
-restart, and for a worker started per batch). The number started is what the command line asks for
-(``--concurrency``/``-n``, else 1); the worker starts more, or stops the surplus, once it knows the real figure.
+For ``offload worker`` it forks the executor processes first thing, while this process is still one thread
+holding no connection, before the command line, the configuration and the store's driver are loaded (see
+``offload.worker.spawn``): they are ready at once and idle on their own core while the supervisor sets up,
+instead of each booting an interpreter that competes with it (worker start-up matters on every deploy and
+restart, and for a worker started per batch). The number forked is what the command line asks for
+(``--concurrency``/``-n``, else 1); the worker spawns more, or stops the surplus, once it knows the real figure.
 Everything else goes straight to ``offload.cli``.
 """
 

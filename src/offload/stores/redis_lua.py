@@ -5,6 +5,7 @@ store's module docstring tells how and when each is used."""
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Sequence
 
@@ -55,13 +56,11 @@ class Lua:
     library, so offload versions that share a server never call each other's functions."""
 
     def __init__(self) -> None:
-        # Imported here, not with the module (~10 ms): only a store being made needs them.
+        # Imported here, not with the module: only a store being made needs it.
         import hashlib
-        from importlib import resources
 
-        lua = resources.files("offload.stores").joinpath("lua")
         rows = f"local ROW_FIELDS = {{{', '.join(repr(f) for f in ROW_FIELDS)}}}"
-        common = lua.joinpath("common.lua").read_text(encoding="utf-8")
+        common = _read("common")
         blocks: list[tuple[set[str], str]] = [({"ROW_FIELDS"}, rows)]
         for text in re.split(r"\n\s*\n", common):
             names = set(re.findall(r"^local function (\w+)", text, re.M))
@@ -71,11 +70,9 @@ class Lua:
                 blocks.append((names, text))
         if sum(names == _PER_CALL for names, _ in blocks) != 1:
             raise RuntimeError(f"common.lua must set {sorted(_PER_CALL)} in one block of their own")
-        bodies = {name: lua.joinpath(f"{name}.lua").read_text(encoding="utf-8") for name in SCRIPT_FILES}
-        self.scripts: dict[str, tuple[str, str]] = {}
-        for name, body in bodies.items():
-            source = f"{_prelude(body, blocks)}\n\n-- {name}.lua\n{body}"
-            self.scripts[name] = (hashlib.sha1(source.encode()).hexdigest(), source)
+        bodies = {name: _read(name) for name in SCRIPT_FILES}
+        self._blocks, self._bodies = blocks, bodies
+        self._scripts: dict[str, tuple[str, str]] | None = None
 
         parts = ["#!lua name=@LIB@", "local KEYS, ARGV, B, null"]
         parts += [text for names, text in blocks if names != _PER_CALL]
@@ -92,6 +89,26 @@ class Lua:
         self.library_name = "offload_" + hashlib.sha1(template.encode()).hexdigest()[:16]
         self.library = template.replace("@LIB@", self.library_name)
         self.functions = {name: f"{self.library_name}_{name}" for name in bodies}
+
+    @property
+    def scripts(self) -> dict[str, tuple[str, str]]:
+        """name -> (sha1, source) of each script for EVALSHA; assembled on first use (only where Redis Functions
+        are missing or refused)."""
+        if self._scripts is None:
+            import hashlib
+
+            self._scripts = {}
+            for name, body in self._bodies.items():
+                source = f"{_prelude(body, self._blocks)}\n\n-- {name}.lua\n{body}"
+                self._scripts[name] = (hashlib.sha1(source.encode()).hexdigest(), source)
+        return self._scripts
+
+
+def _read(name: str) -> str:
+    """The text of ``lua/<name>.lua``, beside this module. A plain read: the package is always installed as
+    files (``importlib.resources`` would add ~10 ms of imports to every process that opens a Redis store)."""
+    with open(os.path.join(os.path.dirname(__file__), "lua", f"{name}.lua"), encoding="utf-8") as f:
+        return f.read()
 
 
 _lua: Lua | None = None
