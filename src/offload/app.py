@@ -7,8 +7,7 @@ import math
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from offload import codec, funcs
 from offload.config import NO_LIMIT, Config
@@ -35,6 +34,9 @@ from offload.jobs import (
 )
 from offload.retry import RetryPolicy
 from offload.stores import Store, open_store, store_class
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 NO_TIMEOUT = -1
 MAX_TIMEOUT = 366 * 86400.0

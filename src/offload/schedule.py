@@ -35,15 +35,15 @@ import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from offload import funcs
 from offload.config import parse_duration
 from offload.errors import ConfigError
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from offload.app import Offload
 
 log = logging.getLogger("offload")
@@ -86,6 +86,8 @@ class Schedule:
             raise ValueError(f"schedule {self.name!r}: {self.cron!r} is not a valid cron expression")
         if self.every is not None and not (math.isfinite(self.every) and self.every >= 1):
             raise ValueError(f"schedule {self.name!r}: every= must be at least 1 second")
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError  # here: only a worker with schedules needs it
+
         try:
             self.zone = ZoneInfo(self.timezone)
         except (ZoneInfoNotFoundError, ValueError):

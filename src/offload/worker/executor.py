@@ -30,7 +30,11 @@ from collections.abc import Awaitable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from offload import codec, context, funcs
+# ``config`` (what the configuration message holds) and ``tasks`` (what loads the job modules) are imported with
+# the module, so that a forked executor has them from its parent (which needs them too) and a spawned one loads
+# them while it waits for that message.
+from offload import codec, context, funcs, tasks
+from offload import config as _config  # noqa: F401
 from offload.errors import JobFunctionError, SerializationError, TaskNotFound
 from offload.retry import Retry
 from offload.worker.slot import SLOT, SLOT_DONE, SLOT_RUNNING, write_slot
@@ -287,7 +291,6 @@ def run(fd: int, slot_fd: int | None, parent: int | None = None) -> None:
         stream=sys.stderr,
     )
     import offload
-    from offload import tasks
 
     if init.get("config") is not None:
         # Jobs that publish or enqueue (offload.notify, offload.enqueue) act on the worker's own site. Built on

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -165,6 +164,8 @@ class Child:
 
     def reap(self) -> str:
         """Wait for the (dead or killed) child and say how it ended; leftovers of its group are killed."""
+        import subprocess  # here: a worker whose executors were forked needs it only now
+
         self.dead = True
         try:
             returncode: int | None = self.proc.wait(timeout=5)
