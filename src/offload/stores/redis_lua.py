@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import re
+import zlib
 from collections.abc import Sequence
 
 #: The job hash fields a script returns for a job, in order, after the id (the row the Python side decodes).
@@ -56,9 +57,6 @@ class Lua:
     library, so offload versions that share a server never call each other's functions."""
 
     def __init__(self) -> None:
-        # Imported here, not with the module: only a store being made needs it.
-        import hashlib
-
         rows = f"local ROW_FIELDS = {{{', '.join(repr(f) for f in ROW_FIELDS)}}}"
         common = _read("common")
         blocks: list[tuple[set[str], str]] = [({"ROW_FIELDS"}, rows)]
@@ -86,7 +84,10 @@ class Lua:
                 f"forget()\n{body}\nend}}"
             )
         template = "\n\n".join(parts)
-        self.library_name = "offload_" + hashlib.sha1(template.encode()).hexdigest()[:16]
+        # A name, not a security check: two 32-bit checksums (zlib loads in well under a millisecond; hashlib's
+        # OpenSSL takes ~5, on the start-up path of every process that opens a Redis store).
+        text = template.encode()
+        self.library_name = f"offload_{zlib.crc32(text):08x}{zlib.adler32(text):08x}"
         self.library = template.replace("@LIB@", self.library_name)
         self.functions = {name: f"{self.library_name}_{name}" for name in bodies}
 

@@ -422,7 +422,10 @@ _HAS_POLL = hasattr(select, "poll")
 def _open_socket(ep: Endpoint) -> socket.socket:
     """A connected socket (TLS: with its handshake done), trying each address of the host in turn."""
     error: OSError = OSError("getaddrinfo returned no address")
-    for family, kind, proto, _, address in socket.getaddrinfo(ep.host, ep.port, 0, socket.SOCK_STREAM):
+    # An ASCII host goes as bytes: as text, getaddrinfo encodes it with the IDNA codec, whose first use costs a
+    # few milliseconds of imports on every process's first connection.
+    host: str | bytes = ep.host.encode("ascii") if ep.host.isascii() else ep.host
+    for family, kind, proto, _, address in socket.getaddrinfo(host, ep.port, 0, socket.SOCK_STREAM):
         sock = socket.socket(family, kind, proto)
         try:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
