@@ -144,6 +144,7 @@ def fork_executor() -> Spawned:
             parent_end.close()
             for sibling in _prestarted:  # the supervisor's ends of the executors forked before this one
                 sibling.sock.close()
+                sibling.slot.close()
             _prestarted.clear()
             os.setsid()
             devnull = os.open(os.devnull, os.O_RDONLY)
