@@ -255,27 +255,27 @@ class Executor:
                     pool.submit(self.run_and_report, spec)
 
 
-def _options(argv: list[str]) -> tuple[int, int | None, int | None]:
-    """``--fd N [--slot M] [--parent PID]``: only the supervisor starts this (no argparse: it is on every
+def _options(argv: list[str]) -> tuple[int, int | None, int]:
+    """``--fd N [--slot M] --parent PID``: only the supervisor starts this (no argparse: it is on every
     worker's start-up)."""
     values = dict(zip(argv[::2], argv[1::2], strict=False))
-    if "--fd" not in values or len(argv) % 2 or set(values) - {"--fd", "--slot", "--parent"}:
-        sys.exit("usage: python -m offload.worker.executor --fd N [--slot M] [--parent PID]")
-    slot, parent = values.get("--slot"), values.get("--parent")
-    return int(values["--fd"]), None if slot is None else int(slot), None if parent is None else int(parent)
+    if not {"--fd", "--parent"} <= set(values) or len(argv) % 2 or set(values) - {"--fd", "--slot", "--parent"}:
+        sys.exit("usage: python -m offload.worker.executor --fd N [--slot M] --parent PID")
+    slot = values.get("--slot")
+    return int(values["--fd"]), None if slot is None else int(slot), int(values["--parent"])
 
 
 def main(argv: list[str] | None = None) -> None:
     run(*_options(sys.argv[1:] if argv is None else argv))
 
 
-def run(fd: int, slot_fd: int | None, parent: int | None = None) -> None:
+def run(fd: int, slot_fd: int | None, parent: int) -> None:
     """Be an executor on the supervisor's socket ``fd`` (and slot ``slot_fd``) until told to stop: the body of
     a spawned executor's ``main``, and what a forked one runs (``spawn.fork_executor``). ``parent``: the
     supervisor's PID, to notice that it died before ``_die_with_parent`` took effect (not "the parent is PID 1":
     in a container the supervisor often is PID 1)."""
     _die_with_parent()
-    if parent is not None and os.getppid() != parent:
+    if os.getppid() != parent:
         os._exit(0)
     # Ctrl-C in a terminal reaches the whole foreground group; the supervisor decides what stops.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
