@@ -34,6 +34,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from machine import BUSY_LIMIT, describe, load_lines, other_load
+
 BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
 PEERS = BENCH / "peers"
@@ -725,7 +727,8 @@ def markdown(report: dict[str, Any]) -> str:
              f"{meta['loadavg_start']} {ARROW} {meta['loadavg_end']} · run took {meta['duration_s'] / 60:.1f} min "
              f"({parts}) · offload {meta['versions'].get('offload')} ({meta['source']})", "",
              f"Medians of {meta['repeats']} rounds; ratios are to a baseline measured in the same rounds. "
-             "Workloads: bench/README.md, \"offload on its own\". Raw runs and samples: extra.json.", ""]
+             "Workloads: bench/README.md, \"offload on its own\". Raw runs and samples: extra.json.", "",
+             *load_lines(meta.get("machine_load"))]
     if "cpu" in report:
         lines += _md_cpu(report["cpu"])
     if "memory" in report:
@@ -941,6 +944,8 @@ def main(argv: list[str] | None = None) -> int:
     sys.path[:0] = [str(BENCH), str(PEERS)]
     from run import machine_info
 
+    machine_load = {"before": other_load(), "busy_limit": BUSY_LIMIT}
+    log(f"machine before the run: {describe(machine_load['before'])}")
     workdir = BENCH / ".work" / f"extra-{dt.datetime.now():%Y%m%d-%H%M%S}"
     workdir.mkdir(parents=True)
     began, load_start = time.monotonic(), loadavg()
@@ -964,7 +969,8 @@ def main(argv: list[str] | None = None) -> int:
         clean_services(workdir)
     report["meta"] = {"date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "mode": opts.mode,
                       "argv": sys.argv[1:] if argv is None else argv, "repeats": repeats, "params": params,
-                      "machine": machine_info(), "loadavg_start": load_start, "loadavg_end": loadavg(),
+                      "machine": machine_info(), "machine_load": machine_load, "loadavg_start": load_start,
+                      "loadavg_end": loadavg(),
                       "duration_s": round(time.monotonic() - began, 1), "part_durations_s": durations, **env}
     prefix = Path(opts.output)
     prefix.parent.mkdir(parents=True, exist_ok=True)

@@ -7,6 +7,8 @@ import statistics
 from pathlib import Path
 from typing import Any
 
+from machine import load_lines
+
 BASELINE = ("rq", "redis")
 #: Not a system: each store's bare write (bench/peers/floor_bench.py); left out of "best peer".
 FLOOR = "floor"
@@ -95,6 +97,7 @@ def _header(meta: dict[str, Any]) -> list[str]:
         f"and slower for latency. {sizes}. Workload definitions: bench/README.md."
         + (" **Interrupted: not every round ran.**" if meta.get("interrupted") else ""),
         "",
+        *load_lines(meta.get("machine_load")),
     ]
 
 

@@ -32,6 +32,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from machine import BUSY_LIMIT, describe, other_load
 from report import BASELINE, METRICS, add_ratios, against_peers, summarize, write_markdown
 
 BENCH = Path(__file__).resolve().parent
@@ -305,6 +306,9 @@ def main(argv: list[str] | None = None) -> int:
     load_start = loadavg()
     log(f"offload bench: {opts.mode}, {len(pairs)} system/store pairs, workloads {','.join(workloads)}, "
         f"{repeats} rounds; work dir {_show(workroot)}")
+    # Other processes' load, before anything of ours runs and before each round (see bench/machine.py).
+    machine_load: dict[str, Any] = {"before": other_load(), "rounds": [], "busy_limit": BUSY_LIMIT}
+    log(f"machine before the run: {describe(machine_load['before'])}")
 
     log("venvs:")
     pythons: dict[str, Path] = {}
@@ -354,8 +358,10 @@ def main(argv: list[str] | None = None) -> int:
     interrupted = False
     try:
         for round_no in range(1, repeats + 1):
+            round_load = other_load()
+            machine_load["rounds"].append(round_load)
             round_began = time.monotonic()
-            log(f"round {round_no} of {repeats}:")
+            log(f"round {round_no} of {repeats}: machine {describe(round_load)}")
             for system, store in good_pairs:
                 for workload in _workloads_of(system, workloads):
                     venv = SYSTEMS[system][0]
@@ -385,6 +391,7 @@ def main(argv: list[str] | None = None) -> int:
             "machine": machine_info(),
             "loadavg_start": load_start,
             "loadavg_end": loadavg(),
+            "machine_load": machine_load,
             "duration_s": round(duration, 1),
             "peers": peers,
             "servers": servers,

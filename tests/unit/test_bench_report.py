@@ -14,6 +14,7 @@ BENCH = Path(__file__).resolve().parents[2] / "bench"
 
 @pytest.fixture(scope="module")
 def report() -> Any:
+    sys.path.insert(0, str(BENCH))  # report imports machine, as it does when run.py runs it
     spec = importlib.util.spec_from_file_location("bench_report", BENCH / "report.py")
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
@@ -63,3 +64,4 @@ def test_a_store_without_peers_shows_offload_alone(report: Any) -> None:
     rows = report.against_peers([_cell("offload", "sqlite", "drain", jobs_per_s=12000.0)])
     assert rows == [{"store": "sqlite", "metric": "drain", "unit": "jobs/s", "offload": 12000.0, "best_peer": None,
                      "best_peer_value": None, "speed_vs_best_peer": None, "floor": None, "share_of_floor": None}]
+
