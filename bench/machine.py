@@ -16,6 +16,8 @@ from typing import Any
 #: Busy cores from other processes above which a run is flagged: a benchmark should start on an idle machine.
 BUSY_LIMIT = 0.2
 _TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+_NOT_IDLE = ("on a small VM another process's load changes the cost of every round trip, so these figures do not "
+             "compare with an idle machine's")
 
 
 def _machine_ticks() -> tuple[int, int, int]:
@@ -78,7 +80,7 @@ def describe(load: dict[str, Any]) -> str:
     if load.get("steal_cores"):
         text += f", {load['steal_cores']:.2f} stolen"
     if load["busy_cores"] > BUSY_LIMIT:
-        text += " - NOT IDLE: the figures of this run are not comparable with an idle machine's"
+        text += f" - NOT IDLE: {_NOT_IDLE}"
     return text
 
 
@@ -94,6 +96,5 @@ def load_lines(load: dict[str, Any] | None) -> list[str]:
             f"cores before the run" + (f", {rounds} before each round" if rounds else "") + ".")
     if busiest.get("busy_cores", 0.0) > load.get("busy_limit", BUSY_LIMIT):
         who = ", ".join(f"{p['name']} (pid {p['pid']}) {p['cores']:.2f}" for p in busiest.get("top", [])[:3])
-        line += (f" **Not an idle machine** ({who or 'no single process'}): on a small VM another process's load "
-                 "changes the cost of every round trip, so these figures do not compare with an idle machine's.")
+        line += f" **Not an idle machine** ({who or 'no single process'}): {_NOT_IDLE}."
     return [line, ""]
