@@ -11,11 +11,9 @@ The module-level functions act on a default ``Offload`` built from the configura
 from __future__ import annotations
 
 import importlib
-import threading
-
-__version__ = "0.1.0"
 
 import offload.retry  # noqa: F401  (the submodule first: the function ``retry`` below must win the name)
+from offload.default import configure, configure_lazily, default_app
 from offload.errors import (
     ConfigError,
     DuplicateJob,
@@ -33,6 +31,7 @@ from offload.errors import (
     TaskNotFound,
 )
 from offload.retry import Retry, RetryPolicy
+from offload.version import __version__
 
 # Not imported at run time (typing alone is ~10 ms, and every executor imports this package on its way up).
 TYPE_CHECKING = False
@@ -41,10 +40,10 @@ if TYPE_CHECKING:
     from typing import Any
 
     from offload.app import NO_TIMEOUT, Offload, Queue
-    from offload.client import Client
     from offload.config import Config
-    from offload.consumers import Consumer
     from offload.context import JobContext, current_job
+    from offload.events.client import Client
+    from offload.events.consumers import Consumer
     from offload.jobs import Job
     from offload.schedule import Schedule, periodic
     from offload.tasks import Task, task
@@ -53,7 +52,7 @@ if TYPE_CHECKING:
 # offload (an executor child, ``offload --help``) does not pay for all of it at start.
 _LAZY = {
     "NO_TIMEOUT": "offload.app", "Offload": "offload.app", "Queue": "offload.app",
-    "Client": "offload.client", "Config": "offload.config", "Consumer": "offload.consumers",
+    "Client": "offload.events.client", "Config": "offload.config", "Consumer": "offload.events.consumers",
     "JobContext": "offload.context", "current_job": "offload.context", "Job": "offload.jobs",
     "Schedule": "offload.schedule", "periodic": "offload.schedule", "Task": "offload.tasks",
     "task": "offload.tasks",
@@ -119,45 +118,6 @@ __all__ = [
     "task",
 ]
 
-_default: Offload | None = None
-_default_lock = threading.Lock()
-
-
-def _new_app(*args: Any, **kwargs: Any) -> Offload:
-    from offload.app import Offload
-
-    return Offload(*args, **kwargs)
-
-
-def configure(*args: Any, **kwargs: Any) -> Offload:
-    """Set the default site used by the module-level functions; takes ``Offload``'s arguments."""
-    global _default
-    with _default_lock:
-        old, _default = _default, _new_app(*args, **kwargs)
-    if old is not None:
-        old.close()
-    return _default
-
-
-_pending_config: Config | None = None
-
-
-def configure_lazily(config: Config) -> None:
-    """Make ``config`` the default site's configuration, built (and its store driver loaded) on first use."""
-    global _default, _pending_config
-    with _default_lock:
-        _default, _pending_config = None, config
-
-
-def default_app() -> Offload:
-    """The default site, built from the environment and ini file on first use."""
-    global _default
-    if _default is None:
-        with _default_lock:
-            if _default is None:
-                _default = _new_app(config=_pending_config) if _pending_config is not None else _new_app()
-    return _default
-
 
 def enqueue(
     fn: Callable[..., Any] | str,
@@ -184,9 +144,9 @@ def notify(routing_key: str, operation: str, payload: Any = None,
            origin: str | Sequence[str] | None = None) -> list[Job]:
     """Publish an event: one delivery job per matching consumer and webhook, added at once. ``origin`` is
     the chain of what caused it (default: the running delivery or job, if any); see ``offload.events``."""
-    from offload import events
+    from offload.events.publish import notify as publish
 
-    return events.notify(default_app(), routing_key, operation, payload, origin)
+    return publish(default_app(), routing_key, operation, payload, origin)
 
 
 def get_job(job_id: str) -> Job:

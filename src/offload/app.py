@@ -9,9 +9,8 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from offload import codec, funcs
+from offload import codec, context, funcs, registry
 from offload.config import NO_LIMIT, Config
-from offload.context import JobContext, _current
 from offload.errors import (
     InvalidJobState,
     JobFunctionError,
@@ -398,10 +397,8 @@ class Offload:
     ) -> Job:
         """Enqueue the task registered as ``name``; its registration gives the default queue, timeout and
         retry policy. ``task_id`` fixes the job id, ``countdown``/``eta`` delay it."""
-        from offload import tasks
-
-        tasks.load_registry(self.config["offload.tasks.imports"])
-        registered = tasks.lookup(name)
+        registry.load_registry(self.config["offload.tasks.imports"])
+        registered = registry.lookup(name)
         if registered.queue is not None:
             options.setdefault("queue", registered.queue)
         if registered.timeout is not None:
@@ -424,18 +421,14 @@ class Offload:
 
     def _run_inline(self, job: Job) -> Job:
         """Synchronous mode: run now in this process; exceptions reach the caller as they would from a call."""
-        from offload.worker.executor import _resolve
-        from offload.worker.wire import JobSpec
-
-        spec = JobSpec(job.id, job.func, job.task, job.payload, 1, job.max_attempts, job.queue, job.title, job.meta)
         args, kwargs = codec.decode_payload(job.payload)
-        token = _current.set(JobContext(job.id, 1, job.max_attempts, job.queue, job.title, dict(job.meta)))
+        token = context.enter(job.spec(attempt=1), None)
         job.started_at = time.time()
         job.attempts = 1
         try:
-            result = _resolve(spec)(*args, **kwargs)
+            result = funcs.job_function(job.func, job.task)(*args, **kwargs)
         finally:
-            _current.reset(token)
+            context.leave(token)
         job.result_json = codec.encode_result(result)
         job.state = FINISHED
         job.ended_at = time.time()

@@ -11,7 +11,7 @@ import datetime as dt
 import os
 import re
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 from offload import codec
 from offload.errors import InvalidQueueName
@@ -60,6 +60,20 @@ def to_datetime(ts: float | None) -> dt.datetime | None:
     return None if ts is None else dt.datetime.fromtimestamp(ts, dt.timezone.utc)
 
 
+class JobSpec(NamedTuple):
+    """What a process needs to run one attempt of a job (a worker sends it to its executor; kept small)."""
+
+    id: str
+    func: str | None
+    task: str | None
+    payload: str
+    attempt: int
+    max_attempts: int
+    queue: str
+    title: str | None
+    meta: dict[str, Any]
+
+
 @dataclass
 class Job:
     """One unit of work and everything known about it.
@@ -99,6 +113,11 @@ class Job:
     # Set by a store that could not decode this job's record (corrupted, or written by something else): what is
     # wrong with it. Such a job is never run; see ``record_problem``.
     defect: str | None = field(default=None, compare=False)
+
+    def spec(self, attempt: int | None = None) -> JobSpec:
+        """What a process needs to run this job's current attempt (or attempt ``attempt``)."""
+        return JobSpec(self.id, self.func, self.task, self.payload, self.attempts if attempt is None else attempt,
+                       self.max_attempts, self.queue, self.title, self.meta)
 
     @property
     def target(self) -> str:

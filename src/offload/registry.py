@@ -1,9 +1,8 @@
-"""Named tasks: functions registered under a stable name, sent by name.
+"""The task registry: task names -> registered functions, and loading the modules that register them.
 
-``@offload.task(name="ext.echo")`` registers a function; ``offload.send_task("ext.echo", args=[...])`` enqueues
-it by name, so producers need not import the function and the name survives refactoring. Workers import the
-modules that define tasks at start (``--import``, ``offload.tasks.imports`` and the ``offload.tasks`` entry-point
-group).
+``offload.tasks`` (``@offload.task``) adds to it; producers look a name up to learn its defaults, workers to find
+the function. Workers import the modules that define tasks at start (``--import``, ``offload.tasks.imports`` and
+the ``offload.tasks`` entry-point group).
 """
 
 from __future__ import annotations
@@ -14,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
+from offload.entrypoints import entry_points
 from offload.errors import TaskNotFound
 from offload.retry import RetryPolicy
 
@@ -21,8 +21,8 @@ _NAME_RE = re.compile(r"[A-Za-z_][\w.:-]{0,199}")
 
 
 @dataclass
-class Task:
-    """A registered task. Calling it runs the function here; ``send``/``delay`` enqueue it."""
+class RegisteredTask:
+    """A function registered under a task name, with its defaults. Calling it runs the function here."""
 
     name: str
     fn: Callable[..., Any]
@@ -37,14 +37,6 @@ class Task:
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         return self.fn(*args, **kwargs)
 
-    def send(self, args: Any = None, kwargs: Any = None, **options: Any) -> Any:
-        from offload import default_app
-
-        return default_app().send_task(self.name, args, kwargs, **options)
-
-    def delay(self, *args: Any, **kwargs: Any) -> Any:
-        return self.send(list(args), kwargs)
-
     def retry(self, exc: BaseException | None = None, countdown: float | None = None,
               max_retries: int | None = None) -> NoReturn:
         """Inside the task: stop this attempt and run again after ``countdown`` seconds (default 180)."""
@@ -54,36 +46,24 @@ class Task:
                     max_retries=max_retries if max_retries is not None else self.max_retries, exc=exc)
 
 
-_registry: dict[str, Task] = {}
+_registry: dict[str, RegisteredTask] = {}
 
 
-def task(
-    name: str | None = None,
-    *,
-    queue: str | None = None,
-    timeout: float | None = None,
-    max_retries: int | None = None,
-    retry: RetryPolicy | None = None,
-    no_retry_on: tuple[type[BaseException], ...] = (),
-) -> Callable[[Callable[..., Any]], Task]:
-    """Register the decorated function as a task named ``name`` (default: ``module.function``)."""
-
-    def register(fn: Callable[..., Any]) -> Task:
-        task_name = name or f"{fn.__module__}.{fn.__qualname__}"
-        if not _NAME_RE.fullmatch(task_name):
-            raise ValueError(f"invalid task name {task_name!r}")
-        existing = _registry.get(task_name)
-        if existing is not None and existing.fn is not fn and existing.source != fn.__module__:
-            raise ValueError(f"task name {task_name!r} is already registered by {existing.source}")
-        registered = Task(task_name, fn, queue, timeout, max_retries, retry, source=fn.__module__,
-                          no_retry_on=tuple(no_retry_on))
-        _registry[task_name] = registered
-        return registered
-
-    return register
+def check_name(name: str) -> str:
+    if not _NAME_RE.fullmatch(name):
+        raise ValueError(f"invalid task name {name!r}")
+    return name
 
 
-def lookup(name: str) -> Task:
+def register(task: RegisteredTask) -> None:
+    """Add ``task`` under its name; a name taken by another module's function is refused."""
+    existing = _registry.get(task.name)
+    if existing is not None and existing.fn is not task.fn and existing.source != task.source:
+        raise ValueError(f"task name {task.name!r} is already registered by {existing.source}")
+    _registry[task.name] = task
+
+
+def lookup(name: str) -> RegisteredTask:
     try:
         return _registry[name]
     except KeyError:
@@ -93,7 +73,7 @@ def lookup(name: str) -> Task:
         ) from None
 
 
-def registered() -> dict[str, Task]:
+def registered() -> dict[str, RegisteredTask]:
     return dict(_registry)
 
 
@@ -107,8 +87,6 @@ _loaded: set[str] = set()
 
 def contributed_modules() -> list[tuple[str, str]]:
     """The task modules the ``offload.tasks`` entry points name, each with where it came from."""
-    from offload.funcs import entry_points
-
     found: list[tuple[str, str]] = []
     for ep in entry_points("offload.tasks"):
         provider = ep.load()
@@ -135,7 +113,7 @@ def load_registry(imports: list[str] | tuple[str, ...] = (),
 _sources: dict[str, str] = {}
 
 
-def origin(registered_task: Task) -> str:
+def origin(registered_task: RegisteredTask) -> str:
     """How the module defining a task was loaded: an entry point, config/--import, or plain import."""
     module = registered_task.source
     if module in _sources:

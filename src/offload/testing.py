@@ -22,12 +22,11 @@ from typing import Any
 
 import pytest
 
-import offload
+from offload import default
 from offload.app import Offload
 from offload.jobs import Job
 from offload.worker.executor import run_job
 from offload.worker.settle import outcome_for_report
-from offload.worker.wire import JobSpec
 
 __all__ = ["offload_app", "offload_sync", "run_jobs", "run_pending"]
 
@@ -45,8 +44,7 @@ def run_pending(app: Offload, queues: Sequence[str] | None = None, max_jobs: int
         if not claimed:
             break
         job = claimed[0]
-        spec = JobSpec(job.id, job.func, job.task, job.payload, job.attempts, job.max_attempts, job.queue,
-                       job.title, job.meta)
+        spec = job.spec()
 
         def progress(job_id: str, data: dict[str, Any] | None, meta: dict[str, Any] | None) -> None:
             store.set_progress(job_id, data, meta)
@@ -58,13 +56,12 @@ def run_pending(app: Offload, queues: Sequence[str] | None = None, max_jobs: int
 
 
 def _temporary_app(tmp_path: Path, sync: bool) -> Iterator[Offload]:
-    previous = offload._default
     app = Offload(store=f"sqlite:///{tmp_path / 'offload-test.db'}", site_id="test", jobs__sync=sync)
-    offload._default = app
+    previous = default.swap(app)
     try:
         yield app
     finally:
-        offload._default = previous
+        default.swap(previous)
         app.close()
 
 

@@ -14,7 +14,8 @@ from typing import Any
 import pytest
 
 import offload
-from offload import Offload, client, events
+from offload import Offload, events
+from offload.events import client
 from offload.jobs import FINISHED
 from tests import jobfuncs
 from tests.events.conftest import EventWorkers, ledger_env, read_ledger

@@ -12,9 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from offload import consumers, events
+from offload import events
 from offload.config import Config
 from offload.errors import ConfigError
+from offload.events import consumers
 from offload.jobs import FAILED, FINISHED
 from tests.events.conftest import EventWorkers, ledger_env, read_ledger
 from tests.worker.conftest import ROOT, wait_until

@@ -10,9 +10,10 @@ import uuid
 import pytest
 
 import offload
-from offload import Offload, events, webhooks
+from offload import Offload, events
 from offload.errors import SerializationError
-from offload.webhook_delivery import retry_after_seconds
+from offload.events import webhooks
+from offload.events.delivery import retry_after_seconds
 from offload.webhooks import WebhookVerificationError, verify
 
 

@@ -9,9 +9,10 @@ from collections.abc import Callable
 
 import pytest
 
-from offload import Offload, events, webhooks
+from offload import Offload, events
+from offload.events import webhooks
+from offload.events.delivery import guarded_client, post
 from offload.jobs import FAILED, FINISHED
-from offload.webhook_delivery import guarded_client, post
 from offload.webhooks import DestinationPolicy, DestinationRefused
 from tests.events.conftest import EventWorkers, Receiver
 

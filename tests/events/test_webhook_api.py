@@ -8,7 +8,8 @@ from typing import Any
 
 import pytest
 
-from offload import Offload, events, webhooks
+from offload import Offload, events
+from offload.events import webhooks
 from tests.events.conftest import FAST, EventWorkers, Receiver
 
 pytest.importorskip("flask")

@@ -9,7 +9,8 @@ from collections.abc import Callable
 
 import pytest
 
-from offload import events, webhooks
+from offload import events
+from offload.events import webhooks
 from offload.jobs import FAILED, FINISHED
 from offload.webhooks import WebhookVerificationError, verify
 from tests.events.conftest import EventWorkers, Receiver
@@ -95,7 +96,7 @@ def test_a_410_is_not_retried_and_disables_the_webhook_other_4xx_only_fail(make_
     for job in jobs:
         failed = w.wait_state(job.id, FAILED, FINISHED)
         assert failed.state == FAILED and failed.attempts == 1
-        assert failed.error["type"] == "offload.webhooks.DeliveryFailed" and failed.error["retryable"] is False
+        assert failed.error["type"] == "offload.events.webhooks.DeliveryFailed" and failed.error["retryable"] is False
     assert len(gone.requests) == 1 and len(bad.requests) == 1
     gone_now, bad_now = webhooks.get(w.app, gone_hook["id"]), webhooks.get(w.app, bad_hook["id"])
     assert not gone_now["active"] and "410 Gone" in gone_now["disabled_reason"]

@@ -7,7 +7,8 @@ import json
 import re
 from collections.abc import Callable
 
-from offload import events, webhooks
+from offload import events
+from offload.events import webhooks
 from tests.events.conftest import EventWorkers, Receiver
 
 MakeWorkers = Callable[..., EventWorkers]

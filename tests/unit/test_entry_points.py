@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from offload import funcs
+from offload import entrypoints
 
 
 def test_the_scan_finds_what_importlib_metadata_finds() -> None:
-    found = funcs._scan_entry_points()
+    found = entrypoints._scan_entry_points()
     ours = {(group, ep.name, ep.value) for group, eps in found.items() for ep in eps}
     every = metadata.entry_points()
     theirs = {(ep.group, ep.name, ep.value) for group in every.groups for ep in every.select(group=group)}
@@ -32,7 +32,7 @@ def test_the_first_distribution_of_a_name_on_the_path_wins(tmp_path: Path, monke
     _dist(second, "my.ext-1.0.dist-info", "my.ext", "[offload.tasks]\nold = os:getcwd\n")
     _dist(second, "other-1.0.dist-info", "other", "[offload.tasks]\nsep = os : sep [extra]\n[other.group]\nx = y\n")
     monkeypatch.setattr(sys, "path", [str(first), str(second), str(tmp_path / "missing")])
-    found = funcs._scan_entry_points()
+    found = entrypoints._scan_entry_points()
     tasks = {ep.name: ep for ep in found["offload.tasks"]}
     assert set(tasks) == {"mine", "sep"}
     assert tasks["mine"].dist_name == "My-Ext" and tasks["mine"].load() is __import__("os").path.join

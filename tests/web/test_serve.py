@@ -9,7 +9,7 @@ import sys
 import httpx
 import pytest
 
-from offload.web.commands import is_loopback
+from offload.cli.web import is_loopback
 from tests import jobfuncs
 from tests.web.conftest import ADMIN, READ, ROOT, Site, first_line, start_server, subprocess_env, wait_until
 

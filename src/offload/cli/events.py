@@ -10,24 +10,13 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
+from offload.cli.common import app_for, setup_logging, time_text
 from offload.errors import OffloadError
 
 if TYPE_CHECKING:
-    from offload.app import Offload
+    pass
 
 F = TypeVar("F", bound=Callable[..., Any])
-
-
-def _app(ctx: click.Context) -> Offload:
-    from offload.cli import _app as root_app
-
-    return root_app(ctx)
-
-
-def _time(ts: float | None) -> str:
-    from offload.cli import _time as fmt
-
-    return fmt(ts)
 
 
 def _friendly(fn: F) -> F:
@@ -35,8 +24,8 @@ def _friendly(fn: F) -> F:
 
     @wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        from offload.consumers import ConsumerNotFound
-        from offload.webhooks import WebhookNotFound
+        from offload.events.consumers import ConsumerNotFound
+        from offload.events.webhooks import WebhookNotFound
 
         try:
             return fn(*args, **kwargs)
@@ -61,9 +50,9 @@ def consumers() -> None:
 @_friendly
 def list_consumers(ctx: click.Context, as_json: bool) -> None:
     """Registered consumers, their queue, patterns and where they came from."""
-    from offload.consumers import registered
+    from offload.events.consumers import registered
 
-    found = registered(_app(ctx).config)
+    found = registered(app_for(ctx).config)
     rows: list[dict[str, Any]] = [
         {"name": c.name, "class": c.path, "queue": c.queue, "routing_keys": list(c.cls.routing_keys),
          "operations": None if c.cls.operations is None else list(c.cls.operations), "source": c.source}
@@ -94,11 +83,10 @@ def list_consumers(ctx: click.Context, as_json: bool) -> None:
 def run_consumers(ctx: click.Context, names: tuple[str, ...], run_all: bool, burst: bool, concurrency: int | None,
                   threads: int, max_idle_time: float | None, log_level: str | None) -> None:
     """Run a worker serving the queues of consumers NAMES (or --all)."""
-    from offload.cli import _setup_logging
-    from offload.consumers import lookup, registered
+    from offload.events.consumers import lookup, registered
     from offload.worker.supervisor import Supervisor, WorkerOptions
 
-    app = _app(ctx)
+    app = app_for(ctx)
     conf = app.config
     found = registered(conf)
     if not found:
@@ -109,7 +97,7 @@ def run_consumers(ctx: click.Context, names: tuple[str, ...], run_all: bool, bur
         raise click.UsageError(f"name the consumers to run ({', '.join(found)}), or give --all")
     chosen = list(found) if run_all else [lookup(conf, name).name for name in dict.fromkeys(names)]
     level = (log_level or conf["offload.log.level"]).upper()
-    _setup_logging(level)
+    setup_logging(level)
     options = WorkerOptions(
         queues=[found[name].queue for name in chosen],
         concurrency=concurrency or conf["offload.worker.concurrency"],
@@ -154,9 +142,9 @@ def _filters(record: dict[str, Any]) -> str:
 def add_webhook(ctx: click.Context, url: str, routing_keys: tuple[str, ...], operations: tuple[str, ...],
                 description: str, secret: str | None, inactive: bool, as_json: bool) -> None:
     """Subscribe URL to events. The secret is shown once, now."""
-    from offload import webhooks as hooks
+    from offload.events import webhooks as hooks
 
-    record = hooks.add(_app(ctx), url, list(routing_keys) or ["*"], list(operations) or ["*"], description,
+    record = hooks.add(app_for(ctx), url, list(routing_keys) or ["*"], list(operations) or ["*"], description,
                        secret, active=not inactive)
     if as_json:
         click.echo(json.dumps(record, indent=2))
@@ -172,9 +160,9 @@ def add_webhook(ctx: click.Context, url: str, routing_keys: tuple[str, ...], ope
 @_friendly
 def list_webhooks(ctx: click.Context, as_json: bool) -> None:
     """Every webhook: id, state, URL, filter and description."""
-    from offload import webhooks as hooks
+    from offload.events import webhooks as hooks
 
-    app = _app(ctx)
+    app = app_for(ctx)
     records = [hooks.public_view(app, r) for r in hooks.list_all(app)]
     if as_json:
         click.echo(json.dumps(records, indent=2))
@@ -196,9 +184,9 @@ def list_webhooks(ctx: click.Context, as_json: bool) -> None:
 @_friendly
 def show_webhook(ctx: click.Context, webhook_id: str, as_json: bool) -> None:
     """One webhook, secret masked, with its delivery health."""
-    from offload import webhooks as hooks
+    from offload.events import webhooks as hooks
 
-    app = _app(ctx)
+    app = app_for(ctx)
     view = hooks.public_view(app, hooks.get(app, webhook_id))
     if as_json:
         click.echo(json.dumps(view, indent=2))
@@ -211,16 +199,16 @@ def show_webhook(ctx: click.Context, webhook_id: str, as_json: bool) -> None:
         f"Description: {view.get('description') or '-'}",
         f"State:       {'active' if view['active'] else 'disabled'}",
         f"Secret:      {view['secret']}",
-        f"Created:     {_time(view.get('created_at'))}",
+        f"Created:     {time_text(view.get('created_at'))}",
     ]
     if view.get("previous_secret"):
-        until = _time(view["previous_secret_expires_at"])
+        until = time_text(view["previous_secret_expires_at"])
         lines.append(f"Old secret:  {view['previous_secret']} (signs until {until})")
     if not view["active"]:
-        lines.append(f"Disabled:    {_time(view.get('disabled_at'))}: {view.get('disabled_reason') or '-'}")
+        lines.append(f"Disabled:    {time_text(view.get('disabled_at'))}: {view.get('disabled_reason') or '-'}")
     lines.append(f"Failures:    {health.get('failures', 0)} consecutive failed deliveries"
-                 + (f", failing since {_time(health['failing_since'])}" if health.get("failing_since") else ""))
-    lines.append(f"Last OK:     {_time(health.get('last_success_at'))}")
+                 + (f", failing since {time_text(health['failing_since'])}" if health.get("failing_since") else ""))
+    lines.append(f"Last OK:     {time_text(health.get('last_success_at'))}")
     click.echo("\n".join(lines))
 
 
@@ -230,9 +218,9 @@ def show_webhook(ctx: click.Context, webhook_id: str, as_json: bool) -> None:
 @_friendly
 def remove_webhook(ctx: click.Context, webhook_id: str) -> None:
     """Delete a webhook and its delivery log (its pending deliveries are skipped)."""
-    from offload import webhooks as hooks
+    from offload.events import webhooks as hooks
 
-    record = hooks.remove(_app(ctx), webhook_id)
+    record = hooks.remove(app_for(ctx), webhook_id)
     click.echo(f"Removed webhook {record['id']}")
 
 
@@ -242,9 +230,9 @@ def remove_webhook(ctx: click.Context, webhook_id: str) -> None:
 @_friendly
 def enable_webhook(ctx: click.Context, webhook_id: str) -> None:
     """Enable a webhook again (its failure count starts over)."""
-    from offload import webhooks as hooks
+    from offload.events import webhooks as hooks
 
-    record = hooks.set_active(_app(ctx), webhook_id, True)
+    record = hooks.set_active(app_for(ctx), webhook_id, True)
     click.echo(f"Enabled webhook {record['id']}")
 
 
@@ -255,9 +243,9 @@ def enable_webhook(ctx: click.Context, webhook_id: str) -> None:
 @_friendly
 def disable_webhook(ctx: click.Context, webhook_id: str, reason: str | None) -> None:
     """Stop deliveries to a webhook (events published meanwhile are not sent later)."""
-    from offload import webhooks as hooks
+    from offload.events import webhooks as hooks
 
-    record = hooks.set_active(_app(ctx), webhook_id, False, reason)
+    record = hooks.set_active(app_for(ctx), webhook_id, False, reason)
     click.echo(f"Disabled webhook {record['id']}")
 
 
@@ -270,12 +258,12 @@ def disable_webhook(ctx: click.Context, webhook_id: str, reason: str | None) -> 
 @_friendly
 def rotate_webhook_secret(ctx: click.Context, webhook_id: str, secret: str | None, overlap: str) -> None:
     """Give a webhook a new secret; both sign deliveries until the overlap ends."""
-    from offload import webhooks as hooks
     from offload.config import parse_duration
+    from offload.events import webhooks as hooks
 
-    record = hooks.rotate_secret(_app(ctx), webhook_id, secret, parse_duration(overlap))
+    record = hooks.rotate_secret(app_for(ctx), webhook_id, secret, parse_duration(overlap))
     click.echo(f"New secret of webhook {record['id']}: {record['secret']}")
-    click.echo(f"The old secret signs too until {_time(record['previous_secret_expires_at'])}.")
+    click.echo(f"The old secret signs too until {time_text(record['previous_secret_expires_at'])}.")
 
 
 @webhooks.command("test")
@@ -285,19 +273,19 @@ def rotate_webhook_secret(ctx: click.Context, webhook_id: str, secret: str | Non
 @_friendly
 def test_webhook(ctx: click.Context, webhook_id: str, enqueue: bool) -> None:
     """Send a test event (routing key "offload", operation "test") to a webhook, even a disabled one."""
-    from offload import webhooks as hooks
+    from offload.events import webhooks as hooks
 
-    app = _app(ctx)
+    app = app_for(ctx)
     if enqueue:
         job = hooks.send_test(app, webhook_id)
         click.echo(f'Added test delivery {job.id} to queue "{job.queue}"')
         return
-    from offload import webhook_delivery
+    from offload.events import delivery
     from offload.retry import Retry
 
     record = hooks.get(app, webhook_id)
     try:
-        result = webhook_delivery.deliver(app, hooks.make_test_event(), record["id"], test=True)
+        result = delivery.deliver(app, hooks.make_test_event(), record["id"], test=True)
     except (hooks.DeliveryFailed, Retry) as exc:
         cause = exc.exc if isinstance(exc, Retry) and exc.exc is not None else exc
         click.echo(f"Test delivery to webhook {record['id']} failed: {cause}", err=True)
@@ -314,9 +302,9 @@ def test_webhook(ctx: click.Context, webhook_id: str, enqueue: bool) -> None:
 @_friendly
 def list_deliveries(ctx: click.Context, webhook_id: str, limit: int, as_json: bool) -> None:
     """The last delivery attempts of a webhook, newest first."""
-    from offload import webhooks as hooks
+    from offload.events import webhooks as hooks
 
-    entries = hooks.deliveries(_app(ctx), webhook_id, limit)
+    entries = hooks.deliveries(app_for(ctx), webhook_id, limit)
     if as_json:
         click.echo(json.dumps(entries, indent=2))
         return
@@ -327,5 +315,5 @@ def list_deliveries(ctx: click.Context, webhook_id: str, limit: int, as_json: bo
         status = e["status"] if e["status"] is not None else "-"
         detail = f"  {e['error']}" if e.get("error") else ""
         test = " [test]" if e.get("test") else ""
-        click.echo(f"{_time(e['at'])}  {e['routing_key']} {e['operation']}  event {e['event_id']}  "
+        click.echo(f"{time_text(e['at'])}  {e['routing_key']} {e['operation']}  event {e['event_id']}  "
                    f"attempt {e['attempt']}  {e['outcome']:9}  HTTP {status}  {e['latency_ms']:.0f} ms{detail}{test}")

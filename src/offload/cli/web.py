@@ -10,8 +10,10 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from offload.cli.common import app_for
+
 if TYPE_CHECKING:
-    from offload.app import Offload
+    pass
 
 WEB_EXTRA_MISSING = "offload serve needs the web extra (Flask and waitress): pip install 'offload[web]'"
 
@@ -25,12 +27,6 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(name).is_loopback
     except ValueError:
         return False
-
-
-def _offload(ctx: click.Context) -> Offload:
-    from offload.cli import _app
-
-    return _app(ctx)
 
 
 def _setup_logging(level: str) -> None:
@@ -79,7 +75,7 @@ def serve(ctx: click.Context, host: str, port: int, threads: int, prefix: str, l
     if prefix and not prefix.startswith("/"):
         raise click.BadParameter("must start with '/'", param_hint="--prefix")
     try:
-        offload = _offload(ctx)
+        offload = app_for(ctx)
         if not offload.config["offload.api.tokens"]:
             if not is_loopback(host):
                 raise click.ClickException(

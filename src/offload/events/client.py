@@ -18,9 +18,9 @@ from collections.abc import Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from offload import __version__
 from offload.errors import OffloadError
-from offload.events import ORIGIN_HEADER, current_origin, format_origin, parse_origin
+from offload.events.event import ORIGIN_HEADER, current_origin, format_origin, parse_origin
+from offload.version import __version__
 
 if TYPE_CHECKING:
     import httpx

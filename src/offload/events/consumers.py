@@ -17,18 +17,22 @@ without queue names serves those queues, ``offload consumers run NAME`` runs a w
 from __future__ import annotations
 
 import importlib
+import inspect
+import logging
 import re
 import threading
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from offload.entrypoints import entry_points
 from offload.errors import ConfigError, OffloadError
-from offload.events import (
+from offload.events.event import (
     Event,
     check_patterns,
     consumer_queue,
     current_event,
+    delivering,
     matches,
 )
 from offload.retry import RetryPolicy
@@ -36,6 +40,8 @@ from offload.retry import RetryPolicy
 if TYPE_CHECKING:
     from offload.app import Offload
     from offload.config import Config
+
+log = logging.getLogger("offload.events")
 
 ENTRY_POINT_GROUP = "offload.consumers"
 _NAME_RE = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9_.-]{0,89}")
@@ -139,8 +145,6 @@ def _describe(cls: object, name: str | None, source: str, value: str) -> Registe
 def _load_entry_points() -> list[RegisteredConsumer]:
     global _from_entry_points
     if _from_entry_points is None:
-        from offload.funcs import entry_points
-
         found = []
         for ep in entry_points(ENTRY_POINT_GROUP):
             source = f"entry point {ep.name} ({ep.dist_name})"
@@ -200,8 +204,6 @@ def consumer_class(path: str) -> type[Consumer]:
 
 def delivery_calls(app: Offload, event: Event) -> list[dict[str, Any]]:
     """``enqueue_many`` calls delivering ``event`` to each registered consumer that wants it."""
-    from offload.events import deliver_to_consumer
-
     calls = []
     for consumer in registered(app.config).values():
         if not consumer.wants(event):
@@ -212,3 +214,41 @@ def delivery_calls(app: Offload, event: Event) -> list[dict[str, Any]]:
         calls.append({"fn": deliver_to_consumer, "args": [event.to_dict(), consumer.name, consumer.path],
                       "title": title, "queue": consumer.queue, "meta": meta, **consumer.job_options()})
     return calls
+
+
+# -- the delivery job ------------------------------------------------------------------------------------------
+_instances: dict[type[Consumer], Consumer] = {}
+_instances_lock = threading.Lock()
+
+
+def _consumer_instance(cls: type[Consumer]) -> Consumer:
+    """One instance per consumer class and process, so a consumer may keep connections between events."""
+    instance = _instances.get(cls)
+    if instance is None:
+        with _instances_lock:
+            instance = _instances.get(cls)
+            if instance is None:
+                instance = _instances[cls] = cls()
+    return instance
+
+
+def deliver_to_consumer(event: dict[str, Any], name: str, path: str) -> Any:
+    """Job function: hand ``event`` to the consumer ``name`` (class at import ``path``); returns what
+    ``consume`` returns. An exception fails this delivery only; it is retried per the consumer's policy."""
+    cls = consumer_class(path)
+    delivered = Event.from_dict(event)
+    marker = f"consumer:{name}"
+    if cls.skip_own_events and delivered.caused_by(marker):
+        log.info("Consumer %s skips event %s (%s): it caused it", name, delivered.id, delivered.describe())
+        return {"skipped": "caused by this consumer"}
+    consumer = _consumer_instance(cls)
+    with delivering(delivered, marker):
+        result = consumer.consume(delivered.routing_key, delivered.operation, delivered.payload)
+    if inspect.isawaitable(result):  # an async consume: the executor awaits it; keep the origin for it
+        return _awaited_within(delivered, marker, result)
+    return result
+
+
+async def _awaited_within(event: Event, marker: str, awaitable: Awaitable[Any]) -> Any:
+    with delivering(event, marker):
+        return await awaitable

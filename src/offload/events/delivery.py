@@ -24,15 +24,17 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-import httpcore
-import httpx
+from offload.events.webhooks import WebhookError
 
-from offload import __version__
+try:
+    import httpcore
+    import httpx
+except ImportError as exc:  # a worker without the webhooks extra: the delivery job fails saying what to install
+    raise WebhookError(f"webhook deliveries need httpx: pip install 'offload[webhooks]' ({exc})") from exc
+
 from offload.context import current_job
-from offload.events import Event
-from offload.jobs import new_id
-from offload.retry import Retry
-from offload.webhooks import (
+from offload.events.event import Event
+from offload.events.webhooks import (
     DELIVERY_KIND_PREFIX,
     HEALTH_KIND,
     KIND,
@@ -47,6 +49,9 @@ from offload.webhooks import (
     signing_secrets,
     webhook_settings,
 )
+from offload.jobs import new_id
+from offload.retry import Retry
+from offload.version import __version__
 
 if TYPE_CHECKING:
     from offload.app import Offload
@@ -327,3 +332,10 @@ def _disable(app: Offload, webhook_id: str, reason: str) -> None:
     app.store.put_record(KIND, webhook_id, record)
     log.error("Webhook %s (%s) disabled: %s. Fix the receiver, then: offload webhooks enable %s",
               webhook_id, safe_url(record["url"]), reason, webhook_id)
+
+
+def deliver_to_webhook(event: dict[str, Any], webhook_id: str, test: bool = False) -> dict[str, Any]:
+    """Job function: POST ``event`` to webhook ``webhook_id`` on the default site."""
+    from offload.default import default_app
+
+    return deliver(default_app(), Event.from_dict(event), webhook_id, test=test)

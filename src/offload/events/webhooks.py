@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import urlsplit
 
 from offload.errors import ConfigError, OffloadError
-from offload.events import WEBHOOK_QUEUE, Event, check_patterns, matches
+from offload.events.event import WEBHOOK_QUEUE, Event, check_patterns, matches
 from offload.jobs import new_id
 from offload.retry import RetryPolicy
 
@@ -56,6 +56,8 @@ SECRET_PREFIX = "whsec_"
 SIGNATURE_VERSION = "v1"
 TEST_ROUTING_KEY = "offload"
 TEST_OPERATION = "test"
+#: The job function of a webhook delivery, by import path: the module needs httpx, which only workers load.
+DELIVERY_FUNCTION = "offload.events.delivery:deliver_to_webhook"
 
 
 class WebhookError(OffloadError):
@@ -440,12 +442,10 @@ def deliveries(app: Offload, webhook_id: str, limit: int = 20) -> list[dict[str,
 
 def send_test(app: Offload, webhook_id: str) -> Job:
     """Enqueue a test event (``offload test``) for one webhook, even a disabled one; returns the job."""
-    from offload.events import deliver_to_webhook
-
     record = get(app, webhook_id)
     event = make_test_event()
     settings = webhook_settings(app.config)
-    return app.enqueue(deliver_to_webhook, [event.to_dict(), record["id"], True],
+    return app.enqueue(DELIVERY_FUNCTION, [event.to_dict(), record["id"], True],
                        title=f"{event.describe()} -> webhook {record['id']}", queue=WEBHOOK_QUEUE,
                        timeout=settings.job_timeout, max_attempts=1,
                        meta={"event_id": event.id, "subscriber": f"webhook:{record['id']}", "test": True})
@@ -458,15 +458,13 @@ def make_test_event() -> Event:
 
 def delivery_calls(app: Offload, event: Event) -> list[dict[str, Any]]:
     """``enqueue_many`` calls delivering ``event`` to each active subscription whose filter matches."""
-    from offload.events import deliver_to_webhook
-
     subscriptions = [data for _, data in app.store.list_records(KIND)
                      if data.get("active") and matches(data.get("routing_keys"), event.routing_key)
                      and matches(data.get("operations"), event.operation)]
     if not subscriptions:
         return []
     settings = webhook_settings(app.config)
-    return [{"fn": deliver_to_webhook, "args": [event.to_dict(), sub["id"]],
+    return [{"fn": DELIVERY_FUNCTION, "args": [event.to_dict(), sub["id"]],
              "title": f"{event.describe()} -> webhook {sub['id']}", "queue": WEBHOOK_QUEUE,
              "max_attempts": settings.max_attempts, "retry": settings.retry, "timeout": settings.job_timeout,
              "meta": {"event_id": event.id, "routing_key": event.routing_key, "operation": event.operation,

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import importlib
-import re
 from urllib.parse import urlsplit
 
 from offload.errors import StoreDriverMissing, StoreURLError
-from offload.stores.base import Store
+from offload.stores.base import Store, redact_url
 
 __all__ = ["ENGINES", "Store", "open_store", "redact_url", "store_class"]
 
@@ -21,11 +20,6 @@ ENGINES: dict[str, tuple[str, str, str | None, str | None]] = {
     "postgresql": ("offload.stores.postgres", "PostgresStore", "psycopg", "postgres"),
     "postgres": ("offload.stores.postgres", "PostgresStore", "psycopg", "postgres"),
 }
-
-
-def redact_url(url: str) -> str:
-    """The URL with its password replaced by ``***``."""
-    return re.sub(r"(://[^:/@]*:)[^@/]*@", r"\1***@", url)
 
 
 def store_class(url: str) -> type[Store]:

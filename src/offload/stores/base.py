@@ -29,11 +29,17 @@ from __future__ import annotations
 
 import abc
 import builtins
+import re
 import time
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
 from offload.jobs import QUEUED, Job, Outcome, ScheduleRun, WorkerInfo
+
+
+def redact_url(url: str) -> str:
+    """The URL with its password replaced by ``***``."""
+    return re.sub(r"(://[^:/@]*:)[^@/]*@", r"\1***@", url)
 
 
 def mark_stored(job: Job, now: float) -> Job:
@@ -63,8 +69,6 @@ class Store(abc.ABC):
     @property
     def safe_url(self) -> str:
         """The URL with any password hidden, for logs and error messages."""
-        from offload.stores import redact_url
-
         return redact_url(self.url)
 
     def qname(self, queue: str) -> str:

@@ -11,7 +11,7 @@ from typing import Any
 from flask import Flask, Response, request
 from werkzeug.exceptions import HTTPException
 
-from offload import tasks
+from offload import registry
 from offload.app import Offload
 from offload.web import api, dashboard
 from offload.web.actions import ActionError, load_action_modules
@@ -28,7 +28,7 @@ def build_app(offload_app: Offload | None = None, config: Mapping[str, Any] | No
     offload = offload_app if offload_app is not None else Offload()
     tokens = TokenTable(offload.config["offload.api.tokens"])
     # Named tasks must be registered here for job_enqueue: the API enqueues by name only.
-    tasks.load_registry(offload.config["offload.tasks.imports"])
+    registry.load_registry(offload.config["offload.tasks.imports"])
     load_action_modules()
 
     app = Flask("offload.web")

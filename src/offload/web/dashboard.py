@@ -36,6 +36,12 @@ SESSION_CSRF = "offload_csrf"
 
 
 # -- session and CSRF --------------------------------------------------------------------------------------------
+def sign_in(token: str) -> None:
+    """Make this request's session one of ``token``'s holder (an embedding site that authenticated its user
+    itself, as CKAN does for its sysadmins, signs them in with a token it configured)."""
+    session[SESSION_DIGEST] = digest(token)
+
+
 def session_role() -> str | None:
     return web_state().tokens.role_for_digest(session.get(SESSION_DIGEST))
 
@@ -123,7 +129,7 @@ def login() -> Response | BaseResponse:
         return _login_page(403, "That token is not valid.", target)
     session.clear()
     session.permanent = True
-    session[SESSION_DIGEST] = digest(token)
+    sign_in(token)
     csrf_token()
     return redirect(_local_target(target, url_for(".overview")))
 

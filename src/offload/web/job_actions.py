@@ -8,7 +8,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from offload import schedule, tasks
+from offload import registry, schedule
 from offload.errors import (
     InvalidJobState,
     InvalidQueueName,
@@ -202,7 +202,7 @@ def job_enqueue(ctx: ActionContext, data: dict[str, Any]) -> dict[str, Any]:
     if data["title"] is not None:
         options["title"] = data["title"]
     try:
-        tasks.lookup(data["task"])
+        registry.lookup(data["task"])
         job = ctx.offload.send_task(data["task"], data["args"] or [], data["kwargs"] or {}, task_id=data["task_id"],
                                     countdown=data["countdown"], **options)
     except TaskNotFound as exc:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from offload import __version__
+from offload.version import __version__
 from offload.web.actions import Action, registered_actions
 
 _ERROR = {

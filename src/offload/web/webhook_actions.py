@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from offload import webhooks
-from offload.events import check_patterns
+from offload.events import webhooks
+from offload.events.event import check_patterns
 from offload.web.actions import (
     ActionContext,
     Boolean,

@@ -30,15 +30,16 @@ from collections.abc import Awaitable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-# ``config`` (what the configuration message holds) and ``tasks`` (what loads the job modules) are imported with
+# ``config`` (what the configuration message holds) and ``registry`` (what loads the job modules) are imported with
 # the module, so that a forked executor has them from its parent (which needs them too) and a spawned one loads
 # them while it waits for that message.
-from offload import codec, context, funcs, tasks
+from offload import codec, context, funcs, registry
 from offload import config as _config  # noqa: F401
 from offload.errors import JobFunctionError, SerializationError, TaskNotFound
+from offload.jobs import JobSpec
 from offload.retry import Retry
 from offload.worker.slot import SLOT, SLOT_DONE, SLOT_RUNNING, write_slot
-from offload.worker.wire import JobSpec, Wire
+from offload.worker.wire import Wire
 
 log = logging.getLogger("offload.executor")
 
@@ -60,21 +61,20 @@ def error_report(exc: BaseException, reason: str = "exception") -> dict[str, Any
     return report
 
 
-def _resolve(spec: JobSpec) -> Any:
-    if spec.task is not None:
-        from offload import tasks
-
-        return tasks.lookup(spec.task).fn
-    assert spec.func is not None
-    return funcs.resolve(spec.func)
+def failure_report(exc: BaseException) -> dict[str, Any]:
+    """The report of an attempt that raised ``exc``; ``Retry`` asks for another try (its countdown and budget)."""
+    if isinstance(exc, Retry):
+        error = error_report(exc.exc if exc.exc is not None else exc, "retry")
+        error["countdown"] = exc.countdown
+        error["max_retries"] = exc.max_retries
+        return {"ok": False, "error": error}
+    return {"ok": False, "error": error_report(exc)}
 
 
 def _permanent_for_task(spec: JobSpec, exc: BaseException) -> bool:
     if spec.task is None:
         return False
-    from offload import tasks
-
-    registered = tasks.registered().get(spec.task)
+    registered = registry.registered().get(spec.task)
     return registered is not None and isinstance(exc, registered.no_retry_on)
 
 
@@ -83,7 +83,7 @@ def run_job(spec: JobSpec, send_progress: Any = None) -> dict[str, Any]:
     started = time.perf_counter()
     token = context.enter(spec, send_progress)
     try:
-        fn = _resolve(spec)
+        fn = funcs.job_function(spec.func, spec.task)
         args, kwargs = codec.decode_payload(spec.payload)
         result = fn(*args, **kwargs)
         if isinstance(result, Awaitable):
@@ -91,13 +91,8 @@ def run_job(spec: JobSpec, send_progress: Any = None) -> dict[str, Any]:
 
             result = asyncio.run(_await(result))
         report: dict[str, Any] = {"ok": True, "result": codec.encode_result(result)}
-    except Retry as exc:
-        cause = exc.exc if exc.exc is not None else exc
-        report = {"ok": False, "error": error_report(cause, "retry")}
-        report["error"]["countdown"] = exc.countdown
-        report["error"]["max_retries"] = exc.max_retries
     except BaseException as exc:  # SystemExit and KeyboardInterrupt from a job are its failure, not ours
-        report = {"ok": False, "error": error_report(exc)}
+        report = failure_report(exc)
         if _permanent_for_task(spec, exc):
             report["error"]["retryable"] = False
     finally:
@@ -296,7 +291,7 @@ def run(fd: int, slot_fd: int | None, parent: int) -> None:
         # Jobs that publish or enqueue (offload.notify, offload.enqueue) act on the worker's own site. Built on
         # first use: an executor whose jobs never enqueue does not load the store's driver.
         offload.configure_lazily(init["config"])
-    tasks.load_registry(init.get("imports", []), init.get("contributed"))
+    registry.load_registry(init.get("imports", []), init.get("contributed"))
     slot = None
     if slot_fd is not None:
         import mmap

@@ -12,7 +12,7 @@ from typing import Any
 from offload.jobs import Job
 from offload.worker.slot import SLOT_RUNNING, read_slot
 from offload.worker.spawn import Spawned, spawn_executor
-from offload.worker.wire import JobSpec, Wire
+from offload.worker.wire import Wire
 
 
 @dataclass
@@ -138,11 +138,7 @@ class Child:
             pass  # it died: its socket reports the end, and the supervisor handles that
 
     def run(self, jobs: list[Job]) -> bool:
-        specs = [
-            JobSpec(j.id, j.func, j.task, j.payload, j.attempts, j.max_attempts, j.queue, j.title, j.meta)
-            for j in jobs
-        ]
-        return self.send(("run", specs))
+        return self.send(("run", [job.spec() for job in jobs]))
 
     def kill(self) -> None:
         """SIGKILL the child's whole process group (the job's own children included), and the descendants that

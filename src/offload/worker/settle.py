@@ -21,6 +21,19 @@ def outcome_for_report(job: Job, report: dict[str, Any], now: float) -> Outcome:
     return failed(job, dict(report["error"]), now)
 
 
+def outcome_for(job: Job, report: dict[str, Any], now: float) -> Outcome:
+    """The outcome of an attempt from a ``JobRunner`` report: run to its end (``outcome_for_report``), or
+    ``killed`` for a ``timeout``, a ``crash`` or a ``shutdown`` (given back to its queue, attempt not counted)."""
+    killed = report.get("killed")
+    if killed == "timeout":
+        return outcome_for_timeout(job, now, str(report.get("cause")))
+    if killed == "crash":
+        return outcome_for_crash(job, now, str(report.get("cause")))
+    if killed == "shutdown":
+        return Outcome(job.id, job.lease_token or "", "release")
+    return outcome_for_report(job, report, now)
+
+
 def outcome_for_timeout(job: Job, now: float, cause: str) -> Outcome:
     error = {
         "type": "JobTimeout",

@@ -24,10 +24,10 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from offload import __version__
 from offload.errors import StoreUnavailable
 from offload.jobs import Job, Outcome, WorkerInfo, record_problem
 from offload.schedule import Scheduler, all_schedules
+from offload.version import __version__
 from offload.worker.pool import Assigned, Child
 from offload.worker.settle import (
     outcome_for_corrupt,
@@ -76,9 +76,9 @@ def boot_executors(options: WorkerOptions) -> list[Child]:
 def start_executors(executors: list[Child], options: WorkerOptions, config: Any) -> None:
     """Send booting executors their configuration now, before the supervisor's own setup (store driver,
     connection), so that they load the job modules meanwhile; ``Supervisor.run`` configures the others."""
-    from offload import tasks
+    from offload import registry
 
-    init = executor_init(options, config, tasks.contributed_modules())
+    init = executor_init(options, config, registry.contributed_modules())
     for child in executors:
         child.start(init)
 
@@ -139,14 +139,14 @@ class Supervisor:
 
     # -- run -----------------------------------------------------------------------------------------------
     def run(self) -> int:
-        from offload import tasks
-        from offload.events import delivery_queues
+        from offload import registry
+        from offload.events.publish import delivery_queues
 
         if not self.children:
             self.children = boot_executors(self.opts)
         try:
-            self.contributed = tasks.contributed_modules()
-            tasks.load_registry(self.opts.imports, self.contributed)  # fail here, not in every executor
+            self.contributed = registry.contributed_modules()
+            registry.load_registry(self.opts.imports, self.contributed)  # fail here, not in every executor
             if not self.opts.queues:
                 self.opts.queues = ["default", *delivery_queues(self.app)]
                 self.info.queues = list(self.opts.queues)

@@ -13,24 +13,10 @@ import select
 import socket
 import struct
 import time
-from typing import Any, NamedTuple
+from typing import Any
 
 _HEADER = struct.Struct("!I")
 _CHUNK = 1 << 16
-
-
-class JobSpec(NamedTuple):
-    """What a child needs to run one job (sent over the socket; kept small)."""
-
-    id: str
-    func: str | None
-    task: str | None
-    payload: str
-    attempt: int
-    max_attempts: int
-    queue: str
-    title: str | None
-    meta: dict[str, Any]
 
 
 class Wire:

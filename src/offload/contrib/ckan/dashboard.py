@@ -40,11 +40,8 @@ def _dashboard_app() -> Any:
 
 
 def _build() -> Any:
-    from flask import session
-
     from offload.web import create_app
-    from offload.web.auth import digest
-    from offload.web.dashboard import SESSION_DIGEST
+    from offload.web.dashboard import sign_in
 
     token = secrets.token_urlsafe(32)
     secret = hashlib.sha256(f"offload-dashboard:{tk.config.get('SECRET_KEY')}".encode()).hexdigest()
@@ -55,7 +52,7 @@ def _build() -> Any:
     @web.before_request
     def sign_in_sysadmin() -> None:
         if request.environ.get(SYSADMIN_FLAG):
-            session[SESSION_DIGEST] = digest(token)
+            sign_in(token)
 
     return web
 

@@ -12,8 +12,6 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import os
-import sys
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -21,9 +19,7 @@ from offload import codec
 from offload.app import Offload
 from offload.contrib.ckan.site import Job, Queue
 from offload.jobs import Job as Record
-from offload.retry import Retry
-from offload.worker.executor import error_report
-from offload.worker.pool import Child
+from offload.worker.runner import JobRunner
 
 RUN = "offload.contrib.ckan.job_process:run_in_job_process"
 BOOT = "offload.contrib.ckan.job_process:boot"
@@ -41,15 +37,6 @@ class JobFailed(Exception):
     def __init__(self, error: dict[str, Any]) -> None:
         super().__init__(str(error.get("message") or error.get("type")))
         self.error = error
-
-
-def run_report(exc: BaseException) -> dict[str, Any]:
-    """The report of a job that raised ``exc`` (as the executor makes it: ``Retry`` asks for another try)."""
-    if isinstance(exc, Retry):
-        report: dict[str, Any] = {"ok": False, "error": error_report(exc.exc if exc.exc is not None else exc, "retry")}
-        report["error"].update(countdown=exc.countdown, max_retries=exc.max_retries)
-        return report
-    return {"ok": False, "error": error_report(exc)}
 
 
 def class_path(cls: type) -> str:
@@ -92,84 +79,39 @@ def run_in_job_process(config_file: str, worker_class: str, queues: list[str], s
     raise JobFailed((job.report or {}).get("error") or {"message": "perform_job reported a failure"})
 
 
-def _report_for(message: tuple[Any, ...], job_id: str) -> dict[str, Any] | None:
-    """The report for ``job_id`` in a ``done`` message: ``("done", id, report)`` or a batch
-    ``("done", [(id, report), ...])``."""
-    reports = message[1] if len(message) == 2 else [(message[1], message[2])]
-    for done_id, report in reports:
-        if done_id == job_id:
-            return dict(report)
-    return None
-
-
 class ExecutorRun:
-    """One executor child that runs a worker's jobs one at a time, in the worker's process's view."""
+    """One job process that runs a worker's jobs one at a time, in the worker's process's view."""
 
     def __init__(self, config_file: str, worker_class: str, queues: list[str]) -> None:
         self.args = [config_file, worker_class, queues]
-        self.child = Child(0)
-        self.child.start({"sys_path": list(sys.path), "imports": [], "threads": 1, "log_level": "INFO"})
+        self.runner = JobRunner()
         self.booted = False
 
     @property
     def alive(self) -> bool:
-        return not self.child.dead
+        return self.runner.alive
 
     def stop(self) -> None:
-        if not self.child.dead:
-            self.child.stop()
-            self.child.reap()
+        self.runner.stop()
 
     def kill(self) -> str:
-        self.child.kill()
-        return self.child.reap()
+        return self.runner.kill()
 
     def run(self, job: Job, app: Offload, interrupted: Callable[[str], str | None]) -> dict[str, Any]:
         """Run ``job`` in the child; the executor's report, or ``{"ok": False, "killed": why, ...}``."""
         record = job.record
+
+        def progress(job_id: str, data: dict[str, Any] | None, meta: dict[str, Any] | None) -> None:
+            app.store.set_progress(job_id, data, meta)
+
         if not self.booted:
             boot_job = Record(id=f"boot-{os.urandom(6).hex()}", queue=record.queue, func=BOOT,
                               payload=codec.encode_payload(self.args, {}), attempts=1)
-            report = self._wait(boot_job, BOOT_TIMEOUT, app, interrupted)
+            report = self.runner.run(boot_job, BOOT_TIMEOUT, progress, interrupted)
             if not report.get("ok"):
                 return report
             self.booted = True
         state = {name: getattr(record, name) for name in _STATE_FIELDS}
         stand_in = dataclasses.replace(record, func=RUN, task=None,
                                        payload=codec.encode_payload([*self.args, state], {}))
-        return self._wait(stand_in, record.timeout, app, interrupted)
-
-    def _wait(self, record: Record, timeout: float | None, app: Offload,
-              interrupted: Callable[[str], str | None]) -> dict[str, Any]:
-        deadline = None if timeout is None else time.monotonic() + timeout
-        if not self.child.run([record]):
-            return self._crashed()
-        while True:
-            why = interrupted(record.id)
-            if why is not None:
-                self.kill()
-                return {"ok": False, "killed": why, "message": f"stopped ({why})"}
-            wait = 0.25 if deadline is None else min(0.25, deadline - time.monotonic())
-            if wait <= 0:
-                cause = self.kill()
-                return {"ok": False, "killed": "timeout", "cause": cause,
-                        "message": f"the job ran longer than its timeout of {timeout:g} s; its process was killed"}
-            try:
-                if not self.child.conn.poll(wait):
-                    continue
-                message = self.child.conn.recv()
-            except (EOFError, OSError):
-                return self._crashed()
-            if message[0] == "done":
-                report = _report_for(message, record.id)
-                if report is not None:
-                    return report
-            elif message[0] == "progress":
-                try:
-                    app.store.set_progress(message[1], message[2], message[3])
-                except Exception:
-                    pass  # progress is best effort; the job goes on
-
-    def _crashed(self) -> dict[str, Any]:
-        cause = self.child.reap()
-        return {"ok": False, "killed": "crash", "cause": cause, "message": f"the process running the job {cause}"}
+        return self.runner.run(stand_in, record.timeout, progress, interrupted)

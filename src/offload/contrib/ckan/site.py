@@ -22,10 +22,8 @@ from offload import codec, funcs
 from offload.app import Offload
 from offload.config import SETTINGS, parse_duration
 from offload.errors import JobNotFound
-from offload.jobs import CANCELED, FAILED, FINISHED, QUEUED, SCHEDULED, STARTED
+from offload.jobs import CANCELED, FAILED, FINISHED, QUEUED, SCHEDULED, STARTED, JobSpec
 from offload.jobs import Job as Record
-from offload.worker.executor import _resolve
-from offload.worker.wire import JobSpec
 
 DEFAULT_QUEUE_NAME = "default"
 #: How many attempts a CKAN job gets unless ``ckan.offload.jobs.max_attempts`` says otherwise: CKAN's jobs
@@ -223,13 +221,12 @@ class Job:
         return str(error.get("traceback") or f"{error.get('type')}: {error.get('message')}")
 
     def spec(self) -> JobSpec:
-        r = self.record
-        return JobSpec(r.id, r.func, r.task, r.payload, r.attempts, r.max_attempts, r.queue, r.title, self.meta)
+        return self.record.spec()._replace(meta=self.meta)
 
     def run(self) -> Any:
         """Call the job function with the job's arguments, in this process; returns what it returns."""
         args, kwargs = codec.decode_payload(self.record.payload)
-        result = _resolve(self.spec())(*args, **kwargs)
+        result = funcs.job_function(self.record.func, self.record.task)(*args, **kwargs)
         if inspect.isawaitable(result):
             result = asyncio.run(_await(result))
         return result

@@ -30,13 +30,14 @@ from ckan.common import config
 
 from offload import codec, context
 from offload.app import Offload
-from offload.contrib.ckan.job_process import ExecutorRun, JobFailed, class_path, run_report
+from offload.contrib.ckan.job_process import ExecutorRun, JobFailed, class_path
 from offload.contrib.ckan.site import DEFAULT_QUEUE_NAME, Job, Queue, site_app
 from offload.errors import StoreUnavailable
 from offload.jobs import Job as Record
 from offload.jobs import Outcome, WorkerInfo, check_queue_name
 from offload.schedule import Scheduler, all_schedules
-from offload.worker.settle import outcome_for_crash, outcome_for_report, outcome_for_timeout
+from offload.version import __version__
+from offload.worker.runner import failure_report, outcome_for
 
 log = logging.getLogger("ckan.lib.jobs")
 debug = logging.getLogger("offload.contrib.ckan")
@@ -163,7 +164,7 @@ class Worker:
             self.execute_job(job, Queue(record.queue, self.app))
         except Exception as exc:  # an override (or a plugin's before_fork) failed: that is the job's failure
             if job.report is None:
-                job.report = run_report(exc)
+                job.report = failure_report(exc)
                 self.handle_exception(job, type(exc), exc, exc.__traceback__)
         finally:
             with self._lock:
@@ -172,22 +173,13 @@ class Worker:
                 self._lost.discard(record.id)
         if lost:
             return  # canceled or deleted meanwhile: the store keeps what the canceller recorded
-        outcome = self._outcome(record, job.report or {"ok": True, "result": codec.encode_result(None)})
+        report = job.report or {"ok": True, "result": codec.encode_result(None)}
+        outcome = outcome_for(record, report, time.time())
         if outcome.kind == "finish":
             self.processed += 1
         elif outcome.kind == "fail":
             self.failed += 1
         self._settle(outcome)
-
-    def _outcome(self, record: Record, report: dict[str, Any]) -> Outcome:
-        now = time.time()
-        if report.get("killed") == "timeout":
-            return outcome_for_timeout(record, now, str(report.get("cause")))
-        if report.get("killed") == "crash":
-            return outcome_for_crash(record, now, str(report.get("cause")))
-        if report.get("killed") == "shutdown":
-            return Outcome(record.id, record.lease_token or "", "release")
-        return outcome_for_report(record, report, now)
 
     def _settle(self, outcome: Outcome) -> None:
         for delay in (0.0, 0.5, 2.0, 5.0):
@@ -225,7 +217,7 @@ class Worker:
                 return True
             except BaseException as exc:  # a job's SystemExit is its failure, not the worker's
                 job.exc_info_tuple = (type(exc), exc, exc.__traceback__)
-                job.report = run_report(exc)
+                job.report = failure_report(exc)
                 if os.getpid() == self._work_pid:
                     self.handle_exception(job, type(exc), exc, exc.__traceback__)
                 return False
@@ -299,8 +291,6 @@ class Worker:
 
     # -- leases, registry, signals, outages ----------------------------------------------------------------
     def _info(self) -> WorkerInfo:
-        from offload import __version__
-
         now = time.time()
         held = self._held
         return WorkerInfo(self.name, socket.gethostname(), self.pid, [q.queue_name for q in self.queues], 1, now,

@@ -1,0 +1,140 @@
+"""``offload migrate``, ``queues``, ``workers``, ``tasks``, ``schedules``, ``config`` and ``demo``: the store, the
+workers and the site's setup."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import click
+
+from offload.cli.common import app_for, friendly, time_text
+from offload.jobs import STATES
+
+
+@click.command()
+@click.pass_context
+@friendly
+def migrate(ctx: click.Context) -> None:
+    """Create or upgrade the store's schema (workers also do this at start)."""
+    version = app_for(ctx).store.migrate()
+    click.echo(f"Store schema at version {version}")
+
+
+@click.command()
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+@friendly
+def queues(ctx: click.Context, as_json: bool) -> None:
+    """Jobs per queue and state."""
+    counts = app_for(ctx).store.counts()
+    if as_json:
+        click.echo(json.dumps(counts, indent=2, sort_keys=True))
+        return
+    if not counts:
+        click.echo("There are no queues with jobs.")
+        return
+    click.echo(f"{'queue':20} " + " ".join(f"{s:>9}" for s in STATES))
+    for name in sorted(counts):
+        click.echo(f"{name:20} " + " ".join(f"{counts[name].get(s, 0):>9}" for s in STATES))
+
+
+@click.command()
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+@friendly
+def workers(ctx: click.Context, as_json: bool) -> None:
+    """Workers seen in the last 30 seconds."""
+    found = app_for(ctx).workers()
+    if as_json:
+        click.echo(json.dumps([w.to_dict() for w in found], indent=2))
+        return
+    if not found:
+        click.echo("There are no running workers.")
+    for w in found:
+        click.echo(f"{w.id} pid={w.pid} queues={','.join(w.queues)} concurrency={w.concurrency} "
+                   f"processed={w.processed} failed={w.failed} running={len(w.jobs)}")
+
+
+@click.command("tasks")
+@click.option("--import", "imports", multiple=True, help="also import this module; repeatable")
+@click.pass_context
+@friendly
+def list_tasks(ctx: click.Context, imports: tuple[str, ...]) -> None:
+    """Registered tasks and where each came from."""
+    from offload import registry
+
+    conf = app_for(ctx).config
+    registry.load_registry([*conf["offload.tasks.imports"], *imports])
+    found = registry.registered()
+    if not found:
+        click.echo("No tasks are registered.")
+        return
+    for name in sorted(found):
+        task = found[name]
+        origin = registry.origin(task)
+        extra = "".join(f" {k}={v}" for k, v in (("queue", task.queue), ("timeout", task.timeout),
+                                                  ("max_retries", task.max_retries)) if v is not None)
+        click.echo(f"{name}  ->  {task.source}:{task.fn.__qualname__}  [{origin}]{extra}")
+
+
+@click.command("schedules")
+@click.option("--import", "imports", multiple=True, help="also import this module; repeatable")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+@friendly
+def list_schedules(ctx: click.Context, imports: tuple[str, ...], as_json: bool) -> None:
+    """Periodic jobs with their last and next run."""
+    import time
+
+    from offload import registry, schedule
+
+    app = app_for(ctx)
+    registry.load_registry([*app.config["offload.tasks.imports"], *imports])
+    found = schedule.all_schedules(app)
+    runs = app.store.schedule_runs()
+    now = time.time()
+    rows = []
+    for name in sorted(found):
+        s = found[name]
+        last = runs.get(name)
+        rows.append({**s.to_dict(), "spec": s.spec, "last_run": last.last_slot if last else None,
+                     "last_job_id": last.job_id if last else None, "next_run": s.next_slot(now)})
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    if not rows:
+        click.echo("No periodic jobs are declared.")
+        return
+    for row in rows:
+        click.echo(f"{row['name']}  {row['spec']}  -> {row['task'] or row['func']}  last: {time_text(row['last_run'])}"
+                   f"  next: {time_text(row['next_run'])}")
+
+
+@click.command("config")
+@click.pass_context
+@friendly
+def show_config(ctx: click.Context) -> None:
+    """Print the resolved settings and where each came from (secrets hidden)."""
+    from offload.stores import redact_url
+
+    conf = app_for(ctx).config
+    for key in sorted(conf):
+        value = conf[key]
+        if key == "offload.api.tokens":
+            value = [f"***:{t.rpartition(':')[2]}" for t in value]
+        elif key == "offload.store":
+            value = redact_url(value)
+        click.echo(f"{key} = {value!r}  ({conf.source(key)})")
+
+
+@click.command()
+@click.option("--jobs", "count", type=click.IntRange(1, 100_000), default=20, show_default=True)
+@click.option("--concurrency", "-n", type=click.IntRange(1, 64), default=2, show_default=True)
+@click.pass_context
+@friendly
+def demo(ctx: click.Context, count: int, concurrency: int) -> None:
+    """Enqueue demo jobs (some succeed, one fails, one times out) and run a burst worker on them."""
+    from offload.demo import run_demo
+
+    sys.exit(run_demo(app_for(ctx), count, concurrency))

@@ -1,0 +1,101 @@
+"""Running jobs one at a time in a killable child process: the worker's interface for integrations.
+
+A host that runs jobs its own way (CKAN's worker takes one job at a time and logs and forks as CKAN does) builds
+on this instead of the supervisor: a ``JobRunner`` runs each job in an executor child process with a hard
+timeout, forwards its progress and reports what happened; ``outcome_for`` turns that report into the outcome
+the store settles; ``failure_report`` is the report of an exception raised where the job ran.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+from offload.jobs import Job
+from offload.worker.executor import failure_report
+from offload.worker.pool import Child
+from offload.worker.settle import outcome_for
+
+__all__ = ["JobRunner", "failure_report", "outcome_for"]
+
+#: ``progress(job_id, progress, meta)``: what a running job reported (either may be None).
+ProgressHandler = Callable[[str, "dict[str, Any] | None", "dict[str, Any] | None"], None]
+#: ``interrupted(job_id)``: why the running job must stop now (``"canceled"``, ``"shutdown"``...) or None.
+InterruptCheck = Callable[[str], "str | None"]
+
+
+def _report_for(message: tuple[Any, ...], job_id: str) -> dict[str, Any] | None:
+    """The report for ``job_id`` in a ``done`` message: ``("done", [(id, report), ...])``."""
+    for done_id, report in message[1]:
+        if done_id == job_id:
+            return dict(report)
+    return None
+
+
+class JobRunner:
+    """One executor child process that runs jobs one at a time. After a job is killed (timeout, interruption) or
+    its process dies, the runner is dead (``alive`` is False): make a new one for the next job."""
+
+    def __init__(self, imports: list[str] | None = None, log_level: str = "INFO") -> None:
+        self.child = Child(0)
+        self.child.start({"sys_path": list(sys.path), "imports": list(imports or []), "threads": 1,
+                          "log_level": log_level})
+
+    @property
+    def alive(self) -> bool:
+        return not self.child.dead
+
+    @property
+    def pid(self) -> int:
+        return self.child.pid
+
+    def stop(self) -> None:
+        """Ask the child to exit and wait for it (between jobs)."""
+        if not self.child.dead:
+            self.child.stop()
+            self.child.reap()
+
+    def kill(self) -> str:
+        """SIGKILL the child's process group; returns how it ended."""
+        self.child.kill()
+        return self.child.reap()
+
+    def run(self, job: Job, timeout: float | None, progress: ProgressHandler | None = None,
+            interrupted: InterruptCheck | None = None) -> dict[str, Any]:
+        """Run ``job`` in the child and wait for its report, checking ``interrupted`` four times a second. A report
+        is the executor's (``ok``, and ``result`` or ``error``), or ``{"ok": False, "killed": why, "message": ...}``
+        with ``why`` one of ``timeout``, ``crash`` or what ``interrupted`` said."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        if not self.child.run([job]):
+            return self._crashed()
+        while True:
+            why = interrupted(job.id) if interrupted is not None else None
+            if why is not None:
+                self.kill()
+                return {"ok": False, "killed": why, "message": f"stopped ({why})"}
+            wait = 0.25 if deadline is None else min(0.25, deadline - time.monotonic())
+            if wait <= 0:
+                cause = self.kill()
+                return {"ok": False, "killed": "timeout", "cause": cause,
+                        "message": f"the job ran longer than its timeout of {timeout:g} s; its process was killed"}
+            try:
+                if not self.child.conn.poll(wait):
+                    continue
+                message = self.child.conn.recv()
+            except (EOFError, OSError):
+                return self._crashed()
+            if message[0] == "done":
+                report = _report_for(message, job.id)
+                if report is not None:
+                    return report
+            elif message[0] == "progress" and progress is not None:
+                try:
+                    progress(message[1], message[2], message[3])
+                except Exception:
+                    pass  # progress is best effort; the job goes on
+
+    def _crashed(self) -> dict[str, Any]:
+        cause = self.child.reap()
+        return {"ok": False, "killed": "crash", "cause": cause, "message": f"the process running the job {cause}"}
