@@ -66,20 +66,12 @@ from offload import codec
 from offload.errors import StoreError, StoreUnavailable, StoreURLError
 from offload.jobs import QUEUED, SCHEDULED, STARTED, Job, Outcome, ScheduleRun, WorkerInfo
 from offload.stores.base import Store, mark_stored
+from offload.stores.postgres_sql import JOB_FIELDS, STATEMENTS, columns
 
 Connection = psycopg.Connection[TupleRow]
 
 _SCHEMA_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
 _MIGRATION_RE = re.compile(r"postgres_(\d{4})_\w+\.sql")
-
-_COLUMNS = (
-    "id queue func task payload title state created_at enqueued_at run_at started_at ended_at attempts max_attempts "
-    "retry timeout result error errors worker lease_until lease_token progress meta unique_key"
-).split()
-_JOB_FIELDS = ["result_json" if c == "result" else c for c in _COLUMNS]
-_PENDING = "('scheduled', 'queued', 'started')"
-_DONE = "('finished', 'failed', 'canceled')"
-
 
 def _literal(conn: Connection) -> psycopg.ClientCursor[TupleRow]:
     """A cursor that binds parameters client-side. The management queries (list, count, counts) filter on
@@ -87,310 +79,6 @@ def _literal(conn: Connection) -> psycopg.ClientCursor[TupleRow]:
     for them (an index scan, ~0.5 ms at 100,000 jobs), not the connection's generic plan (a sequential scan,
     ~50 ms, growing with the history). Values are quoted by psycopg."""
     return psycopg.ClientCursor(conn)
-
-
-def _cols(alias: str) -> str:
-    return ", ".join(f"{alias}.{c}" for c in _COLUMNS)
-
-
-def _append_json(array: str, item: str) -> str:
-    """SQL appending the JSON value ``item`` to the JSON array column ``array``, keeping its text as it is (a
-    corrupted or foreign value that is not an array is replaced)."""
-    return (
-        f"(CASE WHEN json_typeof({array}) IS DISTINCT FROM 'array' THEN '[' || {item} || ']' "
-        f"WHEN json_array_length({array}) = 0 THEN '[' || {item} || ']' "
-        f"ELSE left(rtrim({array}::text), -1) || ',' || {item} || ']' END)::json"
-    )
-
-
-# A condition (an InitPlan, run once before any row is read) that makes the statement's own transaction commit
-# without waiting for the WAL flush: SET LOCAL in the statement, so an autocommit call stays one round trip. For
-# a worker's own bookkeeping (claim, settle) only. A server crash can forget the last few hundred milliseconds
-# of those commits, which at-least-once delivery already covers: a forgotten claim leaves the job queued, a
-# forgotten settle leaves it started until its lease expires; either way it runs again. Enqueues and the
-# management verbs keep the server's setting: what they acknowledged is on disk.
-_RELAXED_COMMIT = "(SELECT set_config('synchronous_commit', 'off', true)) IS NOT NULL"
-
-
-def _notify(queue: str, state: str) -> str:
-    """SQL (for RETURNING) waking the site's idle workers: the queue gained work, or the schedule changed."""
-    return f"pg_notify(%(channel)s, CASE WHEN {state} = 'queued' THEN {queue} ELSE '' END)"
-
-
-# Probes end in OFFSET 0, which keeps the planner from flattening them into a join that scans the whole site
-# (LIMIT 1 would do that too, but would also make a scan-until-found plan look cheap). Updates name their rows
-# by ctid alone: a state condition there would let the planner scan a partial index instead of fetching the
-# rows, and is not needed, as the row version the probe saw is locked or, if changed since, has another ctid.
-
-# Sequence numbers are drawn in batch order as the rows are read, so FIFO holds for inserted and replaced jobs.
-# A plain INSERT plus an UPDATE of done jobs that reuse an id costs half of INSERT ... ON CONFLICT DO UPDATE.
-_ENQUEUE = f"""
-WITH input AS (
-    SELECT e->>0 AS id, e->>1 AS queue, e->>2 AS func, e->>3 AS task, e->>4 AS payload, e->>5 AS title,
-           e->>6 AS state, (e->>7)::float8 AS created_at, (e->>8)::float8 AS enqueued_at,
-           (e->>9)::float8 AS run_at, (e->>10)::int4 AS attempts, (e->>11)::int4 AS max_attempts,
-           (e->>12)::json AS retry, (e->>13)::float8 AS timeout, (e->>14)::json AS meta, e->>15 AS unique_key,
-           (e->>16)::bool AS insert, i.ord, nextval('{{seq}}') AS seq
-    FROM jsonb_array_elements(%(jobs)s::jsonb) WITH ORDINALITY AS i(e, ord)
-),
-same_id AS (
-    SELECT i.ord, x.* FROM input i CROSS JOIN LATERAL (
-        SELECT j.state IN {_PENDING} AS pending, j.ctid AS tid, {_cols("j")} FROM {{s}}.jobs j
-        WHERE j.site = %(site)s AND j.id = i.id
-        OFFSET 0
-    ) x
-),
-same_key AS (
-    SELECT i.ord, x.* FROM input i CROSS JOIN LATERAL (
-        SELECT {_cols("j")} FROM {{s}}.jobs j
-        WHERE i.unique_key IS NOT NULL AND j.site = %(site)s AND j.unique_key = i.unique_key
-          AND j.unique_key IS NOT NULL AND j.state IN {_PENDING}
-        OFFSET 0
-    ) x
-),
-free AS (
-    SELECT i.* FROM input i
-    WHERE i.insert
-      AND NOT EXISTS (SELECT 1 FROM same_id s WHERE s.ord = i.ord AND s.pending)
-      AND NOT EXISTS (SELECT 1 FROM same_key k WHERE k.ord = i.ord)
-),
-ins AS (
-    INSERT INTO {{s}}.jobs AS j (seq, site, id, queue, func, task, payload, title, state, created_at, enqueued_at,
-                                 run_at, attempts, max_attempts, retry, timeout, meta, unique_key)
-    SELECT f.seq, %(site)s, f.id, f.queue, f.func, f.task, f.payload, f.title, f.state, f.created_at,
-           f.enqueued_at, f.run_at, f.attempts, f.max_attempts, f.retry, f.timeout, f.meta, f.unique_key
-    FROM free f
-    WHERE NOT EXISTS (SELECT 1 FROM same_id s WHERE s.ord = f.ord)
-    RETURNING j.id, j.queue, j.state
-),
-replaced AS (
-    UPDATE {{s}}.jobs j SET
-        seq = f.seq, queue = f.queue, func = f.func, task = f.task, payload = f.payload, title = f.title,
-        state = f.state, created_at = f.created_at, enqueued_at = f.enqueued_at, run_at = f.run_at,
-        started_at = NULL, ended_at = NULL, attempts = f.attempts, max_attempts = f.max_attempts,
-        retry = f.retry, timeout = f.timeout, result = NULL, error = NULL, errors = '[]', worker = NULL,
-        lease_until = NULL, lease_token = NULL, progress = NULL, meta = f.meta, unique_key = f.unique_key
-    FROM free f JOIN same_id s ON s.ord = f.ord
-    WHERE j.ctid = ANY(ARRAY(SELECT tid FROM same_id WHERE NOT pending)) AND j.ctid = s.tid
-    RETURNING j.id, j.queue, j.state
-),
-added AS (
-    SELECT id, queue, state FROM ins UNION ALL SELECT id, queue, state FROM replaced
-)
-SELECT s.ord, 1, s.id, json_build_array({_cols("s")}) FROM same_id s WHERE s.pending
-UNION ALL
-SELECT k.ord, 2, k.id, json_build_array({_cols("k")}) FROM same_key k
-UNION ALL
-SELECT NULL, NULL, a.id, NULL FROM added a
-UNION ALL  -- one wake-up per queue, not per job; the row it returns is ignored
-SELECT NULL, 0, NULL, NULL FROM (SELECT DISTINCT queue, state FROM added) w
-WHERE {_notify("w.queue", "w.state")} IS NULL
-"""
-
-# One job whose id and unique key are both free (almost every single enqueue): a plain INSERT, half the server
-# time of _ENQUEUE, short enough for psycopg to cache its parsed form (_ENQUEUE is parsed again on
-# every call), and one parameter per column (parsing a JSON document costs more than binding them). ON CONFLICT
-# DO NOTHING (any unique index: the id, or a pending job's unique key) returns no row; _ENQUEUE then finds the
-# duplicate or replaces the done job holding the id. Numbers travel as text, so the parameter types (NULL or
-# not, small or large), and with them psycopg's prepared statement, are the same for every job.
-_ENQUEUE_NEW = f"""
-WITH ins AS (
-    INSERT INTO {{s}}.jobs AS j (site, id, queue, func, task, payload, title, state, created_at, enqueued_at,
-                                 run_at, attempts, max_attempts, retry, timeout, meta, unique_key)
-    VALUES (%(site)s, %(id)s, %(queue)s, %(func)s, %(task)s, %(payload)s, %(title)s, %(state)s, %(created_at)s::float8,
-            %(enqueued_at)s::float8, %(run_at)s::float8, %(attempts)s::int4, %(max_attempts)s::int4, %(retry)s::json,
-            %(timeout)s::float8, %(meta)s::json, %(unique_key)s)
-    ON CONFLICT DO NOTHING
-    RETURNING j.queue, j.state
-)
-SELECT {_notify("ins.queue", "ins.state")} FROM ins
-"""
-
-# Per queue, in the order given: the head of the queue, then its due scheduled jobs (claimed straight from
-# scheduled: this statement cannot see rows its own CTE promotes). Other due jobs of the site are promoted.
-_CLAIM = f"""
-WITH wanted AS (
-    SELECT q.name, q.pos FROM unnest(%(queues)s::text[]) WITH ORDINALITY AS q(name, pos)
-),
-candidates AS (
-    SELECT w.pos, 0 AS part, c.enqueued_at AS k, c.seq, c.tid
-    FROM wanted w CROSS JOIN LATERAL (
-        SELECT j.ctid AS tid, j.seq, j.enqueued_at FROM {{s}}.jobs j
-        WHERE j.queue = w.name AND j.state = 'queued'
-        ORDER BY j.enqueued_at, j.seq LIMIT %(limit)s
-        FOR UPDATE SKIP LOCKED
-    ) c
-    UNION ALL
-    SELECT w.pos, 1, 0, c.seq, c.tid
-    FROM wanted w CROSS JOIN LATERAL (
-        SELECT j.ctid AS tid, j.seq FROM {{s}}.jobs j
-        WHERE j.site = %(site)s AND j.state = 'scheduled' AND j.run_at <= %(now)s AND j.queue = w.name
-        ORDER BY j.run_at, j.seq LIMIT %(limit)s
-        FOR UPDATE SKIP LOCKED
-    ) c
-),
-chosen AS (
-    SELECT c.tid, row_number() OVER (ORDER BY c.pos, c.part, c.k, c.seq) AS ord
-    FROM candidates c ORDER BY c.pos, c.part, c.k, c.seq LIMIT %(limit)s
-),
-promoted AS (
-    UPDATE {{s}}.jobs j SET state = 'queued', enqueued_at = %(now)s
-    WHERE j.ctid = ANY(ARRAY(
-        SELECT d.ctid FROM {{s}}.jobs d
-        WHERE d.site = %(site)s AND d.state = 'scheduled' AND d.run_at <= %(now)s
-          AND d.ctid <> ALL(ARRAY(SELECT tid FROM chosen))
-        ORDER BY d.run_at LIMIT %(promote)s
-        FOR UPDATE SKIP LOCKED
-    ))
-    RETURNING {_notify("j.queue", "j.state")}
-),
-claimed AS (
-    UPDATE {{s}}.jobs j SET
-        state = 'started', attempts = j.attempts + 1, lease_token = md5(random()::text || clock_timestamp()::text),
-        lease_until = %(lease_until)s, worker = %(worker)s, started_at = %(now)s, ended_at = NULL,
-        enqueued_at = CASE WHEN j.state = 'scheduled' THEN %(now)s ELSE j.enqueued_at END
-    FROM chosen c
-    WHERE j.ctid = ANY(ARRAY(SELECT tid FROM chosen)) AND j.ctid = c.tid
-    RETURNING c.ord, {_cols("j")}
-)
-SELECT * FROM claimed WHERE {_RELAXED_COMMIT} ORDER BY ord
-"""
-
-_EXTEND = """
-WITH held AS (
-    SELECT x.tid FROM jsonb_each_text(%(held)s::jsonb) AS h(id, token) CROSS JOIN LATERAL (
-        SELECT j.ctid AS tid, j.state, j.lease_token FROM {s}.jobs j
-        WHERE j.site = %(site)s AND j.id = h.id
-        OFFSET 0
-    ) x
-    WHERE x.state = 'started' AND x.lease_token = h.token
-)
-UPDATE {s}.jobs j SET lease_until = %(until)s
-WHERE j.ctid = ANY(ARRAY(SELECT tid FROM held))
-RETURNING j.id
-"""
-
-_SETTLE = f"""
-WITH o AS (
-    SELECT e->>0 AS id, e->>1 AS token, e->>2 AS kind, e->>3 AS result, e->>4 AS error,
-           (e->>5)::float8 AS retry_at, (e->>6)::float8 AS ended_at, i.ord
-    FROM jsonb_array_elements(%(outcomes)s::jsonb) WITH ORDINALITY AS i(e, ord)
-),
-held AS (
-    SELECT o.*, x.tid FROM o CROSS JOIN LATERAL (
-        SELECT j.ctid AS tid, j.state, j.lease_token FROM {{s}}.jobs j
-        WHERE j.site = %(site)s AND j.id = o.id
-        OFFSET 0
-    ) x
-    WHERE x.state = 'started' AND x.lease_token = o.token
-)
-UPDATE {{s}}.jobs j SET
-    state = CASE o.kind WHEN 'finish' THEN 'finished' WHEN 'fail' THEN 'failed'
-                        WHEN 'retry' THEN 'scheduled' ELSE 'queued' END,
-    result = CASE WHEN o.kind = 'finish' THEN o.result ELSE j.result END,
-    error = CASE WHEN o.kind IN ('fail', 'retry') THEN o.error::json ELSE j.error END,
-    errors = CASE WHEN o.kind IN ('fail', 'retry') THEN {_append_json("j.errors", "o.error")} ELSE j.errors END,
-    run_at = CASE WHEN o.kind = 'retry' THEN o.retry_at ELSE j.run_at END,
-    ended_at = CASE WHEN o.kind = 'release' THEN j.ended_at ELSE o.ended_at END,
-    attempts = CASE WHEN o.kind = 'release' THEN greatest(j.attempts - 1, 0) ELSE j.attempts END,
-    started_at = CASE WHEN o.kind = 'release' THEN NULL ELSE j.started_at END,
-    worker = CASE WHEN o.kind = 'release' THEN NULL ELSE j.worker END,
-    lease_token = NULL, lease_until = NULL
-FROM held o
-WHERE j.ctid = ANY(ARRAY(SELECT tid FROM held)) AND j.ctid = o.tid AND {_RELAXED_COMMIT}
-RETURNING o.ord, CASE WHEN o.kind IN ('retry', 'release') THEN {_notify("j.queue", "j.state")} END
-"""
-
-_ABANDONED = (
-    "json_build_object('type', 'LeaseExpired', 'reason', 'abandoned', 'message', 'worker ' || "
-    "coalesce(j.worker, 'None') || ' stopped renewing the lease (killed or lost); attempt ' || j.attempts, "
-    "'traceback', NULL)::text"
-)
-
-_REQUEUE_EXPIRED = f"""
-UPDATE {{s}}.jobs j SET
-    state = CASE WHEN j.attempts < j.max_attempts THEN 'queued' ELSE 'failed' END,
-    ended_at = CASE WHEN j.attempts < j.max_attempts THEN j.ended_at ELSE %(now)s END,
-    error = ({_ABANDONED})::json, errors = {_append_json("j.errors", _ABANDONED)},
-    lease_token = NULL, lease_until = NULL
-WHERE j.ctid = ANY(ARRAY(
-    SELECT e.ctid FROM {{s}}.jobs e
-    WHERE e.site = %(site)s AND e.state = 'started' AND e.lease_until < %(now)s
-    FOR UPDATE SKIP LOCKED
-))
-RETURNING {_cols("j")}, {_notify("j.queue", "j.state")}
-"""
-
-_WORK_READY = """
-SELECT EXISTS (
-    SELECT 1 FROM unnest(%(queues)s::text[]) AS q(name)
-    WHERE EXISTS (SELECT 1 FROM {s}.jobs j WHERE j.queue = q.name AND j.state = 'queued')
-), (SELECT min(run_at) FROM {s}.jobs WHERE site = %(site)s AND state = 'scheduled')
-"""
-
-_GET = f"SELECT {_cols('j')} FROM {{s}}.jobs j WHERE j.site = %(site)s AND j.id = %(id)s"
-
-_CANCEL = f"""
-WITH changed AS (
-    UPDATE {{s}}.jobs j SET state = 'canceled', ended_at = %(now)s, lease_token = NULL, lease_until = NULL
-    WHERE j.site = %(site)s AND j.id = %(id)s AND j.state IN {_PENDING}
-    RETURNING {_cols("j")}
-)
-SELECT * FROM changed
-UNION ALL
-SELECT {_cols("j")} FROM {{s}}.jobs j
-WHERE j.site = %(site)s AND j.id = %(id)s AND NOT EXISTS (SELECT 1 FROM changed)
-"""
-
-_RETRY_NOW = f"""
-WITH changed AS (
-    UPDATE {{s}}.jobs j SET state = 'queued', attempts = CASE WHEN j.state = 'scheduled' THEN j.attempts ELSE 0 END,
-        enqueued_at = %(now)s, run_at = NULL, ended_at = NULL
-    WHERE j.site = %(site)s AND j.id = %(id)s AND j.state IN ('failed', 'canceled', 'scheduled')
-    RETURNING {_cols("j")}, {_notify("j.queue", "'queued'")}
-)
-SELECT {_cols("changed")} FROM changed
-UNION ALL
-SELECT {_cols("j")} FROM {{s}}.jobs j
-WHERE j.site = %(site)s AND j.id = %(id)s AND NOT EXISTS (SELECT 1 FROM changed)
-"""
-
-_PURGE = f"""
-DELETE FROM {{s}}.jobs WHERE ctid = ANY(ARRAY(
-    SELECT ctid FROM {{s}}.jobs
-    WHERE site = %(site)s AND state IN {_DONE} AND ended_at < %(before)s
-    ORDER BY ended_at LIMIT %(limit)s
-))
-"""
-
-_SET_PROGRESS = """
-UPDATE {s}.jobs SET progress = coalesce(%(progress)s::json, progress), meta = coalesce(%(meta)s::json, meta)
-WHERE site = %(site)s AND id = %(id)s
-"""
-
-_ENQUEUE_PERIODIC_SLOT = """
-INSERT INTO {s}.schedule_runs AS r (site, name, last_slot, job_id) VALUES (%(site)s, %(name)s, %(slot)s, NULL)
-ON CONFLICT (site, name) DO UPDATE SET last_slot = excluded.last_slot WHERE r.last_slot < excluded.last_slot
-RETURNING 1
-"""
-
-
-# Named statements; ``{s}`` stands for the quoted schema name.
-_STATEMENTS = {
-    "enqueue": _ENQUEUE,
-    "enqueue_new": _ENQUEUE_NEW,
-    "claim": _CLAIM,
-    "extend": _EXTEND,
-    "settle": _SETTLE,
-    "requeue_expired": _REQUEUE_EXPIRED,
-    "work_ready": _WORK_READY,
-    "get": _GET,
-    "cancel": _CANCEL,
-    "retry_now": _RETRY_NOW,
-    "purge": _PURGE,
-    "set_progress": _SET_PROGRESS,
-    "periodic_slot": _ENQUEUE_PERIODIC_SLOT,
-}
 
 
 def _readable(fd: int, timeout: float) -> bool:
@@ -471,7 +159,7 @@ class PostgresStore(Store):
         self._secrets = [s for s in {parts.password or "", unquote(parts.password or "")} if s]
         self.channel = "offload_" + hashlib.sha256(f"{self.schema}\0{site_id}".encode()).hexdigest()[:40]
         quoted = f'"{self.schema}"'
-        self._sql = {name: text.replace("{s}", quoted) for name, text in _STATEMENTS.items()}
+        self._sql = {name: text.replace("{s}", quoted) for name, text in STATEMENTS.items()}
         self._enqueue_sql: str | None = None
         self._lock = threading.RLock()
         self._conn: Connection | None = None
@@ -682,7 +370,7 @@ class PostgresStore(Store):
 
     # -- rows --------------------------------------------------------------------------------------------
     def _job(self, row: Sequence[Any]) -> Job:
-        job = Job(**dict(zip(_JOB_FIELDS, row[: len(_JOB_FIELDS)], strict=True)))
+        job = Job(**dict(zip(JOB_FIELDS, row[: len(JOB_FIELDS)], strict=True)))
         job.queue = self.unqname(job.queue)
         job.errors = job.errors or []
         job.meta = job.meta or {}
@@ -980,7 +668,7 @@ class PostgresStore(Store):
         where, params = self._where(queues, states)
         order = "DESC" if descending else "ASC"
         query = (
-            f'SELECT {_cols("j")} FROM "{self.schema}".jobs j WHERE {where} '
+            f'SELECT {columns("j")} FROM "{self.schema}".jobs j WHERE {where} '
             f"ORDER BY j.created_at {order}, j.seq {order} LIMIT %(limit)s OFFSET %(offset)s"
         )
         with self._session() as conn:
