@@ -238,3 +238,51 @@ def test_documented_name_imports(dotted: str) -> None:
     if dotted.startswith("offload.contrib.ckan"):
         pytest.importorskip("ckan")  # tests/ckan checks these in the CKAN venv
     assert resolve(dotted) is not None
+
+
+# -- docs/architecture.md's layout section matches the tree ----------------------------------------------------------
+def documented_layout() -> list[list[str]]:
+    """The layout block of docs/architecture.md as a list of rows, each the files or folders one line names
+    first (``stores/``, ``jobs.py``; a row may name several, comma-separated)."""
+    text = (ROOT / "docs" / "architecture.md").read_text()
+    block = text.split("## How the code is laid out", 1)[1].split("```", 2)[1]
+    rows = []
+    for line in block.splitlines()[1:]:
+        if not line.startswith("  ") or line.startswith("   "):
+            continue  # the heading line, or a continuation
+        names = line.strip().split("  ")[0]
+        rows.append([name.strip() for name in names.split(",") if name.strip()])
+    return rows
+
+
+def _row_of(module: str, rows: list[list[str]]) -> int | None:
+    relative = module.removeprefix("offload").lstrip(".").replace(".", "/")
+    for index, row in enumerate(rows):
+        for name in row:
+            if name.endswith("/") and (relative + "/").startswith(name):
+                return index
+            if not name.endswith("/") and (relative + ".py" == name or (relative == "" and name == "__init__.py")):
+                return index
+    return None
+
+
+def test_architecture_layout_names_every_module() -> None:
+    rows = documented_layout()
+    missing = [name for name in MODULES if _row_of(name, rows) is None]
+    assert not missing, f"docs/architecture.md's layout leaves out: {missing}"
+    named = [name for row in rows for name in row]
+    gone = [name for name in named if not (PACKAGE / name.rstrip("/")).exists()]
+    assert not gone, f"docs/architecture.md's layout names what is not in src/offload: {gone}"
+
+
+def test_modules_import_only_what_the_layout_lists_before_them() -> None:
+    """The layout is in dependency order: a module imports only from its own row or rows above it."""
+    rows = documented_layout()
+    upward = []
+    for name, imports in import_graph().items():
+        here = _row_of(name, rows)
+        for target in imports.edges:
+            there = _row_of(target, rows)
+            if here is not None and there is not None and there > here:
+                upward.append(f"{name} (row {here}) imports {target} (row {there})")
+    assert not upward, "\n".join(upward)

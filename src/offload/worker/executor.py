@@ -33,7 +33,7 @@ from typing import Any
 # ``config`` (what the configuration message holds) and ``registry`` (what loads the job modules) are imported with
 # the module, so that a forked executor has them from its parent (which needs them too) and a spawned one loads
 # them while it waits for that message.
-from offload import codec, context, funcs, registry
+from offload import codec, context, default, funcs, registry
 from offload import config as _config  # noqa: F401
 from offload.errors import JobFunctionError, SerializationError, TaskNotFound
 from offload.jobs import JobSpec
@@ -285,12 +285,10 @@ def run(fd: int, slot_fd: int | None, parent: int) -> None:
         format="%(asctime)s %(levelname)s [%(name)s] %(message)s",
         stream=sys.stderr,
     )
-    import offload
-
     if init.get("config") is not None:
         # Jobs that publish or enqueue (offload.notify, offload.enqueue) act on the worker's own site. Built on
         # first use: an executor whose jobs never enqueue does not load the store's driver.
-        offload.configure_lazily(init["config"])
+        default.configure_lazily(init["config"])
     registry.load_registry(init.get("imports", []), init.get("contributed"))
     slot = None
     if slot_fd is not None:
