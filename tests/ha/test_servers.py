@@ -85,7 +85,6 @@ def test_cluster_spreads_keys_over_its_three_masters(redis_cluster: RedisCluster
     assert all(size > 50 for size in sizes), sizes  # ~100 each: the slots are split evenly
 
 
-@pytest.mark.parametrize("redis_cluster", [{"node_timeout_ms": 1000}], indirect=True)
 def test_cluster_node_killed_and_restarted(redis_cluster: RedisCluster) -> None:
     client = redis_cluster.cluster_client()
     try:
