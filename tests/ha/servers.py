@@ -685,8 +685,8 @@ class PgBouncer:
     itself. Settings: every database name maps to the backend (``* =``), ``auth_type trust`` (with the user
     in ``auth_file``, which trust still consults), ``postgres`` as admin (the ``pgbouncer`` console
     database, see ``admin``), ``pool_mode`` transaction unless told otherwise, ``default_pool_size`` 4, and
-    ``server_login_retry`` 1 s instead of 15 s (after a failed login to a restarting PostgreSQL, PgBouncer
-    would otherwise hold back every client for 15 s).
+    ``server_login_retry`` 1 s instead of 15 s (after a failed connection or login to PostgreSQL, say while
+    a test restarts it, PgBouncer would otherwise not try again for 15 s).
 
     ``max_prepared_statements`` (protocol-level named prepared statements in transaction pooling) exists
     only from PgBouncer 1.21 on; an older one refuses to start with it ("unknown parameter"), so asking for
