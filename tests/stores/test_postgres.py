@@ -117,7 +117,7 @@ def test_schema_option_is_ours_and_the_rest_goes_to_libpq(
     name = f"offload-test-{uuid.uuid4().hex[:8]}"
     store = make_store(with_options(pg_url, application_name=name, connect_timeout="5"))
     assert store.schema == schema_of(pg_url)
-    assert "schema=" not in store._conninfo and f"application_name={name}" in store._conninfo
+    assert "schema=" not in store.options.conninfo and f"application_name={name}" in store.options.conninfo
     store.ping()
     row = admin.execute("SELECT count(*) FROM pg_stat_activity WHERE application_name = %s", (name,)).fetchone()
     assert row[0] >= 1
@@ -125,7 +125,7 @@ def test_schema_option_is_ours_and_the_rest_goes_to_libpq(
 
 def test_spaces_in_libpq_options_survive(pg_url: str, make_store: Callable[..., Any]) -> None:
     store = make_store(with_options(pg_url, options="-c statement_timeout=12345"))
-    with store._session() as conn:
+    with store.link.session() as conn:
         assert conn.execute("SHOW statement_timeout").fetchone()[0] == "12345ms"
 
 
@@ -149,7 +149,7 @@ def test_a_connection_killed_by_the_server_is_replaced_on_the_next_call(
     store = make_store()
     job = make_job()
     store.enqueue(job, time.time())
-    with store._session() as conn:
+    with store.link.session() as conn:
         pid = conn.info.backend_pid
     admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
     deadline = time.monotonic() + 5
@@ -159,7 +159,7 @@ def test_a_connection_killed_by_the_server_is_replaced_on_the_next_call(
     # What a server restart looks like to an idle client: the next call reconnects and works.
     got = store.get(job.id)
     assert got is not None and got.state == QUEUED
-    with store._session() as conn:
+    with store.link.session() as conn:
         assert conn.info.backend_pid != pid
 
 
@@ -188,13 +188,13 @@ def test_claim_and_settle_relax_only_their_own_commits(make_store: Callable[...,
     the setting must not leak into the session, where it would make enqueues non-durable."""
     store = make_store()
     job = store.enqueue(make_job(), time.time())
-    with store._session() as conn:
+    with store.link.session() as conn:
         server_setting = conn.execute("SHOW synchronous_commit").fetchone()[0]
     (claimed,) = store.claim(["default"], "w1", 30, 1, time.time())
-    with store._session() as conn:
+    with store.link.session() as conn:
         assert conn.execute("SHOW synchronous_commit").fetchone()[0] == server_setting
     assert store.settle([Outcome(claimed.id, claimed.lease_token or "", "finish")], time.time()) == [True]
-    with store._session() as conn:
+    with store.link.session() as conn:
         assert conn.execute("SHOW synchronous_commit").fetchone()[0] == server_setting
         assert conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
     got = store.get(job.id)
@@ -205,24 +205,24 @@ def test_claim_and_settle_commit_without_the_flush_and_enqueue_with_it(make_stor
     """The relaxed setting is part of the claim and settle statements themselves (one round trip each), for
     their own transaction only; an enqueue keeps the server's setting, so an acknowledged job is on disk."""
     store = make_store()
-    with store._session() as conn:
+    with store.link.session() as conn:
         server_setting = conn.execute("SHOW synchronous_commit").fetchone()[0]
     assert server_setting != "off"
     # Each verb runs inside a transaction of the test's (the store's lock is reentrant), which shows what the
     # verb set for its transaction. Eight rounds: psycopg prepares a statement after five uses.
     for _ in range(8):
-        with store._session() as conn, conn.transaction(force_rollback=True):
+        with store.link.session() as conn, conn.transaction(force_rollback=True):
             store.enqueue(make_job(), time.time())
             assert conn.execute("SHOW synchronous_commit").fetchone()[0] == server_setting
         store.enqueue(make_job(), time.time())
-        with store._session() as conn, conn.transaction(force_rollback=True):
+        with store.link.session() as conn, conn.transaction(force_rollback=True):
             (claimed,) = store.claim(["default"], "w1", LEASE, 1, time.time())
             assert conn.execute("SHOW synchronous_commit").fetchone()[0] == "off"
         (claimed,) = store.claim(["default"], "w1", LEASE, 1, time.time())
-        with store._session() as conn, conn.transaction(force_rollback=True):
+        with store.link.session() as conn, conn.transaction(force_rollback=True):
             assert store.settle([Outcome(claimed.id, claimed.lease_token or "", "finish")], time.time()) == [True]
             assert conn.execute("SHOW synchronous_commit").fetchone()[0] == "off"
-        with store._session() as conn, conn.transaction(force_rollback=True):
+        with store.link.session() as conn, conn.transaction(force_rollback=True):
             assert store.claim(["default"], "w1", LEASE, 1, time.time()) == []  # nothing to claim: still relaxed
             assert conn.execute("SHOW synchronous_commit").fetchone()[0] == "off"
         assert store.settle([Outcome(claimed.id, claimed.lease_token or "", "finish")], time.time()) == [True]
@@ -230,7 +230,7 @@ def test_claim_and_settle_commit_without_the_flush_and_enqueue_with_it(make_stor
 
 def round_trips(store: PostgresStore, action: Callable[[], Any], path: str) -> int:
     """How many times ``action`` waits for the server on the store's verb connection (Sync messages sent)."""
-    with store._session() as conn, open(path, "w") as trace:
+    with store.link.session() as conn, open(path, "w") as trace:
         conn.pgconn.trace(trace.fileno())
         conn.pgconn.set_trace_flags(psycopg.pq.Trace.SUPPRESS_TIMESTAMPS)
         try:
@@ -267,12 +267,12 @@ def test_a_connection_lost_mid_call_is_store_unavailable_then_reconnects(
     make_store: Callable[..., Any], admin: Any
 ) -> None:
     store = make_store()
-    with store._session() as conn:
+    with store.link.session() as conn:
         pid = conn.info.backend_pid
     killer = threading.Timer(0.3, lambda: admin.execute("SELECT pg_terminate_backend(%s)", (pid,)))
     killer.start()
     with pytest.raises(StoreUnavailable) as caught:  # a call in flight when the server goes away
-        with store._session() as conn:
+        with store.link.session() as conn:
             conn.execute("SELECT pg_sleep(5)")
     killer.join()
     message = str(caught.value)
@@ -284,8 +284,8 @@ def test_the_listener_reconnects_too(make_store: Callable[..., Any], admin: Any)
     site = f"t{uuid.uuid4().hex[:12]}"
     waiter, producer = make_store(site=site), make_store(site=site)
     assert not waiter.wait_for_work(["default"], 0.05)
-    assert waiter._listener is not None
-    admin.execute("SELECT pg_terminate_backend(%s)", (waiter._listener.info.backend_pid,))
+    assert waiter.link.listener is not None
+    admin.execute("SELECT pg_terminate_backend(%s)", (waiter.link.listener.info.backend_pid,))
     time.sleep(0.1)
     producer.enqueue(make_job(), time.time())
     assert waiter.wait_for_work(["default"], 2.0)
@@ -405,7 +405,7 @@ def history_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Postgres
             [Outcome(j.id, j.lease_token or "", "finish", result_json="1", ended_at=now) for j in claimed], now
         )
     store.enqueue_many([make_job() for _ in range(200)], time.time())
-    with store._session() as conn:
+    with store.link.session() as conn:
         conn.execute(f'VACUUM "{store.schema}".jobs')  # what autovacuum does; no column statistics yet
     yield store
     store.close()
@@ -442,8 +442,8 @@ def hot_statements(store: PostgresStore) -> dict[str, dict[str, Any]]:
 def plan(store: PostgresStore, name: str, params: dict[str, Any], generic: bool) -> str:
     """EXPLAIN of a statement: planned for these values, or the generic plan the store's connections run."""
     values = {"site": store.site_id, **params}
-    with store._session() as conn:
-        text = store._enqueue_statement(conn) if name == "enqueue" else store._sql[name]
+    with store.link.session() as conn:
+        text = store._enqueue_statement() if name == "enqueue" else store._sql[name]
         if not generic:
             rows = conn.execute("EXPLAIN " + text, values).fetchall()
             return "\n".join(r[0] for r in rows)
@@ -470,7 +470,7 @@ def test_hot_statements_use_indexes_not_table_scans(
     history_store: PostgresStore, analyzed: bool, generic: bool
 ) -> None:
     if analyzed:
-        with history_store._session() as conn:
+        with history_store.link.session() as conn:
             conn.execute(f'ANALYZE "{history_store.schema}".jobs')
     statements = hot_statements(history_store)
     for name, params in statements.items():
@@ -487,7 +487,7 @@ def test_hot_statements_use_indexes_not_table_scans(
 
 def test_claiming_from_a_long_history_touches_few_pages(history_store: PostgresStore) -> None:
     params = hot_statements(history_store)["claim"]
-    with history_store._session() as conn, conn.transaction(force_rollback=True):
+    with history_store.link.session() as conn, conn.transaction(force_rollback=True):
         explained = conn.execute(
             "EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) " + history_store._sql["claim"],
             {"site": history_store.site_id, **params},
@@ -513,13 +513,13 @@ def test_purge_deletes_oldest_first_in_batches(make_store: Callable[..., Any], m
         now,
     )
     statements: list[str] = []
-    session = store._session
+    session = store.link.session
 
     def counting_session() -> Any:
         statements.append("session")
         return session()
 
-    monkeypatch.setattr(store, "_session", counting_session)
+    monkeypatch.setattr(store.link, "session", counting_session)
     monkeypatch.setattr(store, "purge_batch", 5)
     assert store.purge(now, limit=12) == 12
     assert len(statements) == 3  # 5 + 5 + 2, each its own short transaction
@@ -598,11 +598,9 @@ def test_a_busy_worker_keeps_its_notifications_drained(make_store: Callable[...,
         producer.enqueue(make_job(), time.time())
         assert worker.claim(["default"], "w", LEASE, 1, time.time())
     time.sleep(0.1)
-    listener = worker._listener
-    assert listener is not None
+    assert worker.link.listener is not None
     # Twenty wake-ups were sent; the claims read them as they came (the last may land after the last claim).
-    worker._receive(listener, 0.0)
-    assert len(worker._wakeups) <= 2
+    assert worker.link.receive(0.0) <= 2
 
 
 def test_close_while_waiting_returns_quietly(make_store: Callable[..., Any]) -> None:
@@ -733,7 +731,7 @@ def test_a_single_enqueue_stores_numbers_exactly_under_one_prepared_statement(ma
             job.created_at, job.run_at, job.timeout, job.attempts, job.max_attempts, job.retry
         )
         assert got.enqueued_at == (None if job.run_at else now)
-    with store._session() as conn:
+    with store.link.session() as conn:
         prepared = conn.execute(
             "SELECT count(*) FROM pg_prepared_statements WHERE statement LIKE '%ON CONFLICT DO NOTHING%'"
         ).fetchone()[0]

@@ -1,9 +1,11 @@
 """The PostgreSQL engine: ``postgresql://user:password@host:5432/dbname?schema=offload``.
 
-The URL is a libpq URL. ``schema`` (default ``offload``) is offload's own option and is removed before
-connecting; every other query parameter (``sslmode``, ``connect_timeout``, ``options`` ...) goes to libpq as it
-is. All tables live in that schema, which ``migrate()`` creates when it is missing (``open()`` migrates);
-sites share it, told apart by the ``site`` column of every table and by queue names stored as ``<site>:<queue>``.
+The URL is a libpq URL plus offload's own options (``postgres_url.py``): ``schema`` (default ``offload``),
+``pooler`` (``transaction`` or ``statement`` behind PgBouncer in that pool mode), ``listen_url`` (a direct
+URL for wake-ups beside a pooler), ``prepare_threshold`` (psycopg's), ``poll`` and ``idle_poll``. Every other
+query parameter (``sslmode``, ``target_session_attrs``, ``connect_timeout`` ...) goes to libpq as it is. All
+tables live in that schema, which ``migrate()`` creates when it is missing (``open()`` migrates); sites share
+it, told apart by the ``site`` column of every table and by queue names stored as ``<site>:<queue>``.
 
 How it is built, and why:
 
@@ -15,6 +17,10 @@ How it is built, and why:
   flush, which is most of their time on a local server. psycopg prepares statements after a
   few uses, and the connection asks for generic plans: left to itself, PostgreSQL re-plans the claim statement
   on every call, which costs more than running it.
+- **No session state behind a pooler.** Since every verb (the periodic enqueue and the migrations included)
+  is one statement, a store behind a transaction or statement pooler only has to leave out what would outlive
+  its statement: psycopg's server-side prepared statements (unless ``prepare_threshold`` asks for them), the
+  ``SET plan_cache_mode`` and ``LISTEN`` (``postgres_link.py``: a direct ``listen_url``, or polling).
 - **Claim** locks queue heads with ``FOR UPDATE SKIP LOCKED``, earlier queues first, FIFO by ``(enqueued_at,
   seq)``. Due scheduled jobs of those queues are claimed straight from ``scheduled`` (a statement cannot see
   rows its own CTE promoted); other due jobs of the site are promoted, at most ``promote_batch`` per claim.
@@ -30,48 +36,44 @@ How it is built, and why:
   short transaction, so retention never holds locks long or writes one huge burst of WAL.
 - **Waking workers.** Verbs that make work claimable (enqueue, promote, release, retry, requeue) call
   ``pg_notify`` on a channel private to the schema and site, with the stored queue name as payload (empty: the
-  schedule changed). ``wait_for_work`` LISTENs on a connection of its own, checks for work, then sleeps on the
-  socket until a notification for its queues or the next scheduled job's due time. ``claim`` reads and drops
-  the notifications of a busy worker, whose listener would otherwise hold back the server's notify queue.
-- **Failures.** A lost connection becomes ``StoreUnavailable`` naming the URL without its password; the broken
-  connection is dropped and the next call connects again (a connection the server closed while idle, as in a
-  restart, is noticed before use). Connections never cross ``fork()``.
-- **Migrations** are the files ``sql/postgres_NNNN_*.sql``, applied in order in one transaction under
-  ``pg_advisory_xact_lock``, recorded in ``<schema>.schema_version``.
+  schedule changed); ``postgres_link.py`` waits for them. ``claim`` reads and drops the notifications of a
+  busy worker, whose listener would otherwise hold back the server's notify queue.
+- **Failures** (``postgres_link.py``): an outage (no server, a shutdown, recovery, a read-only standby) is
+  ``StoreUnavailable``, anything else ``StoreError``; both carry the server's whole message and what to do.
+- **Transactional enqueue** (``enqueue_in_transaction``, ``postgres_tx.py``): the same statements, run through
+  the application's own connection inside its open transaction, once that connection is checked to reach
+  this store's database.
+- **Migrations** (``postgres_schema.py``) are the files ``sql/postgres_NNNN_*.sql``, applied in order by one
+  statement under ``pg_advisory_xact_lock``, recorded in ``<schema>.schema_version``.
 """
 
 from __future__ import annotations
 
 import builtins
-import collections
 import hashlib
 import json
-import os
-import re
-import select
-import selectors
-import threading
-import time
-import weakref
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from typing import Any, ClassVar
-from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit, urlunsplit
 
 import psycopg
 from psycopg import sql
 from psycopg.rows import TupleRow
 
 from offload import codec
-from offload.errors import StoreError, StoreUnavailable, StoreURLError
+from offload.errors import StoreError
 from offload.jobs import QUEUED, SCHEDULED, STARTED, Job, Outcome, ScheduleRun, WorkerInfo
 from offload.stores.base import Store, mark_stored
+from offload.stores.postgres_link import Connection, Link
+from offload.stores.postgres_schema import migration_block, migrations
 from offload.stores.postgres_sql import JOB_FIELDS, STATEMENTS, columns
+from offload.stores.postgres_tx import CallerTransaction, Verified, error_state, join
+from offload.stores.postgres_url import advice, parse_url, reason
 
-Connection = psycopg.Connection[TupleRow]
+__all__ = ["PostgresStore", "migrations"]
 
-_SCHEMA_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
-_MIGRATION_RE = re.compile(r"postgres_(\d{4})_\w+\.sql")
+# Runs one enqueue round's statement; None when it lost a race for a unique id or key (the round is retried).
+Runner = Callable[[str, dict[str, Any], bool], "list[Any] | None"]
+
 
 def _literal(conn: Connection) -> psycopg.ClientCursor[TupleRow]:
     """A cursor that binds parameters client-side. The management queries (list, count, counts) filter on
@@ -79,16 +81,6 @@ def _literal(conn: Connection) -> psycopg.ClientCursor[TupleRow]:
     for them (an index scan, ~0.5 ms at 100,000 jobs), not the connection's generic plan (a sequential scan,
     ~50 ms, growing with the history). Values are quoted by psycopg."""
     return psycopg.ClientCursor(conn)
-
-
-def _readable(fd: int, timeout: float) -> bool:
-    """Wait up to ``timeout`` seconds for ``fd`` to become readable."""
-    try:
-        return bool(select.select([fd], [], [], timeout)[0])
-    except ValueError:  # a descriptor number beyond select()'s limit
-        with selectors.DefaultSelector() as selector:
-            selector.register(fd, selectors.EVENT_READ)
-            return bool(selector.select(timeout))
 
 
 _encode = json.JSONEncoder(separators=(",", ":")).encode  # json.dumps(..., separators=) builds one per call
@@ -113,23 +105,6 @@ def _clone(job: Job, duplicate: bool) -> Job:
     return twin
 
 
-def migrations() -> list[tuple[int, str]]:
-    """The schema migrations shipped with offload, as (version, SQL), in order."""
-    found: list[tuple[int, str]] = []
-    # Plain reads beside this module: the package is always installed as files (importlib.resources would add
-    # ~10 ms of imports to every process that opens a PostgreSQL store).
-    folder = os.path.join(os.path.dirname(__file__), "sql")
-    for name in os.listdir(folder):
-        match = _MIGRATION_RE.fullmatch(name)
-        if match:
-            with open(os.path.join(folder, name), encoding="utf-8") as f:
-                found.append((int(match.group(1)), f.read()))
-    found.sort()
-    if [version for version, _ in found] != list(range(1, len(found) + 1)):
-        raise StoreError(f"PostgreSQL migrations are not numbered 1..n: {[v for v, _ in found]}")
-    return found
-
-
 class PostgresStore(Store):
     scheme = "postgresql"
     #: How many done jobs one DELETE of ``purge`` removes (each batch is its own short transaction).
@@ -139,147 +114,36 @@ class PostgresStore(Store):
 
     def __init__(self, url: str, site_id: str = "default") -> None:
         super().__init__(url, site_id)
-        parts = urlsplit(url)
-        options = parse_qsl(parts.query, keep_blank_values=True)
-        schemas = [value for key, value in options if key == "schema"]
-        self.schema = schemas[-1] if schemas else "offload"
-        if not _SCHEMA_RE.fullmatch(self.schema):
-            raise StoreURLError(
-                f"invalid schema {self.schema!r} in {self.safe_url!r}: use letters, digits and '_' "
-                "(at most 63, not starting with a digit)"
-            )
-        kept = [(key, value) for key, value in options if key != "schema"]
-        query = urlencode(kept, quote_via=quote)  # libpq decodes %20 but not '+'
-        self._conninfo = urlunsplit((parts.scheme, parts.netloc, parts.path, query, parts.fragment))
-        self._connect_options: dict[str, Any] = {"autocommit": True}
-        if "connect_timeout" not in dict(kept):
-            self._connect_options["connect_timeout"] = 10
-        if "application_name" not in dict(kept):
-            self._connect_options["application_name"] = "offload"
-        self._secrets = [s for s in {parts.password or "", unquote(parts.password or "")} if s]
+        self.options = parse_url(url)
+        self.schema = self.options.schema
         self.channel = "offload_" + hashlib.sha256(f"{self.schema}\0{site_id}".encode()).hexdigest()[:40]
         quoted = f'"{self.schema}"'
         self._sql = {name: text.replace("{s}", quoted) for name, text in STATEMENTS.items()}
         self._enqueue_sql: str | None = None
-        self._lock = threading.RLock()
-        self._conn: Connection | None = None
-        self._listen_lock = threading.Lock()
-        self._listener: Connection | None = None
-        self._wakeups: collections.deque[str] = collections.deque()  # notification payloads not yet read
-        self._lost: weakref.WeakSet[Connection] = weakref.WeakSet()
-        self._pid = os.getpid()
-        self._closed = False
+        self.link = Link(self.options, site_id, self.channel, self._sql["work_ready"])
+        self._verified = Verified()
         self._analyze_after: int | None = None  # see _young_jobs_table
 
-    # -- connections -------------------------------------------------------------------------------------
-    def _reason(self, exc: BaseException) -> str:
-        lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-        reason = "; ".join(lines)[:400] or type(exc).__name__
-        for secret in self._secrets:
-            reason = reason.replace(secret, "***")
-        return reason
+    @property
+    def safe_url(self) -> str:
+        """The URL with every password hidden (the listen URL's too)."""
+        return self.options.safe
 
-    def _connect(self) -> Connection:
-        try:
-            conn = psycopg.connect(self._conninfo, **self._connect_options)
-        except psycopg.ProgrammingError as exc:  # libpq refused the URL itself (unknown option, bad port ...)
-            raise StoreURLError(f"invalid PostgreSQL URL {self.safe_url}: {self._reason(exc)}") from None
-        except psycopg.Error as exc:
-            raise StoreUnavailable(
-                f"cannot connect to PostgreSQL store {self.safe_url}: {self._reason(exc)} "
-                "(check that the server is up and the store URL is right)"
-            ) from None
-        self._watch(conn)
-        if "plan_cache_mode" not in self._conninfo:
-            # The hot statements are shaped to need no statistics; left on "auto", PostgreSQL re-plans the
-            # claim on every call (about 1 ms, more than running it).
-            try:
-                conn.execute("SET plan_cache_mode = force_generic_plan")
-            except psycopg.Error as exc:
-                conn.close()
-                raise StoreUnavailable(
-                    f"PostgreSQL store {self.safe_url} is unavailable: {self._reason(exc)}"
-                ) from None
-        return conn
+    @property
+    def _conninfo(self) -> str:
+        return self.options.conninfo
 
-    def _check_fork(self) -> None:
-        # A forked child must not touch its parent's sockets; psycopg does not close them from the child either.
-        if os.getpid() != self._pid:
-            self._conn = self._listener = None
-            self._pid = os.getpid()
-
-    def _failure(self, exc: psycopg.Error, conn: Connection) -> StoreError:
-        if conn.broken or conn.closed or conn in self._lost or conn.info.status != psycopg.pq.ConnStatus.OK:
-            self._drop(conn)
-            return StoreUnavailable(f"PostgreSQL store {self.safe_url} is unavailable: {self._reason(exc)}")
-        return StoreError(f"PostgreSQL store {self.safe_url} failed: {self._reason(exc)}")
-
-    def _usable(self, conn: Connection) -> bool:
-        """False when an idle connection has been closed by the server (a restart, an administrator).
-
-        An idle autocommit connection receives nothing unless the server is ending it, so one poll of the
-        socket (microseconds) lets the first call after a server restart reconnect instead of failing.
-        """
-        if conn.closed or conn.broken or conn in self._lost:
-            return False
-        for _ in range(3):  # the server's farewell (FATAL, then end of file) may take more than one read
-            try:
-                if not _readable(conn.fileno(), 0.0):
-                    break
-            except OSError:
-                return False
-            try:
-                conn.pgconn.consume_input()
-                conn.pgconn.is_busy()  # parses what was read: a FATAL reaches _watch's notice handler
-            except psycopg.OperationalError:
-                return False
-        return conn not in self._lost and conn.pgconn.status == psycopg.pq.ConnStatus.OK
-
-    def _watch(self, conn: Connection) -> None:
-        """Remember a connection the server said it is ending (a FATAL message received while idle)."""
-        ref, lost = weakref.ref(conn), self._lost
-
-        def on_notice(diagnostic: psycopg.errors.Diagnostic) -> None:
-            if diagnostic.severity_nonlocalized in ("FATAL", "PANIC") and (dying := ref()) is not None:
-                lost.add(dying)
-
-        conn.add_notice_handler(on_notice)
-
-    def _drop(self, conn: Connection) -> None:
-        if conn is self._conn:
-            self._conn = None
-        elif conn is self._listener:
-            self._listener = None
-        try:
-            conn.close()
-        except psycopg.Error:
-            pass
-
-    @contextmanager
-    def _session(self) -> Iterator[Connection]:
-        """The verbs' connection (one per store, used under a lock), reconnected after a failure."""
-        with self._lock:
-            self._check_fork()
-            if self._conn is not None and not self._usable(self._conn):
-                self._drop(self._conn)
-            if self._conn is None:
-                self._conn = self._connect()
-            conn = self._conn
-            try:
-                yield conn
-            except psycopg.Error as exc:
-                error = self._failure(exc, conn)
-                if isinstance(error, StoreUnavailable):
-                    raise error from None
-                raise error from exc
+    def _session(self) -> Any:
+        """The verbs' connection, as a context manager (for tests and tools)."""
+        return self.link.session()
 
     def _query(self, name: str, params: dict[str, Any]) -> list[TupleRow]:
         """Run the named statement (each returns rows), one round trip in autocommit mode."""
-        with self._session() as conn:
+        with self.link.session() as conn:
             return conn.execute(self._sql[name], {"site": self.site_id, **params}).fetchall()
 
     def open(self) -> None:
-        self._closed = False
+        self.link.open()
         self.migrate()
         self._analyze_after = self._young_jobs_table()
 
@@ -291,7 +155,7 @@ class PostgresStore(Store):
     YOUNG_TABLE_ANALYZE_AFTER = 1000
 
     def _young_jobs_table(self) -> int | None:
-        with self._session() as conn:
+        with self.link.session() as conn:
             row = conn.execute("SELECT reltuples FROM pg_class WHERE oid = to_regclass(%s)",
                                (f'"{self.schema}".jobs',)).fetchone()
         young = row is not None and row[0] is not None and row[0] < self.YOUNG_TABLE_ANALYZE_AFTER
@@ -309,56 +173,26 @@ class PostgresStore(Store):
                 pass
 
     def close(self) -> None:
-        self._closed = True
-        with self._lock:
-            conn, self._conn = self._conn, None
-        listener, self._listener = self._listener, None
-        for c in (conn, listener):
-            if c is not None and self._pid == os.getpid():
-                try:
-                    c.close()
-                except psycopg.Error:
-                    pass
+        self.link.close()
 
     def ping(self) -> None:
-        with self._session() as conn:
+        with self.link.session() as conn:
             conn.execute("SELECT 1")
 
     def migrate(self) -> int:
         scripts = migrations()
         latest = scripts[-1][0]
-        schema = sql.Identifier(self.schema)
-        with self._session() as conn:
+        with self.link.session() as conn:
             current = self._schema_version(conn)
             if current is not None and current >= latest:
                 return current
-            with conn.transaction():
-                # Workers starting together would otherwise race to create the same tables.
-                conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (f"offload:{self.schema}",))
-                row = conn.execute("SELECT to_regnamespace(%s) IS NULL", (schema.as_string(conn),)).fetchone()
-                if row is not None and row[0]:
-                    conn.execute(sql.SQL("CREATE SCHEMA {}").format(schema))
-                conn.execute(
-                    sql.SQL(
-                        "CREATE TABLE IF NOT EXISTS {}.schema_version (version integer PRIMARY KEY, "
-                        "applied_at timestamptz NOT NULL DEFAULT now())"
-                    ).format(schema)
-                )
-                row = conn.execute(
-                    sql.SQL("SELECT coalesce(max(version), 0) FROM {}.schema_version").format(schema)
-                ).fetchone()
-                version = int(row[0]) if row is not None else 0
-                self._enqueue_sql = None
-                for number, script in scripts:
-                    if number <= version:
-                        continue
-                    conn.execute(sql.SQL("SET LOCAL search_path TO {}").format(schema))
-                    conn.execute(script.encode())
-                    conn.execute(
-                        sql.SQL("INSERT INTO {}.schema_version (version) VALUES (%s)").format(schema), (number,)
-                    )
-                    version = number
-                return version
+            pending = [(n, script) for n, script in scripts if current is None or n > current]
+            conn.execute(migration_block(self.schema, pending).encode())
+            self._enqueue_sql = None
+            version = self._schema_version(conn)
+        if version is None or version < latest:
+            raise StoreError(f"PostgreSQL store {self.safe_url}: migrations stopped at version {version} of {latest}")
+        return version
 
     def _schema_version(self, conn: Connection) -> int | None:
         table = f'"{self.schema}".schema_version'
@@ -380,20 +214,82 @@ class PostgresStore(Store):
     def enqueue_many(self, jobs: Sequence[Job], now: float) -> list[Job]:
         if not jobs:
             return []
-        with self._session() as conn:
-            added = self._enqueue(conn, jobs, now, in_transaction=False)
+        with self.link.session() as conn:
+
+            def run(statement: str, params: dict[str, Any], guarded: bool) -> list[Any] | None:
+                try:
+                    return conn.execute(statement, params).fetchall()
+                except psycopg.errors.UniqueViolation:
+                    return None
+
+            added = self._enqueue(run, jobs, now)
             self._count_enqueued(conn, len(jobs))
             return added
 
-    def _enqueue(self, conn: Connection, jobs: Sequence[Job], now: float, in_transaction: bool) -> list[Job]:
-        """Insert ``jobs`` as if one by one, in rounds of one statement each.
+    def enqueue_in_transaction(self, connection: Any, jobs: Sequence[Job], now: float) -> list[Job]:
+        """``enqueue_many`` through the application's own ``connection`` (psycopg 3, psycopg2, or an SQLAlchemy
+        Connection or Session), inside its open transaction: the jobs become visible, and wake workers, when
+        that transaction commits, and vanish if it rolls back. The connection must reach this store's
+        database (checked once per connection); anything else is a TypeError or StoreError saying why."""
+        caller = join(connection)
+        self._check_same_database(caller)
+        if not jobs:
+            return []
+
+        def run(statement: str, params: dict[str, Any], guarded: bool) -> list[Any] | None:
+            try:
+                return caller.execute_guarded(statement, params) if guarded else caller.execute(statement, params)
+            except Exception as exc:
+                if not type(exc).__module__.startswith(("psycopg", "sqlalchemy")):
+                    raise
+                raise self._caller_error(exc, guarded) from exc
+
+        return self._enqueue(run, jobs, now)
+
+    def _caller_error(self, exc: BaseException, guarded: bool) -> StoreError:
+        state = error_state(exc)
+        hint = advice(state, str(exc), self.options)
+        after = ("the transaction is as it was before the enqueue" if guarded else
+                 "PostgreSQL has aborted the transaction: roll it back")
+        return StoreError(
+            f"enqueue inside the application's transaction failed on PostgreSQL store {self.safe_url}: "
+            f"{reason(exc, self.options)}{f' ({hint})' if hint else ''}; {after}"
+        )
+
+    def _check_same_database(self, caller: CallerTransaction) -> None:
+        """Refuse a connection that reaches another database than the store's: its jobs would be written
+        where no worker looks."""
+        ours = self.link.server_identity()
+        if self._verified.get(caller.raw) == ours:
+            return
+        try:
+            row = caller.execute(self._sql["identity"])[0]
+        except Exception as exc:
+            if not type(exc).__module__.startswith(("psycopg", "sqlalchemy")):
+                raise
+            raise self._caller_error(exc, guarded=False) from exc
+        theirs = (str(row[0]), str(row[1]))
+        if theirs != ours:
+            self.link.identity = None  # the store may have failed over since it looked: look again first
+            ours = self.link.server_identity()
+        if theirs != ours:
+            raise StoreError(
+                f"cannot enqueue inside this transaction: its connection reaches database {theirs[0]!r} "
+                f"({theirs[1]}), but PostgreSQL store {self.safe_url} is database {ours[0]!r} ({ours[1]}), so "
+                "no worker would see the jobs; pass a connection to the store's database, or make the store "
+                "URL (offload.store) name the application's database"
+            )
+        self._verified.add(caller.raw, theirs)
+
+    def _enqueue(self, run: Runner, jobs: Sequence[Job], now: float) -> list[Job]:
+        """Insert ``jobs`` as if one by one, in rounds of one statement each, through ``run``.
 
         A round inserts every job that shares no id and no unique key with an earlier job still to place,
         and looks up the pending job blocking each of the others. Almost every batch is done in one round;
         a job whose earlier twin turned out to be a duplicate itself waits for the next round.
         """
-        if len(jobs) == 1 and (stored := self._enqueue_new(conn, jobs[0], now)) is not None:
-            return [stored]
+        if len(jobs) == 1 and run(self._sql["enqueue_new"], self._one_params(jobs[0], now), False):
+            return [mark_stored(jobs[0], now)]
         results: list[Job | None] = [None] * len(jobs)
         todo = list(range(len(jobs)))
         for _ in range(len(jobs) + 20):
@@ -405,14 +301,8 @@ class PostgresStore(Store):
                 if job.unique_key is not None:
                     seen_keys.add(job.unique_key)
             params = self._enqueue_params([jobs[i] for i in todo], insert, now)
-            statement = self._enqueue_statement(conn)
-            try:
-                if in_transaction:
-                    with conn.transaction():  # a savepoint, so a lost race can be retried
-                        rows = conn.execute(statement, params).fetchall()
-                else:
-                    rows = conn.execute(statement, params).fetchall()
-            except psycopg.errors.UniqueViolation:
+            rows = run(self._enqueue_statement(), params, True)
+            if rows is None:
                 continue  # another client took a unique key since our snapshot: look again
             self._place(jobs, todo, insert, rows, now, results)
             todo = [i for i in todo if results[i] is None]
@@ -420,11 +310,10 @@ class PostgresStore(Store):
                 return [job for job in results if job is not None]
         raise StoreError(f"PostgreSQL store {self.safe_url}: enqueue kept racing with other clients; try again")
 
-    def _enqueue_new(self, conn: Connection, job: Job, now: float) -> Job | None:
-        """Insert ``job`` if its id and unique key are free (no savepoint needed: a conflict is no error);
-        None when either is taken."""
+    def _one_params(self, job: Job, now: float) -> dict[str, Any]:
+        """The parameters of the single-job INSERT (numbers as text: see postgres_sql._ENQUEUE_NEW)."""
         # fmt: off
-        params = {
+        return {
             "site": self.site_id, "channel": self.channel, "id": job.id, "queue": self.prefix + job.queue,
             "func": job.func, "task": job.task, "payload": job.payload, "title": job.title, "state": job.state,
             "created_at": _float(job.created_at),
@@ -434,17 +323,15 @@ class PostgresStore(Store):
             "unique_key": job.unique_key,
         }
         # fmt: on
-        if not conn.execute(self._sql["enqueue_new"], params).fetchall():
-            return None
-        return mark_stored(job, now)
 
-    def _enqueue_statement(self, conn: Connection) -> str:
+    def _enqueue_statement(self) -> str:
         """The enqueue statement, naming the sequence behind ``jobs.seq`` (looked up once)."""
         if self._enqueue_sql is None:
             table = f'"{self.schema}".jobs'
-            row = conn.execute("SELECT pg_get_serial_sequence(%s, 'seq')", (table,)).fetchone()
+            with self.link.session() as conn:
+                row = conn.execute("SELECT pg_get_serial_sequence(%s, 'seq')", (table,)).fetchone()
             if row is None or row[0] is None:
-                raise StoreError(f"PostgreSQL store {self.safe_url}: {table} has no seq column; run migrations")
+                raise StoreError(f"PostgreSQL store {self.safe_url}: {table} has no seq column; run `offload migrate`")
             self._enqueue_sql = self._sql["enqueue"].replace("{seq}", row[0])
         return self._enqueue_sql
 
@@ -461,7 +348,8 @@ class PostgresStore(Store):
         inserted = {row[2] for row in rows if row[0] is None and row[2] is not None}
         blocking: dict[int, tuple[bool, Job]] = {}
         for row in sorted((r for r in rows if r[0] is not None), key=lambda r: -int(r[1])):
-            blocking[int(row[0]) - 1] = (row[1] == 1, self._job(row[3]))  # a match by id wins over one by key
+            found = json.loads(row[3]) if isinstance(row[3], str) else row[3]  # psycopg2 may leave JSON as text
+            blocking[int(row[0]) - 1] = (row[1] == 1, self._job(found))  # a match by id wins over one by key
         # Jobs of this round that share an id or key with an inserted job always come after it in the batch.
         by_id: dict[str, Job] = {}
         by_key: dict[str, Job] = {}
@@ -498,10 +386,12 @@ class PostgresStore(Store):
     def claim(self, queues: Sequence[str], worker_id: str, lease: float, limit: int, now: float) -> list[Job]:
         if limit <= 0 or not queues:
             return []
-        self._discard_wakeups()
+        self.link.discard_wakeups()
         queues = [self.qname(q) for q in dict.fromkeys(queues)]  # a queue listed twice is served once
         params = {"queues": queues, "limit": limit, "now": now, "lease_until": now + lease, "worker": worker_id}
         rows = self._query("claim", {**params, "promote": self.promote_batch, "channel": self.channel})
+        if rows:
+            self.link.found_work()
         return [self._job(row[1:]) for row in rows]
 
     def extend_leases(self, worker_id: str, held: dict[str, str], lease: float, now: float) -> list[str]:
@@ -532,109 +422,10 @@ class PostgresStore(Store):
         return [self._job(row) for row in rows]
 
     def wait_for_work(self, queues: Sequence[str], timeout: float) -> bool:
-        deadline = time.monotonic() + max(0.0, timeout)
-        if not self._listen_lock.acquire(timeout=max(0.0, timeout)):
-            return False  # another thread of this store is waiting; our time is up
-        try:
-            return self._wait(queues, deadline)
-        finally:
-            self._listen_lock.release()
-
-    def _listening(self) -> Connection:
-        self._check_fork()
-        if self._listener is None or self._listener.closed:
-            conn = self._connect()
-            wakeups = self._wakeups
-            wakeups.clear()
-            # Notifications that arrive while a query runs on this connection are kept by this handler;
-            # those that arrive while it is idle are read in _receive.
-            conn.add_notify_handler(lambda note: wakeups.append(note.payload))
-            try:
-                conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(self.channel)))
-            except psycopg.Error as exc:
-                conn.close()
-                raise StoreUnavailable(f"PostgreSQL store {self.safe_url} cannot LISTEN: {self._reason(exc)}") from None
-            self._listener = conn
-        return self._listener
-
-    def _receive(self, conn: Connection, timeout: float) -> None:
-        """Add the notifications that arrive within ``timeout`` seconds to ``self._wakeups``."""
-        if self._wakeups:
-            return
-        if not _readable(conn.fileno(), timeout):
-            return
-        conn.pgconn.consume_input()  # raises OperationalError when the server has gone
-        while (note := conn.pgconn.notifies()) is not None:
-            self._wakeups.append(note.extra.decode(errors="replace"))
-        if conn in self._lost or conn.pgconn.status != psycopg.pq.ConnStatus.OK:
-            raise psycopg.OperationalError("the server closed the connection")
-
-    def _discard_wakeups(self) -> None:
-        """Read and drop the notifications that arrived while no one was waiting.
-
-        A busy worker claims without waiting, and a listener that is never read holds back the server's
-        notification queue (and, once that fills, every NOTIFY). Dropping them is safe: a wait checks first.
-        """
-        listener = self._listener
-        if listener is None or not self._listen_lock.acquire(blocking=False):
-            return
-        try:
-            if listener is self._listener and not listener.closed:
-                self._receive(listener, 0.0)
-                self._wakeups.clear()
-        except psycopg.Error:
-            self._drop(listener)
-        finally:
-            self._listen_lock.release()
-
-    def _wait(self, queues: Sequence[str], deadline: float) -> bool:
-        names = [self.qname(q) for q in queues]
-        for attempt in (1, 2):
-            conn = self._listening()
-            try:
-                return self._wait_on(conn, names, deadline)
-            except psycopg.Error as exc:
-                if self._closed:
-                    return False
-                error = self._failure(exc, conn)
-                # Waiting again on a new connection is always safe (it checks first): do it once, so a
-                # server restart while a worker sleeps costs it nothing.
-                if attempt == 2 or not isinstance(error, StoreUnavailable):
-                    raise error from None
-        return False  # not reached
-
-    def _wait_on(self, conn: Connection, names: list[str], deadline: float) -> bool:
-        wanted = set(names)
-        check = True
-        next_due: float | None = None
-        while True:
-            if check:
-                # Whatever was notified so far is committed, so the check below sees it: drop those wake-ups.
-                # Notifications that arrive from here on are kept, so none is missed between check and sleep.
-                self._receive(conn, 0.0)
-                self._wakeups.clear()
-                row = conn.execute(self._sql["work_ready"], {"queues": names, "site": self.site_id}).fetchone()
-                assert row is not None
-                next_due = row[1]
-                if row[0] or (next_due is not None and next_due <= time.time()):
-                    return True
-                check = False
-            wait = deadline - time.monotonic()
-            if wait <= 0 or self._closed:
-                return False
-            if next_due is not None:
-                wait = min(wait, max(0.0, next_due - time.time()) + 0.0005)
-            self._receive(conn, wait)
-            while self._wakeups:
-                payload = self._wakeups.popleft()
-                if payload in wanted:
-                    return True
-                check = check or payload == ""
-            if next_due is not None and time.time() >= next_due:
-                check = True
+        return self.link.wait([self.qname(q) for q in queues], timeout)
 
     def set_progress(self, job_id: str, progress: dict[str, Any] | None, meta: dict[str, Any] | None) -> bool:
-        with self._session() as conn:
+        with self.link.session() as conn:
             cur = conn.execute(
                 self._sql["set_progress"],
                 {"site": self.site_id, "id": job_id, "progress": _dump(progress), "meta": _dump(meta)},
@@ -671,7 +462,7 @@ class PostgresStore(Store):
             f'SELECT {columns("j")} FROM "{self.schema}".jobs j WHERE {where} '
             f"ORDER BY j.created_at {order}, j.seq {order} LIMIT %(limit)s OFFSET %(offset)s"
         )
-        with self._session() as conn:
+        with self.link.session() as conn:
             rows = _literal(conn).execute(query, {**params, "limit": limit, "offset": offset}).fetchall()
         return [self._job(r) for r in rows]
 
@@ -691,18 +482,18 @@ class PostgresStore(Store):
             parts = [f'(SELECT count(*) FROM "{self.schema}".jobs j WHERE {self._PENDING_COUNT[state]} '
                      "AND j.site = %(site)s)" for state in dict.fromkeys(states)]
             params = {"site": self.site_id, "lo": self.prefix, "hi": self.prefix[:-1] + chr(ord(self.prefix[-1]) + 1)}
-            with self._session() as conn:
+            with self.link.session() as conn:
                 row = _literal(conn).execute("SELECT " + " + ".join(parts), params).fetchone()
             return int(row[0]) if row is not None else 0
         where, params = self._where(queues, states)
-        with self._session() as conn:
+        with self.link.session() as conn:
             query = f'SELECT count(*) FROM "{self.schema}".jobs j WHERE {where}'
             row = _literal(conn).execute(query, params).fetchone()
         return int(row[0]) if row is not None else 0
 
     def counts(self) -> dict[str, dict[str, int]]:
         out: dict[str, dict[str, int]] = {}
-        with self._session() as conn:
+        with self.link.session() as conn:
             rows = _literal(conn).execute(
                 f'SELECT queue, state, count(*) FROM "{self.schema}".jobs WHERE site = %s GROUP BY queue, state',
                 (self.site_id,),
@@ -717,7 +508,7 @@ class PostgresStore(Store):
 
     def retry_now(self, job_id: str, now: float) -> Job | None:
         params = {"site": self.site_id, "id": job_id, "now": now, "channel": self.channel}
-        with self._session() as conn:
+        with self.link.session() as conn:
             try:
                 rows = conn.execute(self._sql["retry_now"], params).fetchall()
             except psycopg.errors.UniqueViolation:
@@ -726,20 +517,20 @@ class PostgresStore(Store):
         return self._job(rows[0]) if rows else None
 
     def delete(self, job_id: str) -> bool:
-        with self._session() as conn:
+        with self.link.session() as conn:
             cur = conn.execute(f'DELETE FROM "{self.schema}".jobs WHERE site = %s AND id = %s', (self.site_id, job_id))
             return cur.rowcount == 1
 
     def clear(self, queues: Sequence[str] | None = None) -> int:
         where, params = self._where(queues, ("queued", "scheduled"))
-        with self._session() as conn:
+        with self.link.session() as conn:
             return conn.execute(f'DELETE FROM "{self.schema}".jobs j WHERE {where}', params).rowcount
 
     def purge(self, ended_before: float, limit: int = 10_000) -> int:
         total = 0
         while total < limit:
             batch = min(self.purge_batch, limit - total)
-            with self._session() as conn:
+            with self.link.session() as conn:
                 params = {"site": self.site_id, "before": ended_before, "limit": batch}
                 deleted = conn.execute(self._sql["purge"], params).rowcount
             total += deleted
@@ -749,7 +540,7 @@ class PostgresStore(Store):
 
     # -- workers -----------------------------------------------------------------------------------------
     def register_worker(self, info: WorkerInfo) -> None:
-        with self._session() as conn:
+        with self.link.session() as conn:
             conn.execute(
                 f'INSERT INTO "{self.schema}".workers (site, id, last_seen, info) VALUES (%s, %s, %s, %s::json) '
                 "ON CONFLICT (site, id) DO UPDATE SET last_seen = excluded.last_seen, info = excluded.info",
@@ -757,11 +548,11 @@ class PostgresStore(Store):
             )
 
     def unregister_worker(self, worker_id: str) -> None:
-        with self._session() as conn:
+        with self.link.session() as conn:
             conn.execute(f'DELETE FROM "{self.schema}".workers WHERE site = %s AND id = %s', (self.site_id, worker_id))
 
     def list_workers(self, seen_after: float) -> builtins.list[WorkerInfo]:
-        with self._session() as conn:
+        with self.link.session() as conn:
             rows = conn.execute(
                 f'SELECT info FROM "{self.schema}".workers WHERE site = %s AND last_seen > %s ORDER BY id',
                 (self.site_id, seen_after),
@@ -770,22 +561,12 @@ class PostgresStore(Store):
 
     # -- schedules ---------------------------------------------------------------------------------------
     def enqueue_periodic(self, name: str, slot: float, job: Job, now: float) -> bool:
-        with self._session() as conn, conn.transaction():
-            # The row lock taken here serialises racing schedulers; losers see the recorded slot and stop.
-            won = conn.execute(
-                self._sql["periodic_slot"], {"site": self.site_id, "name": name, "slot": slot}
-            ).fetchone()
-            if won is None:
-                return False
-            stored = self._enqueue(conn, [job], now, in_transaction=True)[0]
-            conn.execute(
-                f'UPDATE "{self.schema}".schedule_runs SET job_id = %s WHERE site = %s AND name = %s',
-                (stored.id, self.site_id, name),
-            )
-        return True
+        params = {**self._one_params(job, now), "name": name, "slot": _float(slot)}
+        rows = self._query("enqueue_periodic", params)
+        return bool(rows and rows[0][0])
 
     def schedule_runs(self) -> dict[str, ScheduleRun]:
-        with self._session() as conn:
+        with self.link.session() as conn:
             rows = conn.execute(
                 f'SELECT name, last_slot, job_id FROM "{self.schema}".schedule_runs WHERE site = %s', (self.site_id,)
             ).fetchall()
@@ -793,7 +574,7 @@ class PostgresStore(Store):
 
     # -- records -----------------------------------------------------------------------------------------
     def put_record(self, kind: str, key: str, data: dict[str, Any]) -> None:
-        with self._session() as conn:
+        with self.link.session() as conn:
             conn.execute(
                 f'INSERT INTO "{self.schema}".records (site, kind, key, data) VALUES (%s, %s, %s, %s::json) '
                 "ON CONFLICT (site, kind, key) DO UPDATE SET data = excluded.data",
@@ -801,7 +582,7 @@ class PostgresStore(Store):
             )
 
     def get_record(self, kind: str, key: str) -> dict[str, Any] | None:
-        with self._session() as conn:
+        with self.link.session() as conn:
             row = conn.execute(
                 f'SELECT data FROM "{self.schema}".records WHERE site = %s AND kind = %s AND key = %s',
                 (self.site_id, kind, key),
@@ -809,7 +590,7 @@ class PostgresStore(Store):
         return None if row is None else dict(row[0])
 
     def list_records(self, kind: str) -> builtins.list[tuple[str, dict[str, Any]]]:
-        with self._session() as conn:
+        with self.link.session() as conn:
             rows = conn.execute(
                 f'SELECT key, data FROM "{self.schema}".records WHERE site = %s AND kind = %s ORDER BY key',
                 (self.site_id, kind),
@@ -817,7 +598,7 @@ class PostgresStore(Store):
         return [(key, dict(data)) for key, data in rows]
 
     def delete_record(self, kind: str, key: str) -> bool:
-        with self._session() as conn:
+        with self.link.session() as conn:
             cur = conn.execute(
                 f'DELETE FROM "{self.schema}".records WHERE site = %s AND kind = %s AND key = %s',
                 (self.site_id, kind, key),

@@ -84,6 +84,7 @@ ins AS (
            f.enqueued_at, f.run_at, f.attempts, f.max_attempts, f.retry, f.timeout, f.meta, f.unique_key
     FROM free f
     WHERE NOT EXISTS (SELECT 1 FROM same_id s WHERE s.ord = f.ord)
+    ON CONFLICT DO NOTHING  -- taken by a client that committed since our snapshot: found in the next round
     RETURNING j.id, j.queue, j.state
 ),
 replaced AS (
@@ -116,13 +117,15 @@ WHERE {_notify("w.queue", "w.state")} IS NULL
 # DO NOTHING (any unique index: the id, or a pending job's unique key) returns no row; _ENQUEUE then finds the
 # duplicate or replaces the done job holding the id. Numbers travel as text, so the parameter types (NULL or
 # not, small or large), and with them psycopg's prepared statement, are the same for every job.
+_INSERT_ONE = """
+    INSERT INTO {s}.jobs AS j (site, id, queue, func, task, payload, title, state, created_at, enqueued_at,
+                               run_at, attempts, max_attempts, retry, timeout, meta, unique_key)
+    SELECT %(site)s, %(id)s, %(queue)s, %(func)s, %(task)s, %(payload)s, %(title)s, %(state)s, %(created_at)s::float8,
+           %(enqueued_at)s::float8, %(run_at)s::float8, %(attempts)s::int4, %(max_attempts)s::int4, %(retry)s::json,
+           %(timeout)s::float8, %(meta)s::json, %(unique_key)s"""
+
 _ENQUEUE_NEW = f"""
-WITH ins AS (
-    INSERT INTO {{s}}.jobs AS j (site, id, queue, func, task, payload, title, state, created_at, enqueued_at,
-                                 run_at, attempts, max_attempts, retry, timeout, meta, unique_key)
-    VALUES (%(site)s, %(id)s, %(queue)s, %(func)s, %(task)s, %(payload)s, %(title)s, %(state)s, %(created_at)s::float8,
-            %(enqueued_at)s::float8, %(run_at)s::float8, %(attempts)s::int4, %(max_attempts)s::int4, %(retry)s::json,
-            %(timeout)s::float8, %(meta)s::json, %(unique_key)s)
+WITH ins AS ({_INSERT_ONE}
     ON CONFLICT DO NOTHING
     RETURNING j.queue, j.state
 )
@@ -291,10 +294,35 @@ UPDATE {s}.jobs SET progress = coalesce(%(progress)s::json, progress), meta = co
 WHERE site = %(site)s AND id = %(id)s
 """
 
-_ENQUEUE_PERIODIC_SLOT = """
-INSERT INTO {s}.schedule_runs AS r (site, name, last_slot, job_id) VALUES (%(site)s, %(name)s, %(slot)s, NULL)
-ON CONFLICT (site, name) DO UPDATE SET last_slot = excluded.last_slot WHERE r.last_slot < excluded.last_slot
-RETURNING 1
+# One statement (so it needs no transaction block, which a statement pooler refuses): the upsert's row lock
+# serialises racing schedulers, and a loser (its slot not newer than the one recorded) inserts nothing. The
+# recorded job id is the pending job holding the unique key when there is one, as enqueue would return it.
+_ENQUEUE_PERIODIC = f"""
+WITH slot AS (
+    INSERT INTO {{s}}.schedule_runs AS r (site, name, last_slot, job_id)
+    VALUES (%(site)s, %(name)s, %(slot)s::float8, coalesce((
+        SELECT k.id FROM {{s}}.jobs k
+        WHERE %(unique_key)s::text IS NOT NULL AND k.site = %(site)s AND k.unique_key = %(unique_key)s
+          AND k.state IN {_PENDING}), %(id)s))
+    ON CONFLICT (site, name) DO UPDATE SET last_slot = excluded.last_slot, job_id = excluded.job_id
+        WHERE r.last_slot < excluded.last_slot
+    RETURNING 1
+),
+ins AS ({_INSERT_ONE}
+    WHERE EXISTS (SELECT 1 FROM slot)
+    ON CONFLICT DO NOTHING
+    RETURNING j.queue, j.state
+)
+SELECT EXISTS (SELECT 1 FROM slot), (SELECT {_notify("ins.queue", "ins.state")} FROM ins) IS NULL
+"""
+
+# Which database a connection reaches: its name and the cluster's system identifier (the same on a primary and
+# its physical standbys); the postmaster's start time where pg_control_system() is not granted to the user.
+IDENTITY = """
+SELECT current_database()::text,
+       CASE WHEN has_function_privilege('pg_catalog.pg_control_system()', 'EXECUTE')
+            THEN (SELECT 'system ' || system_identifier::text FROM pg_catalog.pg_control_system())
+            ELSE 'started ' || extract(epoch FROM pg_catalog.pg_postmaster_start_time())::text END
 """
 
 
@@ -312,5 +340,6 @@ STATEMENTS = {
     "retry_now": _RETRY_NOW,
     "purge": _PURGE,
     "set_progress": _SET_PROGRESS,
-    "periodic_slot": _ENQUEUE_PERIODIC_SLOT,
+    "enqueue_periodic": _ENQUEUE_PERIODIC,
+    "identity": IDENTITY,
 }
