@@ -141,12 +141,13 @@ def send_task(name: str, args: Any = None, kwargs: Any = None, **options: Any) -
 
 
 def notify(routing_key: str, operation: str, payload: Any = None,
-           origin: str | Sequence[str] | None = None) -> list[Job]:
+           origin: str | Sequence[str] | None = None, *, connection: Any = None) -> list[Job]:
     """Publish an event: one delivery job per matching consumer and webhook, added at once. ``origin`` is
-    the chain of what caused it (default: the running delivery or job, if any); see ``offload.events``."""
+    the chain of what caused it (default: the running delivery or job, if any); see ``offload.events``.
+    ``connection``: inside the application's open transaction (see ``Offload.enqueue``)."""
     from offload.events.publish import notify as publish
 
-    return publish(default_app(), routing_key, operation, payload, origin)
+    return publish(default_app(), routing_key, operation, payload, origin, connection=connection)
 
 
 def get_job(job_id: str) -> Job:

@@ -15,6 +15,7 @@ from offload.errors import (
     InvalidJobState,
     JobFunctionError,
     JobNotFound,
+    StoreError,
 )
 from offload.jobs import (
     CANCELED,
@@ -322,18 +323,39 @@ class Offload:
         title: str | None = None,
         queue: str = "default",
         timeout: float | None = None,
+        *,
+        connection: Any = None,
         **options: Any,
     ) -> Job:
         """Add a job: ``fn(*args, **kwargs)`` runs in a worker. Returns the Job (``duplicate`` is True when
-        a pending job with the same id or ``unique_key`` already existed; that job is returned)."""
+        a pending job with the same id or ``unique_key`` already existed; that job is returned).
+
+        ``connection``: the application's own database connection (psycopg 3, psycopg2, or an SQLAlchemy
+        Connection or Session) in its open transaction, on the PostgreSQL store's database: the job is written
+        in that transaction, so it exists (and wakes a worker) only once the transaction commits, and is gone
+        if it rolls back."""
         job = self.build_job(fn, args, kwargs, title, queue, timeout, **options)
         if self.config["offload.jobs.sync"]:
             return self._run_inline(job)
+        if connection is not None:
+            return self._enqueue_in(connection, [job], job.created_at)[0]
         return self.store.enqueue(job, job.created_at)
 
-    def enqueue_many(self, calls: Iterable[Any], **options: Any) -> list[Job]:
+    def _enqueue_in(self, connection: Any, jobs: list[Job], now: float) -> list[Job]:
+        """Store ``jobs`` inside the transaction of the application's ``connection`` (PostgreSQL only)."""
+        enqueue_in = getattr(self.store, "enqueue_in_transaction", None)
+        if enqueue_in is None:
+            raise StoreError(
+                f"enqueue with connection= needs the PostgreSQL store, in the application's own database; this "
+                f"site's store is {self.store.safe_url}: leave connection= out, or use a postgresql:// store"
+            )
+        added: list[Job] = enqueue_in(connection, jobs, now)
+        return added
+
+    def enqueue_many(self, calls: Iterable[Any], *, connection: Any = None, **options: Any) -> list[Job]:
         """Add many jobs in one round trip. Each call is ``fn``, ``(fn, args)``, ``(fn, args, kwargs)`` or a
-        dict of ``enqueue`` arguments; ``options`` apply to every call unless the dict says otherwise."""
+        dict of ``enqueue`` arguments; ``options`` apply to every call unless the dict says otherwise.
+        ``connection``: all of them inside the application's transaction (see ``enqueue``)."""
         now = time.time()
         calls = calls if isinstance(calls, (list, tuple)) else list(calls)
         ids = iter(new_ids(len(calls)))
@@ -383,6 +405,8 @@ class Offload:
                 jobs.append(_copy_for_call(template, next(ids), args, kwargs, at))
         if self.config["offload.jobs.sync"]:
             return [self._run_inline(job) for job in jobs]
+        if connection is not None:
+            return self._enqueue_in(connection, jobs, now)
         return self.store.enqueue_many(jobs, now)
 
     def send_task(
@@ -393,10 +417,13 @@ class Offload:
         task_id: str | None = None,
         countdown: float | None = None,
         eta: dt.datetime | float | None = None,
+        *,
+        connection: Any = None,
         **options: Any,
     ) -> Job:
         """Enqueue the task registered as ``name``; its registration gives the default queue, timeout and
-        retry policy. ``task_id`` fixes the job id, ``countdown``/``eta`` delay it."""
+        retry policy. ``task_id`` fixes the job id, ``countdown``/``eta`` delay it. ``connection``: inside the
+        application's transaction (see ``enqueue``)."""
         registry.load_registry(self.config["offload.tasks.imports"])
         registered = registry.lookup(name)
         if registered.queue is not None:
@@ -417,6 +444,8 @@ class Offload:
         job = self.build_job(None, args, kwargs, task=name, **options)
         if self.config["offload.jobs.sync"]:
             return self._run_inline(job)
+        if connection is not None:
+            return self._enqueue_in(connection, [job], job.created_at)[0]
         return self.store.enqueue(job, job.created_at)
 
     def _run_inline(self, job: Job) -> Job:

@@ -33,10 +33,11 @@ def delivery_queues(app: Offload) -> list[str]:
 
 
 def notify(app: Offload, routing_key: str, operation: str, payload: Any = None,
-           origin: str | Sequence[str] | None = None) -> list[Job]:
+           origin: str | Sequence[str] | None = None, *, connection: Any = None) -> list[Job]:
     """Publish an event on ``app``'s site: one delivery job per matching consumer and active webhook, all
     added at once. Returns the delivery jobs (empty when nothing subscribes). ``origin`` overrides the
-    origin chain (default ``current_origin()``); see ``offload.events``."""
+    origin chain (default ``current_origin()``); see ``offload.events``. ``connection``: the deliveries are
+    written in the application's open transaction, and exist only if it commits (see ``Offload.enqueue``)."""
     check_name(routing_key, "routing_key")
     check_name(operation, "operation")
     codec.dumps(payload, "payload")  # the same error whether or not anything subscribes
@@ -50,7 +51,7 @@ def notify(app: Offload, routing_key: str, operation: str, payload: Any = None,
     if not calls:
         log.debug("Event %s (%s) has no subscribers", event.id, event.describe())
         return []
-    jobs = app.enqueue_many(calls)
+    jobs = app.enqueue_many(calls, connection=connection)
     log.info("Event %s (%s) published: %d deliver%s (%s)", event.id, event.describe(), len(jobs),
              "y" if len(jobs) == 1 else "ies", ", ".join(str(job.meta.get("subscriber")) for job in jobs))
     return jobs
