@@ -11,7 +11,7 @@ from offload.jobs import QUEUED, SCHEDULED, Job, new_id
 from offload.stores import Store, open_store
 from tests.conftest import engine_url
 
-ENGINES = ["memory", "sqlite", "redis", "postgresql"]
+ENGINES = ["memory", "sqlite", "redis", "postgresql", "postgresql-pgbouncer"]
 
 
 @pytest.fixture(params=ENGINES)
@@ -20,8 +20,24 @@ def engine(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture
-def store_url(engine: str, tmp_path: Any) -> str:
+def store_url(engine: str, tmp_path: Any, request: pytest.FixtureRequest) -> str:
+    if engine == "postgresql-pgbouncer":
+        return str(request.getfixturevalue("pgbouncer_store_url"))
     return engine_url(engine, tmp_path)
+
+
+@pytest.fixture(scope="session")
+def pgbouncer_store_url() -> Iterator[str]:
+    """PostgreSQL through PgBouncer in transaction pooling (both private, on free loopback ports), one per run:
+    the store URL says pooler=transaction, so the store keeps no session state and idle workers poll."""
+    from tests.ha.servers import PgBouncer
+
+    bouncer = PgBouncer(pool_mode="transaction", default_pool_size=10)
+    try:
+        bouncer.start()
+        yield f"{bouncer.url}?schema=offload_pgbouncer&pooler=transaction"
+    finally:
+        bouncer.cleanup()
 
 
 @pytest.fixture
