@@ -11,7 +11,7 @@ from offload.jobs import QUEUED, SCHEDULED, Job, new_id
 from offload.stores import Store, open_store
 from tests.conftest import engine_url
 
-ENGINES = ["memory", "sqlite", "redis", "postgresql", "postgresql-pgbouncer"]
+ENGINES = ["memory", "sqlite", "redis", "postgresql", "postgresql-pgbouncer", "postgresql-pgbouncer-statement"]
 
 
 @pytest.fixture(params=ENGINES)
@@ -21,23 +21,32 @@ def engine(request: pytest.FixtureRequest) -> str:
 
 @pytest.fixture
 def store_url(engine: str, tmp_path: Any, request: pytest.FixtureRequest) -> str:
-    if engine == "postgresql-pgbouncer":
-        return str(request.getfixturevalue("pgbouncer_store_url"))
+    if engine.startswith("postgresql-pgbouncer"):
+        mode = "statement" if engine.endswith("statement") else "transaction"
+        return str(request.getfixturevalue("pgbouncers")(mode))
     return engine_url(engine, tmp_path)
 
 
 @pytest.fixture(scope="session")
-def pgbouncer_store_url() -> Iterator[str]:
-    """PostgreSQL through PgBouncer in transaction pooling (both private, on free loopback ports), one per run:
-    the store URL says pooler=transaction, so the store keeps no session state and idle workers poll."""
+def pgbouncers() -> Iterator[Callable[[str], str]]:
+    """Store URLs through PgBouncer (private, before a private PostgreSQL, on free loopback ports) in a pool
+    mode, started on first use and kept for the run: ``pooler=<mode>`` makes the store keep no session state
+    (and its idle workers poll)."""
     from tests.ha.servers import PgBouncer
 
-    bouncer = PgBouncer(pool_mode="transaction", default_pool_size=10)
+    started: dict[str, Any] = {}
+
+    def url(mode: str) -> str:
+        if mode not in started:
+            started[mode] = PgBouncer(pool_mode=mode, default_pool_size=10)
+            started[mode].start()
+        return f"{started[mode].url}?schema=offload_pgbouncer&pooler={mode}"
+
     try:
-        bouncer.start()
-        yield f"{bouncer.url}?schema=offload_pgbouncer&pooler=transaction"
+        yield url
     finally:
-        bouncer.cleanup()
+        for bouncer in started.values():
+            bouncer.cleanup()
 
 
 @pytest.fixture
