@@ -103,8 +103,9 @@ class Link:
             try:
                 conn.execute("SET plan_cache_mode = force_generic_plan")
             except psycopg.Error as exc:
+                error = self.error(exc, conn)
                 conn.close()
-                raise self.error(exc, None) from None
+                raise error from None
         return conn
 
     def check_fork(self) -> None:
