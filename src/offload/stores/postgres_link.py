@@ -92,9 +92,12 @@ class Link:
             what = "listen_url of " if direct else ""
             raise StoreURLError(f"invalid PostgreSQL {what}URL {self.url.safe}: {reason(exc, self.url)}") from None
         except psycopg.Error as exc:
+            text = reason(exc, self.url)
+            hint = "check that the server is up and the store URL is right"
+            if "session is read-only" in text or "hot standby" in text:
+                hint = "no host of the URL is a writable primary now (a failover under way?)"
             raise StoreUnavailable(
-                f"cannot connect to PostgreSQL store {self.url.safe}: {reason(exc, self.url)} "
-                "(check that the server is up and the store URL is right; offload retries)"
+                f"cannot connect to PostgreSQL store {self.url.safe}: {text} ({hint}; the next call tries again)"
             ) from None
         self._watch(conn)
         if not self.url.pooled and "plan_cache_mode" not in conninfo:
@@ -119,14 +122,14 @@ class Link:
         state = sqlstate(exc)
         text = reason(exc, self.url)
         hint = advice(state, text, self.url)
-        suffix = f" ({hint})" if hint else ""
         broken = conn is None or conn.broken or conn.closed or conn in self._lost \
             or conn.info.status != psycopg.pq.ConnStatus.OK
         if broken or is_outage(state):
             if conn is not None:
                 self.drop(conn)
-            return StoreUnavailable(f"PostgreSQL store {self.url.safe} is unavailable: {text}{suffix}")
-        return StoreError(f"PostgreSQL store {self.url.safe} failed: {text}{suffix}")
+            hint = hint or "the connection was lost; the next call connects again"
+            return StoreUnavailable(f"PostgreSQL store {self.url.safe} is unavailable: {text} ({hint})")
+        return StoreError(f"PostgreSQL store {self.url.safe} failed: {text}{f' ({hint})' if hint else ''}")
 
     def _usable(self, conn: Connection) -> bool:
         """False when an idle connection has been closed by the server (a restart, an administrator).

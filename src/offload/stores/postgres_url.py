@@ -182,13 +182,13 @@ def advice(sqlstate: str | None, message: str, url: StoreURL) -> str:
                 "statement prepared on one server connection is missing on the next: add pooler=transaction "
                 "(or pooler=statement) to the store URL")
     if sqlstate == "25006":
-        hint = "offload reconnects and retries until a writable primary answers"
+        hint = "the server accepts no writes (a standby, or a primary being demoted); the next call connects again"
         if url.several_hosts and url.session_attrs not in ("read-write", "primary"):
             hint += ("; the URL lists several hosts: add target_session_attrs=read-write so that only the "
                      "primary is chosen")
         return hint
     if sqlstate is not None and is_outage(sqlstate):
-        return "offload reconnects and retries"
+        return "the next call connects again"
     if sqlstate in ("28P01", "28000"):
         return "check the user and password of the store URL (or PGPASSWORD, ~/.pgpass) and pg_hba.conf"
     if sqlstate == "3D000":
@@ -206,6 +206,10 @@ def advice(sqlstate: str | None, message: str, url: StoreURL) -> str:
 
 
 def reason(exc: BaseException, url: StoreURL) -> str:
-    """An error's whole text on one line, passwords hidden (libpq's messages can list every host tried)."""
-    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-    return url.hide("; ".join(lines) or type(exc).__name__)
+    """An error's whole text on one line, passwords hidden (libpq's messages can list every host tried). A
+    line libpq indents continues the sentence before it; other lines are joined with "; "."""
+    text = ""
+    for line in str(exc).splitlines():
+        if line.strip():
+            text += (" " if line[:1].isspace() else "; ") * bool(text) + line.strip()
+    return url.hide(text or type(exc).__name__)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import random
 import select
 import signal
 import socket
@@ -617,7 +618,8 @@ class Supervisor:
                 self.outage_since = now
                 log.error("Store unavailable: %s; retrying with backoff (running jobs continue)", exc)
             backoff = min(10.0, 0.5 * 2 ** min(5, int((now - self.outage_since) / 2)))
-            self.retry_store_at = now + backoff
+            # Jittered (50-100 %), so that the workers of a site do not all reconnect to a new primary at once.
+            self.retry_store_at = now + backoff * (0.5 + random.random() / 2)
             return None
         if self.outage_since is not None:
             log.warning("Store reachable again after %.1f s", time.monotonic() - self.outage_since)
