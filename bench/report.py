@@ -135,7 +135,8 @@ def against_peers(cells: list[dict[str, Any]]) -> list[dict[str, Any]]:
             if mine is None:
                 continue
             peers = [(system, m[key]) for (system, st, w), m in found.items()
-                     if st == store and w == workload and system not in ("offload", FLOOR) and m.get(key)]
+                     if st == store and w == workload and system not in ("offload", FLOOR)
+                     and not system.startswith("offload@") and m.get(key)]
             best = (max if higher else min)(peers, key=lambda p: p[1]) if peers else None
             floor = found.get((FLOOR, store, workload), {}).get(key)
             out.append({

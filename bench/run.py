@@ -56,6 +56,8 @@ SYSTEMS: dict[str, tuple[str, str, tuple[str, ...]]] = {
     # Not a system: each store's bare write, for enqueue only (bench/peers/floor_bench.py).
     "floor": ("offload", "floor_bench.py", ("sqlite", "redis", "postgres")),
 }
+# Extra import paths of a system, ahead of bench/peers: offload@REF runs offload's src/ as at a git ref.
+SYSTEM_PATHS: dict[str, list[str]] = {}
 # Systems that run only some workloads (and skip the verification, which needs a worker).
 ONLY_WORKLOADS: dict[str, tuple[str, ...]] = {"floor": ("enqueue",)}
 STORES = ("sqlite", "redis", "postgres")
@@ -142,6 +144,47 @@ def offload_python() -> Path:
     return _compiled(venv / "bin" / "python")
 
 
+def offload_at(ref: str) -> tuple[str, Path]:
+    """(commit, src/ folder) of offload as at git ``ref``: a ``git archive`` of src/ under bench/.work/, run
+    with offload's venv ahead of its editable install (PYTHONPATH comes first), so that a run can measure the
+    code before and after a change side by side."""
+    git = ["git", "--no-optional-locks", "-C", str(REPO)]
+    commit = subprocess.run([*git, "rev-parse", "--short", ref], capture_output=True, text=True, check=True).stdout
+    target = WORK / f"offload-{commit.strip()}"
+    if not (target / "src" / "offload").is_dir():
+        target.mkdir(parents=True, exist_ok=True)
+        archive = subprocess.run([*git, "archive", commit.strip(), "src"], capture_output=True, check=True).stdout
+        subprocess.run(["tar", "-x", "-C", str(target)], input=archive, check=True)
+        subprocess.run([sys.executable, "-m", "compileall", "-q", str(target / "src")], check=True,
+                       stdout=subprocess.DEVNULL)
+    return commit.strip(), target / "src"
+
+
+def add_offload_ref(ref: str) -> str:
+    """Register system ``offload@<ref>``: the offload adapter with offload's code as at ``ref``."""
+    name = f"offload@{ref}"
+    commit, src = offload_at(ref)
+    SYSTEMS[name] = (SYSTEMS["offload"][0], SYSTEMS["offload"][1], SYSTEMS["offload"][2])
+    SYSTEM_PATHS[name] = [str(src)]
+    log(f"  {name}: offload's src/ at commit {commit}, from {_show(src)}")
+    return name
+
+
+def before_after(rows: list[dict[str, Any]], before: str) -> list[dict[str, Any]]:
+    """offload's median over ``before``'s, per store, workload and figure (same run, same rounds)."""
+    medians = {(r["system"], r["store"], r["workload"]): r.get("median") or {} for r in rows}
+    out = []
+    for (system, store, workload), after in medians.items():
+        if system != "offload":
+            continue
+        old = medians.get((before, store, workload), {})
+        for key, value in after.items():
+            if isinstance(value, (int, float)) and isinstance(old.get(key), (int, float)) and old[key]:
+                out.append({"store": store, "workload": workload, "key": key, "after": value,
+                            "before": old[key], "ratio": value / old[key]})
+    return out
+
+
 def _compiled(python: Path) -> Path:
     """Write the bytecode of offload's sources and of every system's job modules, as ``pip install``
     does for the peers' packages. An editable install is compiled on first import only where bytecode
@@ -184,7 +227,8 @@ def run_cell(
     script = PEERS / SYSTEMS[system][1]
     workdir.mkdir(parents=True, exist_ok=True)
     token = uuid.uuid4().hex
-    env = dict(os.environ, BENCH_CELL_TOKEN=token, PYTHONPATH=str(PEERS), PYTHONDONTWRITEBYTECODE="1")
+    env = dict(os.environ, BENCH_CELL_TOKEN=token, PYTHONPATH=os.pathsep.join([*SYSTEM_PATHS.get(system, []),
+               str(PEERS)]), PYTHONDONTWRITEBYTECODE="1")
     for var in ("OFFLOAD_STORE", "OFFLOAD_SITE_ID", "OFFLOAD_CONFIG"):
         env.pop(var, None)
     argv = [str(python), str(script), workload, "--store", store, "--n", str(n), "--workdir", str(workdir),
@@ -280,8 +324,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--repeats", type=int, default=None, help="rounds (default 3)")
     parser.add_argument("--no-baseline", action="store_true", help="do not add the baseline when --only omits it")
     parser.add_argument("--output", default=str(RESULTS / "latest"), help="path prefix of the .json/.md/.png")
+    parser.add_argument("--offload-ref", default=None,
+                        help="also measure offload as at this git ref (system offload@REF) for a before/after")
     opts = parser.parse_args(argv)
     opts.mode = opts.mode or "quick"
+    if opts.offload_ref:
+        opts.before = add_offload_ref(opts.offload_ref)
+        if opts.only is not None and "offload" in opts.only:
+            opts.only.append(opts.before)
     for name, given, known in (("system", opts.only or [], SYSTEMS), ("workload", opts.workloads, WORKLOADS),
                                ("store", opts.stores, STORES)):
         unknown = [g for g in given if g not in known]
@@ -405,11 +455,15 @@ def main(argv: list[str] | None = None) -> int:
         "cells": rows,
         "against_peers": against_peers(rows),
     }
+    if opts.offload_ref:
+        report["meta"]["before_after"] = {"before": opts.before, "ratios": before_after(rows, opts.before)}
     prefix = Path(opts.output)
     prefix.parent.mkdir(parents=True, exist_ok=True)
     json_path, md_path, png_path = (prefix.with_suffix(s) for s in (".json", ".md", ".png"))
     json_path.write_text(json.dumps(report, indent=1) + "\n")
     write_markdown(report, md_path)
+    if opts.offload_ref:
+        _append_before_after(md_path, report["meta"]["before_after"])
     chart_error = write_chart(json_path, png_path)
     if chart_error:
         log(f"chart not written: {chart_error}")
@@ -420,6 +474,16 @@ def main(argv: list[str] | None = None) -> int:
     if workroot.exists() and not any(workroot.iterdir()):
         workroot.rmdir()
     return 0
+
+
+def _append_before_after(md_path: Path, comparison: dict[str, Any]) -> None:
+    lines = ["", f"## offload against {comparison['before']} (same run: median after / median before)", "",
+             "| store | workload | figure | before | after | after / before |", "|---|---|---|---|---|---|"]
+    for r in comparison["ratios"]:
+        lines.append(f"| {r['store']} | {r['workload']} | {r['key']} | {r['before']:,.4g} | {r['after']:,.4g} | "
+                     f"{r['ratio']:.3f} |")
+    with md_path.open("a") as out:
+        out.write("\n".join(lines) + "\n")
 
 
 def _workloads_of(system: str, workloads: list[str]) -> list[str]:
