@@ -40,7 +40,6 @@ sys.path[:0] = [str(REPO), str(BENCH / "peers")]
 
 import _harness  # noqa: E402
 from machine import describe, other_load  # noqa: E402
-
 from tests.ha.servers import PgBouncer  # noqa: E402
 
 SITE = "bench"
