@@ -84,7 +84,6 @@ ins AS (
            f.enqueued_at, f.run_at, f.attempts, f.max_attempts, f.retry, f.timeout, f.meta, f.unique_key
     FROM free f
     WHERE NOT EXISTS (SELECT 1 FROM same_id s WHERE s.ord = f.ord)
-    ON CONFLICT DO NOTHING  -- taken by a client that committed since our snapshot: found in the next round
     RETURNING j.id, j.queue, j.state
 ),
 replaced AS (
