@@ -118,13 +118,14 @@ WHERE {_notify("w.queue", "w.state")} IS NULL
 # not, small or large), and with them psycopg's prepared statement, are the same for every job.
 _INSERT_ONE = """
     INSERT INTO {s}.jobs AS j (site, id, queue, func, task, payload, title, state, created_at, enqueued_at,
-                               run_at, attempts, max_attempts, retry, timeout, meta, unique_key)
-    SELECT %(site)s, %(id)s, %(queue)s, %(func)s, %(task)s, %(payload)s, %(title)s, %(state)s, %(created_at)s::float8,
-           %(enqueued_at)s::float8, %(run_at)s::float8, %(attempts)s::int4, %(max_attempts)s::int4, %(retry)s::json,
-           %(timeout)s::float8, %(meta)s::json, %(unique_key)s"""
+                               run_at, attempts, max_attempts, retry, timeout, meta, unique_key)"""
+_ONE_ROW = """%(site)s, %(id)s, %(queue)s, %(func)s, %(task)s, %(payload)s, %(title)s, %(state)s, %(created_at)s::float8,
+            %(enqueued_at)s::float8, %(run_at)s::float8, %(attempts)s::int4, %(max_attempts)s::int4, %(retry)s::json,
+            %(timeout)s::float8, %(meta)s::json, %(unique_key)s"""
 
 _ENQUEUE_NEW = f"""
 WITH ins AS ({_INSERT_ONE}
+    VALUES ({_ONE_ROW})
     ON CONFLICT DO NOTHING
     RETURNING j.queue, j.state
 )
@@ -308,6 +309,7 @@ WITH slot AS (
     RETURNING 1
 ),
 ins AS ({_INSERT_ONE}
+    SELECT {_ONE_ROW}
     WHERE EXISTS (SELECT 1 FROM slot)
     ON CONFLICT DO NOTHING
     RETURNING j.queue, j.state
