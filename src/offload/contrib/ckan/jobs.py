@@ -15,6 +15,7 @@ import logging
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from offload.contrib.ckan import transactional
 from offload.contrib.ckan.site import (
     DEFAULT_QUEUE_NAME,
     Job,
@@ -78,6 +79,7 @@ def enqueue(
     meta = dict(options.pop("meta", None) or {})
     meta["title"] = title
     app = site_app()
+    session = transactional.connection_for(app)
     record = app.enqueue(
         fn,
         list(args) if args is not None else [],
@@ -87,7 +89,10 @@ def enqueue(
         timeout=timeout,
         meta=meta,
         rq_kwargs=options or None,
+        connection=session,
     )
+    if session is not None:
+        transactional.joined(session, record.id)
     if title:
         log.info('Added background job %s ("%s") to queue "%s"', record.id, title, queue)
     else:
