@@ -129,14 +129,6 @@ class PostgresStore(Store):
         """The URL with every password hidden (the listen URL's too)."""
         return self.options.safe
 
-    @property
-    def _conninfo(self) -> str:
-        return self.options.conninfo
-
-    def _session(self) -> Any:
-        """The verbs' connection, as a context manager (for tests and tools)."""
-        return self.link.session()
-
     def _query(self, name: str, params: dict[str, Any]) -> list[TupleRow]:
         """Run the named statement (each returns rows), one round trip in autocommit mode."""
         with self.link.session() as conn:
@@ -191,7 +183,8 @@ class PostgresStore(Store):
             self._enqueue_sql = None
             version = self._schema_version(conn)
         if version is None or version < latest:
-            raise StoreError(f"PostgreSQL store {self.safe_url}: migrations stopped at version {version} of {latest}")
+            raise StoreError(f"PostgreSQL store {self.safe_url}: migrations stopped at version {version} of "
+                             f"{latest}; run `offload migrate` with this store URL to apply them and see why")
         return version
 
     def _schema_version(self, conn: Connection) -> int | None:

@@ -31,7 +31,8 @@ def migrations() -> list[tuple[int, str]]:
                 found.append((int(match.group(1)), f.read()))
     found.sort()
     if [version for version, _ in found] != list(range(1, len(found) + 1)):
-        raise StoreError(f"PostgreSQL migrations are not numbered 1..n: {[v for v, _ in found]}")
+        raise StoreError(f"offload's PostgreSQL migrations are not numbered 1..n ({[v for v, _ in found]}) in "
+                         f"{folder}: the installation is damaged; reinstall offload")
     return found
 
 
