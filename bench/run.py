@@ -412,7 +412,9 @@ def main(argv: list[str] | None = None) -> int:
             machine_load["rounds"].append(round_load)
             round_began = time.monotonic()
             log(f"round {round_no} of {repeats}: machine {describe(round_load)}")
-            for system, store in good_pairs:
+            # Every other round in reverse order: a system measured first in each round would otherwise meet
+            # the machine (and the database, just reset by the other system's last cell) in another state.
+            for system, store in (good_pairs if round_no % 2 else list(reversed(good_pairs))):
                 for workload in _workloads_of(system, workloads):
                     venv = SYSTEMS[system][0]
                     result = run_cell(pythons[venv], system, store, workload, params[workload], params["budget"],
