@@ -73,6 +73,9 @@ SETTINGS: dict[str, Setting] = {
         Setting("offload.store", parse_str, "sqlite:///offload.db", "store URL (sqlite://, redis://, postgresql://)"),
         Setting("offload.site_id", parse_str, "default", "site id; queue names are stored as <site_id>:<queue>"),
         Setting("offload.jobs.timeout", parse_duration, 180.0, "default job time limit in seconds (-1: none)"),
+        Setting("offload.jobs.timeout_grace", parse_duration, 5.0,
+                "after JobTimeout is raised in a job at its time limit, seconds before it is killed (0: killed "
+                "at the limit, no exception)"),
         Setting("offload.jobs.keep", parse_duration, 7 * 86400.0, "how long finished/failed jobs stay visible"),
         Setting("offload.jobs.max_attempts", parse_int, 3, "default attempts per job, the first included"),
         Setting("offload.jobs.sync", parse_bool, False, "run jobs inline at enqueue (tests, development)"),
@@ -209,6 +212,7 @@ def _validate(values: dict[str, Any]) -> None:
 
     timeout = values["offload.jobs.timeout"]
     need(timeout == NO_LIMIT or timeout > 0, "offload.jobs.timeout must be > 0 seconds, or -1 for no limit")
+    need(values["offload.jobs.timeout_grace"] >= 0, "offload.jobs.timeout_grace must be >= 0 seconds")
     need(values["offload.jobs.keep"] >= 0, "offload.jobs.keep must be >= 0")
     need(values["offload.jobs.max_attempts"] >= 1, "offload.jobs.max_attempts must be >= 1")
     need(1 <= values["offload.worker.concurrency"] <= 512, "offload.worker.concurrency must be between 1 and 512")

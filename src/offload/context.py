@@ -1,10 +1,13 @@
-"""``offload.current_job()``: what a running job knows about itself, and how it reports progress."""
+"""``offload.current_job()``: what a running job knows about itself, and how it reports progress; which exception
+the soft timeout raises in a job (``use_timeout_exception``)."""
 
 from __future__ import annotations
 
 import contextvars
 from collections.abc import Callable
 from typing import Any
+
+from offload.errors import JobTimeout
 
 ProgressSink = Callable[[str, "dict[str, Any] | None", "dict[str, Any] | None"], None]
 
@@ -56,3 +59,25 @@ def enter(spec: Any, sink: ProgressSink | None) -> contextvars.Token[JobContext 
 
 def leave(token: contextvars.Token[JobContext | None]) -> None:
     _current.reset(token)
+
+
+_timeout_exception: type[JobTimeout] = JobTimeout
+
+
+def use_timeout_exception(cls: type[JobTimeout]) -> None:
+    """Make the soft timeout raise ``cls`` in jobs of this process (and of executors it forks afterwards).
+
+    ``cls`` must subclass ``offload.JobTimeout``; it is raised with one argument, a message naming the time limit.
+    An integration uses this to give jobs the exception class their code already catches: the CKAN plugin
+    registers one that also subclasses ``rq.timeouts.JobTimeoutException``. Call it at import time of a module
+    that executors import (``offload.tasks.imports``, ``--import``), so that every executor has it."""
+    if not (isinstance(cls, type) and issubclass(cls, JobTimeout)):
+        raise TypeError(f"use_timeout_exception() needs a subclass of offload.JobTimeout, not {cls!r}")
+    global _timeout_exception
+    _timeout_exception = cls
+
+
+def timeout_exception() -> type[JobTimeout]:
+    """The class the soft timeout raises in jobs (``offload.JobTimeout`` unless ``use_timeout_exception`` changed
+    it)."""
+    return _timeout_exception

@@ -9,6 +9,7 @@
     ├── InvalidJobState        the verb does not apply to the job's current state
     ├── DuplicateJob           (raised only when the caller asks: ``on_duplicate="raise"``)
     ├── TaskNotFound           no task registered under that name
+    ├── JobTimeout             raised inside a job that reached its time limit (the soft timeout)
     ├── StoreError             the storage engine failed
     │   ├── StoreURLError      the store URL has an unknown scheme or is malformed
     │   ├── StoreDriverMissing the engine's driver is not installed (names the extra)
@@ -62,6 +63,11 @@ class DuplicateJob(OffloadError):
 
 class TaskNotFound(OffloadError):
     """No task is registered under that name; import the module that defines it."""
+
+
+class JobTimeout(OffloadError):
+    """The job reached its time limit. Raised inside the job by the worker (the soft timeout): clean up and
+    let it propagate; a job still running ``offload.jobs.timeout_grace`` seconds later is killed."""
 
 
 class StoreError(OffloadError):

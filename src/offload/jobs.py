@@ -72,6 +72,7 @@ class JobSpec(NamedTuple):
     queue: str
     title: str | None
     meta: dict[str, Any]
+    timeout: float | None = None  # the soft time limit: JobTimeout is raised in the job after this many seconds
 
 
 @dataclass
@@ -117,7 +118,7 @@ class Job:
     def spec(self, attempt: int | None = None) -> JobSpec:
         """What a process needs to run this job's current attempt (or attempt ``attempt``)."""
         return JobSpec(self.id, self.func, self.task, self.payload, self.attempts if attempt is None else attempt,
-                       self.max_attempts, self.queue, self.title, self.meta)
+                       self.max_attempts, self.queue, self.title, self.meta, self.timeout)
 
     @property
     def target(self) -> str:

@@ -11,7 +11,7 @@ from offload.worker.supervisor import PREFETCH_MAX, Supervisor, WorkerOptions
 def _capacity(threads: int, avg_duration: float) -> int:
     supervisor = Supervisor(Offload(store="memory://", site_id="prefetch"), WorkerOptions(queues=["default"]))
     supervisor.avg_duration = avg_duration
-    child = SimpleNamespace(threads=threads, retiring=False, dead=False, ready=True, assigned={})
+    child = SimpleNamespace(threads=threads, retiring=False, dead=False, isolating=False, ready=True, assigned={})
     return supervisor._capacity(child)  # type: ignore[arg-type]
 
 

@@ -84,7 +84,8 @@ def test_a_job_past_its_timeout_is_killed_and_the_worker_goes_on(workers: Worker
     after = workers.app.enqueue(jobfuncs.add, [2, 2])
     proc = workers.start()
     job = workers.wait_state(slow.id, FAILED, timeout=15)
-    assert job.error["reason"] == "timeout" and job.error["type"] == "JobTimeout"
+    # time.sleep is interrupted by the soft timeout: the job stops at its limit (tests/worker/test_timeouts.py)
+    assert job.error["reason"] == "timeout" and job.error["type"] == "offload.errors.JobTimeout"
     assert job.ended_at - job.started_at < 2.0
     assert workers.wait_state(after.id, FINISHED).result == 4
     assert proc.poll() is None
@@ -276,3 +277,22 @@ def test_a_worker_whose_executor_count_comes_from_the_configuration_starts_them_
     proc = workers.start("--burst", config=config)
     assert proc.wait(60) == 0
     assert len({line[2] for line in ledger_lines(ledger)}) == 2, "both executors ran jobs"
+
+
+def test_a_result_discarded_by_fencing_is_not_counted_in_the_stop_line(workers: Workers, tmp_path: Path) -> None:
+    ledger = tmp_path / "ledger.txt"
+    job = workers.app.enqueue(jobfuncs.ledger_then_sleep, [str(ledger), 2.0])
+    proc = workers.start("--lease", "1")
+    wait_until(lambda: ledger_lines(ledger))
+    proc.send_signal(signal.SIGSTOP)  # the supervisor only: its executor runs on, in its own session
+    try:
+        wait_until(lambda: workers.app.store.requeue_expired(time.time()), timeout=10, what="the lease expired")
+        workers.app.cancel(job.id)  # so that nobody runs it again
+        wait_until(lambda: len(ledger_lines(ledger)) == 2, what="the job ran to its end")
+    finally:
+        proc.send_signal(signal.SIGCONT)
+    wait_until(lambda: f"Result of job {job.id} discarded" in workers.log(proc))
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(30) == 0
+    assert "stopped: 0 job(s) finished, 0 failed, 1 result(s) discarded (lease lost)" in workers.log(proc)
+    assert workers.job(job.id).state == "canceled"

@@ -19,6 +19,8 @@ from offload.cli.common import app_for, config_for, friendly, setup_logging
 @click.option("--lease", type=click.FloatRange(1), help="lease seconds (default offload.worker.lease)")
 @click.option("--grace", type=click.FloatRange(0), help="warm shutdown grace seconds")
 @click.option("--import", "imports", multiple=True, help="module to import in executors (tasks); repeatable")
+@click.option("--path", "-P", "paths", multiple=True, default=["."], show_default=True,
+              help="directory put first on the import path, so job modules there import; repeatable")
 @click.option("--max-jobs-per-child", type=click.IntRange(0), help="recycle an executor after N jobs")
 @click.option("--max-memory-per-child", type=click.IntRange(0), help="recycle an executor above N MiB")
 @click.option("--log-level", type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False))
@@ -30,15 +32,18 @@ from offload.cli.common import app_for, config_for, friendly, setup_logging
 @click.pass_context
 @friendly
 def worker(ctx: click.Context, queues: tuple[str, ...], burst: bool, concurrency: int | None, threads: int,
-           lease: float | None, grace: float | None, imports: tuple[str, ...], max_jobs_per_child: int | None,
-           max_memory_per_child: int | None, log_level: str | None, name: str | None, with_scheduler: bool,
-           no_scheduler: bool, max_idle_time: float | None) -> None:
-    """Run a worker on QUEUES (default: "default", "webhooks" and each consumer's queue), earlier first."""
+           lease: float | None, grace: float | None, imports: tuple[str, ...], paths: tuple[str, ...],
+           max_jobs_per_child: int | None, max_memory_per_child: int | None, log_level: str | None,
+           name: str | None, with_scheduler: bool, no_scheduler: bool, max_idle_time: float | None) -> None:
+    """Run a worker on QUEUES, earlier queues first (default: "default", "webhooks" and each consumer's queue:
+    name the others, e.g. `offload worker mail default`). Job modules are imported from the current directory
+    (--path) and the usual import path."""
     from offload.jobs import check_queue_name
     from offload.worker.supervisor import (
         Supervisor,
         WorkerOptions,
         abandon_executors,
+        apply_paths,
         boot_executors,
         start_executors,
     )
@@ -64,7 +69,10 @@ def worker(ctx: click.Context, queues: tuple[str, ...], burst: bool, concurrency
         name=name,
         with_scheduler=with_scheduler and not no_scheduler,
         max_idle_time=max_idle_time,
+        timeout_grace=conf["offload.jobs.timeout_grace"],
+        paths=list(paths),
     )
+    apply_paths(options.paths)  # before the executors are configured: they take the supervisor's import path
     # The executors boot (an interpreter each; the offload command started them already), then load the job
     # modules while the supervisor loads the store's driver and connects.
     executors = boot_executors(options)

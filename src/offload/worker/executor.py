@@ -39,6 +39,7 @@ from offload.errors import JobFunctionError, SerializationError, TaskNotFound
 from offload.jobs import JobSpec
 from offload.retry import Retry
 from offload.worker.slot import SLOT, SLOT_DONE, SLOT_RUNNING, write_slot
+from offload.worker.timeouts import SignalTimer, ThreadTimer, Timer, soft_stop_error
 from offload.worker.wire import Wire
 
 log = logging.getLogger("offload.executor")
@@ -78,23 +79,33 @@ def _permanent_for_task(spec: JobSpec, exc: BaseException) -> bool:
     return registered is not None and isinstance(exc, registered.no_retry_on)
 
 
-def run_job(spec: JobSpec, send_progress: Any = None) -> dict[str, Any]:
-    """Run one job in this process; the report says ``ok`` and carries the result or the error."""
+def run_job(spec: JobSpec, send_progress: Any = None, timer: Timer | None = None) -> dict[str, Any]:
+    """Run one job in this process; the report says ``ok`` and carries the result or the error. With a ``timer``,
+    ``JobTimeout`` is raised in the job at ``spec.timeout`` (the soft timeout, see ``offload.worker.timeouts``)."""
     started = time.perf_counter()
     token = context.enter(spec, send_progress)
     try:
-        fn = funcs.job_function(spec.func, spec.task)
-        args, kwargs = codec.decode_payload(spec.payload)
-        result = fn(*args, **kwargs)
-        if isinstance(result, Awaitable):
-            import asyncio
+        try:
+            if timer is not None:
+                timer.arm(spec.timeout)
+            fn = funcs.job_function(spec.func, spec.task)
+            args, kwargs = codec.decode_payload(spec.payload)
+            result = fn(*args, **kwargs)
+            if isinstance(result, Awaitable):
+                import asyncio
 
-            result = asyncio.run(_await(result))
+                result = asyncio.run(_await(result))
+        finally:
+            # Inside the outer try: a timeout that fires before this has disarmed it is still the job's failure.
+            if timer is not None:
+                timer.disarm()
         report: dict[str, Any] = {"ok": True, "result": codec.encode_result(result)}
     except BaseException as exc:  # SystemExit and KeyboardInterrupt from a job are its failure, not ours
         report = failure_report(exc)
         if _permanent_for_task(spec, exc):
             report["error"]["retryable"] = False
+        if timer is not None and timer.fired_here():
+            soft_stop_error(report["error"], spec.timeout, exc)
     finally:
         context.leave(token)
     report["duration"] = time.perf_counter() - started
@@ -147,6 +158,7 @@ class Executor:
         self.outbox_since = 0.0
         self.waiting: collections.deque[JobSpec] = collections.deque()  # received, not run yet (one thread)
         self.stopping = False
+        self.timer: Timer = SignalTimer() if threads == 1 else ThreadTimer()
 
     def send(self, message: tuple[Any, ...]) -> None:
         with self.send_lock:
@@ -196,7 +208,7 @@ class Executor:
             self.send(("start", spec.id, time.time()))
         elif self.slot is not None:
             self.slot_version = write_slot(self.slot, self.slot_version, self.seq, SLOT_RUNNING, time.monotonic())
-        report = run_job(spec, self.progress)
+        report = run_job(spec, self.progress, self.timer)
         now = time.monotonic()
         if self.slot is not None:
             self.slot_version = write_slot(self.slot, self.slot_version, self.seq, SLOT_DONE, now)

@@ -86,6 +86,8 @@ class Child:
         self.rss = 0.0
         self.jobs_done = 0
         self.retiring = False
+        self.tainted = False  # a job timed out in it: replaced (and its leftovers killed) once it holds nothing
+        self.isolating = False  # runs suspects of a crash one at a time (see Supervisor.suspects), nothing else
         self.dead = False
         self.spawned = time.monotonic()
 
@@ -137,8 +139,11 @@ class Child:
         except OSError:
             pass  # it died: its socket reports the end, and the supervisor handles that
 
-    def run(self, jobs: list[Job]) -> bool:
-        return self.send(("run", [job.spec() for job in jobs]))
+    def run(self, jobs: list[Job], soft_timeouts: bool = True) -> bool:
+        """Send ``jobs`` to run; with ``soft_timeouts`` the executor raises ``JobTimeout`` in each at its limit."""
+        if soft_timeouts:
+            return self.send(("run", [job.spec() for job in jobs]))
+        return self.send(("run", [job.spec()._replace(timeout=None) for job in jobs]))
 
     def kill(self) -> None:
         """SIGKILL the child's whole process group (the job's own children included), and the descendants that

@@ -26,7 +26,8 @@ def outcome_for(job: Job, report: dict[str, Any], now: float) -> Outcome:
     ``killed`` for a ``timeout``, a ``crash`` or a ``shutdown`` (given back to its queue, attempt not counted)."""
     killed = report.get("killed")
     if killed == "timeout":
-        return outcome_for_timeout(job, now, str(report.get("cause")))
+        return outcome_for_timeout(job, now, str(report.get("cause")), float(report.get("grace") or 0.0),
+                                   report.get("limit"))
     if killed == "crash":
         return outcome_for_crash(job, now, str(report.get("cause")))
     if killed == "shutdown":
@@ -34,13 +35,18 @@ def outcome_for(job: Job, report: dict[str, Any], now: float) -> Outcome:
     return outcome_for_report(job, report, now)
 
 
-def outcome_for_timeout(job: Job, now: float, cause: str) -> Outcome:
-    error = {
-        "type": "JobTimeout",
-        "message": f"the job ran longer than its timeout of {job.timeout:g} s; its process group was killed",
-        "traceback": None,
-        "reason": "timeout",
-    }
+def outcome_for_timeout(job: Job, now: float, cause: str, grace: float = 0.0, limit: float | None = None
+                        ) -> Outcome:
+    """A job killed at its time limit (``grace`` 0: no soft timeout) or ``grace`` seconds after it, when it had not
+    stopped after ``JobTimeout`` was raised in it. ``limit``: the time limit, if not the job's own ``timeout``."""
+    limit = job.timeout if limit is None else limit
+    limit_text = f"{limit:g} s" if limit is not None else "its limit"
+    if grace > 0:
+        message = (f"killed {grace:g} s after its time limit of {limit_text}: it was still running after JobTimeout "
+                   "was raised in it; its process group was killed")
+    else:
+        message = f"the job ran longer than its timeout of {limit_text}; its process group was killed"
+    error = {"type": "JobTimeout", "message": message, "traceback": None, "reason": "timeout", "timeout": "hard"}
     return failed(job, error, now)
 
 

@@ -64,6 +64,17 @@ class WorkerOptions:
     name: str | None = None
     with_scheduler: bool = True
     max_idle_time: float | None = None
+    timeout_grace: float = 5.0  # JobTimeout raised at a job's limit, the kill this much later (0: kill at the limit)
+    paths: list[str] = field(default_factory=lambda: ["."])  # put first on the import path (--path)
+
+
+def apply_paths(paths: list[str]) -> None:
+    """Put ``paths`` (made absolute) first on ``sys.path``, in the order given, so that job modules in them import
+    (RQ's and Celery's workers put their directory there too); executors get the supervisor's ``sys.path``."""
+    import os.path
+
+    wanted = [os.path.abspath(p) for p in paths]
+    sys.path[:] = list(dict.fromkeys([*wanted, *sys.path]))
 
 
 def boot_executors(options: WorkerOptions) -> list[Child]:
@@ -118,6 +129,10 @@ class Supervisor:
         self.contributed: list[tuple[str, str]] = []  # task modules from entry points, found once
         self.spare: Child | None = None  # a booted executor kept ready once one has crashed or been killed
         self.held: dict[str, tuple[Child, Assigned]] = {}
+        # Jobs that were running in a threaded executor when it died, beside others: which one killed it is not
+        # known, so each runs again alone (same attempt) in an executor kept for them (``Child.isolating``).
+        self.suspects: dict[str, Job] = {}
+        self.discarded = 0  # results refused by the store (fencing): not counted as finished or failed
         self.outcomes: list[Outcome] = []
         self.avg_duration = 1.0  # seconds, EWMA; starts pessimistic so nothing is prefetched at first
         self.stopping: str | None = None  # None, "warm" or "cold"
@@ -146,6 +161,7 @@ class Supervisor:
         if not self.children:
             self.children = boot_executors(self.opts)
         try:
+            apply_paths(self.opts.paths)
             self.contributed = registry.contributed_modules()
             registry.load_registry(self.opts.imports, self.contributed)  # fail here, not in every executor
             if not self.opts.queues:
@@ -172,8 +188,9 @@ class Supervisor:
             self.closed.set()
             with self.lock:
                 self._shutdown()
-        log.info("Worker %s (PID %d) stopped: %d job(s) finished, %d failed",
-                 self.id, os.getpid(), self.info.processed, self.info.failed)
+        discarded = f", {self.discarded} result(s) discarded (lease lost)" if self.discarded else ""
+        log.info("Worker %s (PID %d) stopped: %d job(s) finished, %d failed%s",
+                 self.id, os.getpid(), self.info.processed, self.info.failed, discarded)
         return 0
 
     def _loop(self) -> None:
@@ -196,11 +213,12 @@ class Supervisor:
         if self.stopping == "warm" and not self.held:
             return False
         if not self.stopping:
+            self._run_suspects()
             self._fill()
-        if self.opts.burst and self.queue_empty and not self.held and not self.outcomes:
+        if self.opts.burst and self.queue_empty and not self.held and not self.suspects and not self.outcomes:
             log.info("Worker %s: queues empty, burst mode done", self.id)
             return False
-        if self.held:
+        if self.held or self.suspects:
             self.idle_since = time.monotonic()
         elif self.opts.max_idle_time is not None and time.monotonic() - self.idle_since > \
                 self.opts.max_idle_time:
@@ -210,7 +228,7 @@ class Supervisor:
 
     # -- claiming and dispatching --------------------------------------------------------------------------
     def _capacity(self, child: Child) -> int:
-        if child.retiring or child.dead:
+        if child.retiring or child.dead or child.isolating:
             return 0
         if not child.ready:
             return child.threads  # jobs wait in its socket while it boots; no prefetch until it is up
@@ -281,20 +299,42 @@ class Supervisor:
             head = next(iter(child.assigned.values()))
             if head.started is None:
                 self._mark_started(head, now)
-        child.run(jobs)
+        child.run(jobs, soft_timeouts=self.opts.timeout_grace > 0)
+
+    def _run_suspects(self) -> None:
+        """Run the suspects of a crash (see ``suspects``) one at a time, each alone in the executor kept for them,
+        so that the one that kills its executor again is found and charged for it."""
+        if not self.suspects:
+            for child in self.children:
+                if child.isolating and not child.assigned:
+                    child.isolating = False
+            return
+        kept = next((c for c in self.children if c.isolating and not c.dead and not c.retiring), None)
+        if kept is None:
+            candidates = [c for c in self.children if not c.dead and not c.retiring]
+            if not candidates:
+                return
+            kept = min(candidates, key=lambda c: len(c.assigned))
+            kept.isolating = True  # takes no other job from now on; the jobs it has finish first
+        child = kept
+        if not child.assigned:
+            job_id = next(iter(self.suspects))
+            self._dispatch(child, [self.suspects.pop(job_id)])
 
     def _mark_started(self, assigned: Assigned, now: float, wall: float | None = None) -> None:
         assigned.started = now
         assigned.started_wall = wall or time.time()
         job = assigned.job
-        if job.timeout is not None:
-            assigned.deadline = now + job.timeout
+        assigned.deadline = self._deadline(job, now)
         log.info("Job %s started (attempt %d of %d)", job.describe(), job.attempts, job.max_attempts)
+
+    def _deadline(self, job: Job, started: float) -> float | None:
+        """When a job started at ``started`` is killed: its time limit, plus the grace after JobTimeout."""
+        return None if job.timeout is None else started + job.timeout + self.opts.timeout_grace
 
     def _restart_clock(self, entry: Assigned, now: float) -> None:
         entry.started = now
-        if entry.job.timeout is not None:
-            entry.deadline = now + entry.job.timeout
+        entry.deadline = self._deadline(entry.job, now)
 
     # -- collecting results --------------------------------------------------------------------------------
     def _collect(self) -> None:
@@ -345,6 +385,12 @@ class Supervisor:
         outcome = outcome_for_report(entry.job, report, time.time())
         self._count(outcome)
         self.outcomes.append(outcome)
+        if child.threads == 1 and not report.get("ok") and report["error"].get("reason") == "timeout":
+            # JobTimeout was raised at an arbitrary point of the job: what it left (child processes, threads,
+            # half-updated module state) goes with this executor. (A threaded one serves other jobs: it stays.)
+            log.info("Executor %d (PID %d) is replaced after job %s stopped at its time limit", child.index,
+                     child.pid, entry.job.id)
+            child.retiring = child.tainted = True
         if child.threads == 1 and child.assigned:
             head = next(iter(child.assigned.values()))
             if head.started is None:
@@ -392,8 +438,10 @@ class Supervisor:
                 child.kill()
                 cause = child.reap()
                 for entry in late:
-                    self._finish_killed(child, entry, outcome_for_timeout(entry.job, time.time(), cause))
-                self._release_rest(child)
+                    self._finish_killed(child, entry, outcome_for_timeout(entry.job, time.time(), cause,
+                                                                          self.opts.timeout_grace))
+                names = ", ".join(entry.job.id for entry in late)
+                self._release_rest(child, f"its executor was killed for the timeout of job {names}")
 
     def _child_died(self, child: Child) -> None:
         cause = child.reap()
@@ -401,9 +449,22 @@ class Supervisor:
         if child.retiring and not child.assigned:
             return
         log.error("Executor %d (PID %d) %s", child.index, child.pid, cause)
+        if len(running) == 1:  # the job that killed it
+            self._finish_killed(child, running[0], outcome_for_crash(running[0].job, time.time(), cause))
+        else:
+            self._suspect(child, running, cause)
+        self._release_rest(child, f"its executor {cause}")
+
+    def _suspect(self, child: Child, running: list[Assigned], cause: str) -> None:
+        """Jobs that ran side by side in a threaded executor that died: none is charged for it; each runs again
+        alone, in the same attempt (``_run_suspects``)."""
         for entry in running:
-            self._finish_killed(child, entry, outcome_for_crash(entry.job, time.time(), cause))
-        self._release_rest(child)
+            child.assigned.pop(entry.job.id, None)
+            self.held.pop(entry.job.id, None)
+            self.suspects[entry.job.id] = entry.job
+            log.warning("Job %s was running beside %d other job(s) in executor %d when it %s; which job caused it "
+                        "is not known: it runs again alone, its attempt not counted", entry.job.describe(),
+                        len(running) - 1, child.index, cause)
 
     def _finish_killed(self, child: Child, entry: Assigned, outcome: Outcome) -> None:
         child.assigned.pop(entry.job.id, None)
@@ -411,9 +472,11 @@ class Supervisor:
         self._count(outcome)
         self.outcomes.append(outcome)
 
-    def _release_rest(self, child: Child) -> None:
-        """Jobs a killed child held but had not started go back to the head of their queues. Those it had run to
-        their end (its slot says so) but whose reports died with it in its outbox did run: their attempt counts."""
+    def _release_rest(self, child: Child, why: str) -> None:
+        """Jobs a killed child held but had not started go back to the head of their queues, as do jobs running
+        beside the one it was killed for (threads: ``why`` says what happened), their attempt not counted. Those it
+        had run to their end (its slot says so) but whose reports died with it in its outbox did run: their
+        attempt counts."""
         seq, running, _ = child.position() if child.threads == 1 else (0, False, 0.0)
         for job_id, entry in list(child.assigned.items()):
             if entry.seq < seq or (entry.seq == seq and not running):
@@ -421,6 +484,9 @@ class Supervisor:
                 self._count(outcome)
                 self.outcomes.append(outcome)
             else:
+                if entry.started is not None:
+                    log.warning("Job %s was stopped (%s); back on its queue, its attempt not counted",
+                                entry.job.describe(), why)
                 self.outcomes.append(Outcome(job_id, entry.job.lease_token or "", "release"))
             self.held.pop(job_id, None)
         child.assigned.clear()
@@ -428,7 +494,10 @@ class Supervisor:
     def _replace_children(self) -> None:
         for i, child in enumerate(self.children):
             if child.retiring and not child.dead and not child.assigned:
-                child.stop()
+                if child.tainted:
+                    child.kill()  # its process group and strays: what the timed-out job started
+                else:
+                    child.stop()
                 child.reap()
             if child.dead and self.stopping is None:
                 self.children[i] = self._replacement(child)
@@ -439,7 +508,7 @@ class Supervisor:
         """A new executor in place of ``dead``. After a crash or a kill (not a planned recycle) a spare that has
         booted already takes its place and another spare boots: a poison job retried within its attempts, or a
         run of timeouts, then costs the other jobs no boot time (an interpreter start, most of a second)."""
-        if dead.retiring:
+        if dead.retiring and not dead.tainted:
             return self._spawn(dead.index)
         spare, self.spare = self.spare, self._spawn(dead.index)
         if spare is None:
@@ -468,6 +537,11 @@ class Supervisor:
             if not accepted and outcome.kind != "release":
                 log.warning("Result of job %s discarded: its lease was lost (canceled, deleted, or expired "
                             "and taken by another worker)", outcome.job_id)
+                self.discarded += 1
+                if outcome.kind == "finish":
+                    self.info.processed -= 1
+                elif outcome.kind == "fail":
+                    self.info.failed -= 1
 
     # -- timers --------------------------------------------------------------------------------------------
     def _due(self, name: str, every: float) -> bool:
@@ -479,14 +553,15 @@ class Supervisor:
 
     def _housekeeping(self) -> None:
         heartbeat = max(0.05, min(self.opts.lease / 3, 0.5))
-        if self.held and self._due("leases", heartbeat):
+        if (self.held or self.suspects) and self._due("leases", heartbeat):
             held = {job_id: entry.job.lease_token or "" for job_id, (_, entry) in self.held.items()}
+            held.update((job_id, job.lease_token or "") for job_id, job in self.suspects.items())
             lost = self._store_call(self.store.extend_leases, self.id, held, self.opts.lease, time.time())
             for job_id in lost or []:
                 self._lease_lost(job_id)
         if self._due("registry", 5.0):
             self.info.last_seen = time.time()
-            self.info.jobs = list(self.held)
+            self.info.jobs = [*self.held, *self.suspects]
             self._store_call(self.store.register_worker, self.info)
         if self._due("expired", max(0.25, min(self.opts.lease / 2, 5.0))):
             for job in self._store_call(self.store.requeue_expired, time.time()) or []:
@@ -501,6 +576,9 @@ class Supervisor:
             self._store_call(self.store.purge, time.time() - self.opts.keep)
 
     def _lease_lost(self, job_id: str) -> None:
+        if self.suspects.pop(job_id, None) is not None:
+            log.warning("Job %s was canceled or taken over by another worker; it will not run here", job_id)
+            return
         found = self.held.get(job_id)
         if found is None:
             return
@@ -513,11 +591,7 @@ class Supervisor:
         child.assigned.pop(job_id, None)
         child.kill()
         child.reap()
-        for other in child.running:
-            self.outcomes.append(outcome_for_crash(other.job, time.time(), "was stopped to cancel another job"))
-            child.assigned.pop(other.job.id, None)
-            self.held.pop(other.job.id, None)
-        self._release_rest(child)
+        self._release_rest(child, f"its executor was stopped to cancel job {job_id}")
 
     # -- waiting -------------------------------------------------------------------------------------------
     def _wait_for_work(self) -> None:
@@ -637,6 +711,7 @@ class Supervisor:
             self._stop_requested(signal.Signals(signum).name)
 
     def _stop_requested(self, name: str) -> None:
+        self._release_suspects()
         if self.stopping is None:
             self.stopping = "warm"
             self.grace_deadline = time.monotonic() + self.opts.grace
@@ -650,7 +725,14 @@ class Supervisor:
             self.stopping = "cold"
             log.warning("Worker %s got %s again: cold shutdown, requeueing running jobs", self.id, name)
 
+    def _release_suspects(self) -> None:
+        """Suspects not run again yet go back to their queues (their attempt not counted)."""
+        for job_id, job in self.suspects.items():
+            self.outcomes.append(Outcome(job_id, job.lease_token or "", "release"))
+        self.suspects.clear()
+
     def _shutdown(self) -> None:
+        self._release_suspects()
         if self.spare is not None:
             self.spare.kill()
             self.spare.reap()
