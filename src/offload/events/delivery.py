@@ -1,6 +1,6 @@
 """One webhook delivery attempt: the guarded HTTP POST, what its answer means, and what is recorded.
 
-Requires httpx (``pip install 'offload[webhooks]'``). Redirects are never followed and proxies from the
+On httpx, a dependency of offload's core install. Redirects are never followed and proxies from the
 environment are ignored, so the address checked is the address the request goes to. The check runs in
 the connection pool's network backend: the host name is resolved once, each resolved address is checked,
 and the socket is opened to that checked address (TLS still verifies the certificate against the host
@@ -29,8 +29,9 @@ from offload.events.webhooks import WebhookError
 try:
     import httpcore
     import httpx
-except ImportError as exc:  # a worker without the webhooks extra: the delivery job fails saying what to install
-    raise WebhookError(f"webhook deliveries need httpx: pip install 'offload[webhooks]' ({exc})") from exc
+except ImportError as exc:  # installed without its dependencies (pip --no-deps): say what to install
+    raise WebhookError(f"webhook deliveries need httpx, a dependency of offload: pip install 'httpx>=0.27' ({exc})"
+                       ) from exc
 
 from offload.context import current_job
 from offload.events.event import Event

@@ -13,9 +13,11 @@ register more actions by defining them with ``@action`` and being imported; the 
 
 from __future__ import annotations
 
+import difflib
 import importlib
 import inspect
 import json
+import logging
 import math
 import re
 from collections.abc import Callable, Mapping, Sequence
@@ -27,6 +29,8 @@ if TYPE_CHECKING:
 
 ROLES = ("read", "admin")
 MISSING = "Missing value"
+
+audit_log = logging.getLogger("offload.web.audit")
 
 #: Modules imported by ``create_app`` so that their ``@action`` definitions are registered.
 ACTION_MODULES: list[str] = ["offload.web.job_actions", "offload.web.webhook_actions"]
@@ -121,6 +125,9 @@ class Param:
     help: str = ""
     required: bool = False
     default: Any = None
+    #: Whether an empty value (``""``, ``[]``, null) given explicitly means the default. False for parameters
+    #: whose default is "everything" in a destructive action: an empty list computed by a script must not mean all.
+    blank_is_default: bool = True
 
     def convert(self, value: Any, from_text: bool) -> Any:
         raise NotImplementedError
@@ -267,7 +274,8 @@ class StringList(Param):
         return value
 
     def schema(self) -> dict[str, Any]:
-        return {"type": "array", "items": self.item_schema, "maxItems": self.max_items}
+        out = {"type": "array", "items": self.item_schema, "maxItems": self.max_items}
+        return out if self.blank_is_default else {**out, "minItems": 1}
 
 
 @dataclass(frozen=True)
@@ -296,10 +304,17 @@ class JSONValue(Param):
 # -- actions -----------------------------------------------------------------------------------------------------
 @dataclass
 class ActionContext:
-    """What an action runs with: the site and the caller's role."""
+    """What an action runs with: the site, the caller's role, and who the caller is for the log (which token and
+    from where, never the token itself)."""
 
     offload: Offload
     role: str
+    caller: str = "an unidentified caller"
+
+
+def audit(ctx: ActionContext, action_name: str, what: str) -> None:
+    """Log a destructive action: who called it and what it removed."""
+    audit_log.warning("%s by %s: %s", action_name, ctx.caller, what)
 
 
 ActionFunction = Callable[[ActionContext, dict[str, Any]], Any]
@@ -319,14 +334,17 @@ class Action:
         return role is not None and ROLES.index(role) >= ROLES.index(self.role)
 
     def validate(self, raw: Mapping[str, Any], from_text: bool) -> dict[str, Any]:
-        """The parameters the action receives, or ``ValidationError`` listing every problem."""
+        """The parameters the action receives, or ``ValidationError`` listing every problem: unknown parameters
+        (a misspelt one would otherwise be ignored, and the action run with its default), missing, invalid."""
         data: dict[str, Any] = {}
-        errors: dict[str, list[str]] = {}
+        errors = self._unknown(raw)
         for name, param in self.params.items():
             value = raw.get(name)
             if value is None or value == "" or value == []:
                 if param.required:
                     errors[name] = [MISSING]
+                elif name in raw and not param.blank_is_default:
+                    errors[name] = [f"Must not be empty (leave {name} out for its default: {param.help})"]
                 else:
                     data[name] = param.default
                 continue
@@ -337,6 +355,23 @@ class Action:
         if errors:
             raise ValidationError(errors)
         return data
+
+    def _unknown(self, raw: Mapping[str, Any]) -> dict[str, list[str]]:
+        errors: dict[str, list[str]] = {}
+        for key in raw:
+            if key in self.params:
+                continue
+            shown = key if len(key) <= 100 else key[:100] + "..."
+            close = difflib.get_close_matches(key[:100], list(self.params), n=1, cutoff=0.6)
+            if close:
+                errors[shown] = [f"Unknown parameter: did you mean {close[0]}?"]
+            elif self.params:
+                errors[shown] = [f"Unknown parameter: {self.name} takes {', '.join(self.params)}"]
+            else:
+                errors[shown] = [f"Unknown parameter: {self.name} takes none"]
+            if len(errors) >= 20:
+                break
+        return errors
 
     def __call__(self, ctx: ActionContext, raw: Mapping[str, Any], from_text: bool = False) -> Any:
         """Check the role, validate, run."""

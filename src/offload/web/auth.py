@@ -53,6 +53,17 @@ class TokenTable:
                 found = role
         return found
 
+    def describe_digest(self, token_digest: str | None) -> str:
+        """Which configured token has this digest, for logs: ``token #2 (admin)`` (its place in
+        ``offload.api.tokens``; nothing of the token itself)."""
+        for index, (known, role) in enumerate(self._entries, 1):
+            if token_digest and hmac.compare_digest(known.encode(), token_digest.encode()):
+                return f"token #{index} ({role})"
+        return "an unknown token"
+
+    def describe(self, token: str | None) -> str:
+        return self.describe_digest(digest(token) if token else None)
+
     def role_for(self, token: str | None) -> str | None:
         """The role of ``token``, or None if it is not a configured token."""
         return self.role_for_digest(digest(token)) if token else None

@@ -222,7 +222,9 @@ def _run(name: str, data: dict[str, Any], done: str) -> Response | None:
     role = session_role()
     assert role is not None
     try:
-        get_action(name)(ActionContext(web_state().offload, role), data)
+        caller = (f"{web_state().tokens.describe_digest(session.get(SESSION_DIGEST))} from "
+                  f"{request.remote_addr or 'an unknown address'} (dashboard)")
+        get_action(name)(ActionContext(web_state().offload, role, caller), data)
     except NotAuthorized as exc:
         return _error_page(403, exc.message)
     except ActionError as exc:

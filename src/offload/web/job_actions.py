@@ -31,6 +31,7 @@ from offload.web.actions import (
     StringList,
     ValidationError,
     action,
+    audit,
     get_action,
     registered_actions,
 )
@@ -145,13 +146,15 @@ def job_show(ctx: ActionContext, data: dict[str, Any]) -> dict[str, Any]:
 @action("job_cancel", role="admin", params={"id": JOB_ID}, result=JOB_SCHEMA)
 def job_cancel(ctx: ActionContext, data: dict[str, Any]) -> dict[str, Any]:
     """Cancel a scheduled, queued or running job (a running job's process is stopped). Returns the job."""
-    _job(ctx, data["id"])
+    before = _job(ctx, data["id"])
     try:
-        return job_dict(ctx.offload.cancel(data["id"]))
+        job = ctx.offload.cancel(data["id"])
     except JobNotFound as exc:
         raise NotFound(str(exc)) from None
     except InvalidJobState as exc:
         raise Conflict(str(exc)) from None
+    audit(ctx, "job_cancel", f"canceled job {job.describe()}, which was {before.state}")
+    return job_dict(job)
 
 
 @action("job_retry", role="admin", params={"id": JOB_ID}, result=JOB_SCHEMA)
@@ -166,14 +169,26 @@ def job_retry(ctx: ActionContext, data: dict[str, Any]) -> dict[str, Any]:
         raise Conflict(str(exc)) from None
 
 
-@action("job_clear", role="admin", params={"queues": QUEUES},
-        result={"type": "array", "items": {"type": "string"}})
+@action("job_clear", role="admin", params={
+    "queues": StringList(help="queue names; leave the parameter out to clear every queue", item=_queue,
+                         item_schema=QUEUES.item_schema, blank_is_default=False),
+}, result={"type": "array", "items": {"type": "string"}})
 def job_clear(ctx: ActionContext, data: dict[str, Any]) -> list[str]:
-    """Delete the waiting (queued and scheduled) jobs of ``queues`` (default: every queue). Returns the
-    names of the queues cleared, as CKAN does."""
-    names: list[str] = list(dict.fromkeys(data["queues"] or ctx.offload.queues()))
+    """Delete the waiting (queued and scheduled) jobs of ``queues``, or of every queue when the request names
+    none (as CKAN does; an empty list, an unknown parameter or a queue that holds no job is refused, and nothing
+    is deleted). Returns the names of the queues cleared, as CKAN does."""
+    existing = ctx.offload.queues()
+    if data["queues"] is None:
+        names = existing
+    else:
+        names = list(dict.fromkeys(data["queues"]))
+        unknown = [name for name in names if name not in existing]
+        if unknown:
+            raise ValidationError({"queues": [f"There is no queue named {name!r} (no job of this site is in it)"
+                                              for name in unknown]})
     if names:
-        ctx.offload.clear(names)
+        count = ctx.offload.clear(names)
+        audit(ctx, "job_clear", f"deleted {count} waiting job(s) of queue(s) {', '.join(map(repr, names))}")
     return names
 
 

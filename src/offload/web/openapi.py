@@ -23,12 +23,13 @@ _ERROR = {
 }
 
 _ERROR_RESPONSES = {
-    "400": ("Bad request: the body is not a JSON object, the action is unknown, or GET was used for an action "
-            "that changes data"),
+    "400": ("Bad request: the body is neither a JSON object nor a form, parameters were sent in the URL of a POST, "
+            "the action is unknown, or GET was used for an action that changes data"),
     "403": "Authorization error: no valid token, or the token's role does not allow the action",
     "404": "Not found: the job (or other object) does not exist",
-    "409": 'Validation error: parameters are missing or invalid ({"id": ["Missing value"]}), or the job\'s '
-           "state does not allow the action (Conflict Error)",
+    "409": 'Validation error: parameters are missing, invalid or unknown ({"id": ["Missing value"]}, '
+           '{"queue": ["Unknown parameter: did you mean queues?"]}), or the job\'s state does not allow the action '
+           "(Conflict Error)",
     "503": "The job store cannot be reached",
 }
 
@@ -69,7 +70,7 @@ def _operation(act: Action, method: str) -> dict[str, Any]:
     else:
         properties = {name: {**p.schema(), "description": p.help} for name, p in act.params.items()}
         required = [name for name, p in act.params.items() if p.required]
-        body_schema: dict[str, Any] = {"type": "object", "properties": properties}
+        body_schema: dict[str, Any] = {"type": "object", "properties": properties, "additionalProperties": False}
         if required:
             body_schema["required"] = required
         op["requestBody"] = {"required": bool(required),
@@ -111,7 +112,8 @@ def document(server_url: str) -> dict[str, Any]:
             "version": __version__,
             "description": "CKAN-compatible action API of offload's background jobs. Every action is "
                            "`/api/3/action/<name>`: GET with query parameters (actions that change nothing) or "
-                           "POST with a JSON object. Send the token as `Authorization: <token>`.",
+                           "POST with a JSON object (with or without `Content-Type: application/json`) or a form. "
+                           "Unknown parameters are refused. Send the token as `Authorization: <token>`.",
         },
         "servers": [{"url": server_url or "/"}],
         "security": [{"apiToken": []}],

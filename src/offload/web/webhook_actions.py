@@ -18,6 +18,7 @@ from offload.web.actions import (
     StringList,
     ValidationError,
     action,
+    audit,
 )
 from offload.web.job_actions import JOB_SCHEMA, job_dict
 
@@ -100,11 +101,18 @@ def webhook_show(ctx: ActionContext, data: dict[str, Any]) -> dict[str, Any]:
     return _view(ctx, _get(ctx, data["id"]))
 
 
-@action("webhook_delete", role="admin", params={"id": WEBHOOK_ID}, result={"type": "null"})
+@action("webhook_delete", role="admin", params={
+    "id": String(required=True, max_length=16, help="the webhook's full id (a prefix is not enough to delete)"),
+}, result={"type": "null"})
 def webhook_delete(ctx: ActionContext, data: dict[str, Any]) -> None:
-    """Delete a webhook and its delivery log; its pending deliveries are skipped."""
+    """Delete a webhook and its delivery log; its pending deliveries are skipped. Needs the full id."""
     record = _get(ctx, data["id"])
+    if record["id"] != data["id"]:
+        raise ValidationError({"id": [f"Give the webhook's full id to delete it ({data['id']!r} is a prefix of "
+                                      f"{record['id']!r})"]})
     webhooks.remove(ctx.offload, record["id"])
+    audit(ctx, "webhook_delete", f"deleted webhook {record['id']} ({webhooks.safe_url(record['url'])}) and its "
+                                 "delivery log")
 
 
 @action("webhook_test", role="admin", params={"id": WEBHOOK_ID}, result=JOB_SCHEMA)
