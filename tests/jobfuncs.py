@@ -121,3 +121,12 @@ def at_exit_write(path: str) -> int:
 
     atexit.register(write)
     return os.getpid()
+
+
+def fail_once(marker: str) -> str:
+    """Fails the first time (leaving ``marker``), succeeds after."""
+    if not os.path.exists(marker):
+        with open(marker, "w") as f:
+            f.write("failed once")
+        raise ValueError("the first attempt fails")
+    return "second time lucky"

@@ -38,7 +38,7 @@ def cli(tmp_path: Path) -> Cli:
 
 def test_list_with_no_jobs(cli: Cli) -> None:
     out = cli("list")
-    assert out.returncode == 0 and out.stdout == "There are no pending jobs.\n"
+    assert out.returncode == 0 and out.stdout == "There are no queued jobs.\n"
 
 
 def test_list_formats_like_ckan(cli: Cli) -> None:
@@ -56,7 +56,7 @@ def test_list_formats_like_ckan(cli: Cli) -> None:
 def test_list_by_state(cli: Cli) -> None:
     job = cli.app.enqueue(jobfuncs.noop)
     cli.app.cancel(job.id)
-    assert cli("list").stdout == "There are no pending jobs.\n"
+    assert cli("list").stdout == "There are no queued jobs.\n"
     assert job.id in cli("list", "--state", "canceled").stdout
     assert job.id in cli("list", "--state", "all").stdout
     assert cli("list", "--state", "bogus").returncode == 2
@@ -108,8 +108,88 @@ def test_clear(cli: Cli) -> None:
     cli.app.enqueue(jobfuncs.noop, queue="b")
     cli.app.enqueue(jobfuncs.noop, queue="c")
     assert cli("clear", "a").stdout == 'Cleared queue(s) "a" (1 job(s))\n'
+    # Not a terminal (a script, as here): every queue without asking, as CKAN's ``ckan jobs clear`` does.
     assert cli("clear").stdout == 'Cleared queue(s) "b", "c" (2 job(s))\n'
     assert cli.app.store.count() == 0
+
+
+def test_clear_of_a_queue_that_does_not_exist_clears_nothing(cli: Cli) -> None:
+    cli.app.enqueue(jobfuncs.noop, queue="mail")
+    out = cli("clear", "mail", "mial")
+    assert out.returncode == 1
+    assert out.stderr == 'Error: There is no queue named "mial" (queues with jobs: mail); nothing was cleared\n'
+    assert cli.app.store.count(["mail"], ["queued"]) == 1
+
+
+def on_a_terminal(cli: Cli, *args: str, answer: bytes | None) -> tuple[int, str]:
+    """Run the command with a pseudo-terminal as stdin and stdout; type ``answer`` at its prompt."""
+    import pty
+    import select
+
+    leader, follower = pty.openpty()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OFFLOAD_")}
+    env.update({"OFFLOAD_STORE": cli.url, "OFFLOAD_SITE_ID": "cli", "PYTHONPATH": str(ROOT)})
+    proc = subprocess.Popen([sys.executable, "-m", "offload", *args], stdin=follower, stdout=follower,
+                            stderr=follower, env=env, cwd=cli.tmp)
+    os.close(follower)
+    output = b""
+    try:
+        while proc.poll() is None or select.select([leader], [], [], 0)[0]:
+            if select.select([leader], [], [], 0.1)[0]:
+                try:
+                    chunk = os.read(leader, 4096)
+                except OSError:
+                    break
+                output += chunk
+                if answer is not None and b"[y/N]" in output:
+                    os.write(leader, answer)
+                    answer = None
+    finally:
+        os.close(leader)
+    return proc.wait(30), output.decode().replace("\r\n", "\n")
+
+
+def test_clear_of_every_queue_asks_first_on_a_terminal(cli: Cli) -> None:
+    for queue in ("a", "b"):
+        cli.app.enqueue(jobfuncs.noop, queue=queue)
+    code, output = on_a_terminal(cli, "clear", answer=b"n\n")
+    assert "Delete the 2 waiting job(s) of every queue (a, b)? [y/N]" in output
+    assert code == 1 and "Aborted!" in output and cli.app.store.count(states=["queued"]) == 2
+    code, output = on_a_terminal(cli, "clear", answer=b"y\n")
+    assert code == 0 and 'Cleared queue(s) "a", "b" (2 job(s))' in output
+    cli.app.enqueue(jobfuncs.noop, queue="c")
+    code, output = on_a_terminal(cli, "clear", "--yes", answer=None)
+    assert code == 0 and "[y/N]" not in output and cli.app.store.count(states=["queued"]) == 0
+    cli.app.enqueue(jobfuncs.noop, queue="d")
+    code, output = on_a_terminal(cli, "clear", "d", answer=None)  # a named queue: no question
+    assert code == 0 and "[y/N]" not in output
+
+
+def test_list_says_when_it_printed_only_some(cli: Cli) -> None:
+    jobs = cli.app.enqueue_many([jobfuncs.noop] * 5, queue="q")
+    out = cli("list", "--limit", "2", "--ids")
+    assert out.stdout.split() == [j.id for j in jobs[:2]]
+    assert out.stderr == ("Showing 2 of 5 queued jobs (from number 1); use --limit and --offset for the others.\n")
+    out = cli("list", "--limit", "2", "--offset", "2", "--state", "pending")
+    assert "Showing 2 of 5 scheduled, queued or started jobs (from number 3)" in out.stderr
+    assert cli("list", "--limit", "5").stderr == "" and cli("list", "--offset", "3").stderr == ""
+
+
+def test_list_names_the_states_it_looked_at(cli: Cli) -> None:
+    cli.app.enqueue(jobfuncs.noop, queue="q")
+    assert cli("list", "--state", "failed", "-s", "canceled").stdout == "There are no failed or canceled jobs.\n"
+    assert cli("list", "other", "--state", "all").stdout == 'There are no jobs in queue(s) "other".\n'
+    assert cli("list", "--offset", "1").stdout == "There are no queued jobs after the first 1.\n"
+
+
+def test_show_of_a_job_that_finished_after_a_retry(cli: Cli, tmp_path: Path) -> None:
+    job = cli.app.enqueue(jobfuncs.fail_once, [str(tmp_path / "marker")], max_attempts=2,
+                          retry={"delay": 0, "jitter": False})
+    assert cli("worker", "--burst").returncode == 0
+    assert cli.app.get_job(job.id).state == "finished"
+    out = cli("show", job.id).stdout
+    assert "\nError:" not in out, "the old error is not the error of a finished job"
+    assert "Attempts that failed:\n  #1 ValueError: the first attempt fails" in out
 
 
 def test_test_command_and_worker(cli: Cli) -> None:

@@ -60,6 +60,9 @@ def friendly(fn: F) -> F:
             sys.exit(1)
         except (OffloadError, ValueError) as exc:
             raise click.ClickException(str(exc)) from None
+        except ImportError as exc:  # a job or task module (--import, offload.tasks.imports)
+            raise click.ClickException(f"{exc} (check --import, offload.tasks.imports and the worker's --path)"
+                                       ) from None
 
     return wrapper  # type: ignore[return-value]
 

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from typing import Any
 
 import click
@@ -11,7 +12,7 @@ import click
 from offload import codec
 from offload.cli.common import app_for, created_text, friendly, time_text
 from offload.errors import OffloadError
-from offload.jobs import PENDING_STATES, QUEUED, STATES
+from offload.jobs import FAILED, PENDING_STATES, QUEUED, SCHEDULED, STATES
 
 
 # -- inspecting -------------------------------------------------------------------------------------------------
@@ -27,20 +28,29 @@ from offload.jobs import PENDING_STATES, QUEUED, STATES
 @friendly
 def list_(ctx: click.Context, queues: tuple[str, ...], states: tuple[str, ...], limit: int, offset: int,
           ids_only: bool, as_json: bool) -> None:
-    """List jobs: one line per job, "<created> <id> <queue> "<title>"" (CKAN's format)."""
+    """List jobs: one line per job, "<created> <id> <queue> "<title>"" (CKAN's format). By default the queued
+    jobs of every queue; a note on stderr says when more jobs match than were printed."""
     wanted: list[str] | None = []
     for state in states or (QUEUED,):
         if state == "all":
             wanted = None
             break
         assert wanted is not None
-        wanted.extend(PENDING_STATES if state == "pending" else [state])
-    jobs = app_for(ctx).list_jobs(list(queues) or None, wanted, limit, offset)
+        wanted.extend(s for s in (PENDING_STATES if state == "pending" else [state]) if s not in wanted)
+    app = app_for(ctx)
+    jobs = app.list_jobs(list(queues) or None, wanted, limit, offset)
+    if len(jobs) >= limit:
+        total = app.store.count(list(queues) or None, wanted)
+        if total > offset + len(jobs):
+            click.echo(f"Showing {len(jobs)} of {total} {_jobs_text(wanted)} (from number {offset + 1}); use --limit "
+                       "and --offset for the others.", err=True)
     if as_json:
         click.echo(json.dumps([j.to_dict() for j in jobs], indent=2))
         return
     if not jobs:
-        click.echo("There are no pending jobs." if wanted == [QUEUED] else "There are no matching jobs.")
+        where = f" in queue(s) {', '.join(json.dumps(q) for q in queues)}" if queues else ""
+        skipped = f" after the first {offset}" if offset else ""
+        click.echo(f"There are no {_jobs_text(wanted)}{where}{skipped}.")
         return
     for job in jobs:
         if ids_only:
@@ -49,6 +59,15 @@ def list_(ctx: click.Context, queues: tuple[str, ...], states: tuple[str, ...], 
             title = f' "{job.title}"' if job.title else ""
             state = "" if wanted == [QUEUED] else f" [{job.state}]"
             click.echo(f"{created_text(job)} {job.id} {job.queue}{title}{state}")
+
+
+def _jobs_text(states: list[str] | None) -> str:
+    """``queued jobs``, ``failed or canceled jobs``, ``jobs`` (every state)."""
+    if not states:
+        return "jobs"
+    if len(states) == 1:
+        return f"{states[0]} jobs"
+    return f"{', '.join(states[:-1])} or {states[-1]} jobs"
 
 
 def _bar(progress: dict[str, Any]) -> str:
@@ -94,11 +113,14 @@ def show(ctx: click.Context, job_id: str, as_json: bool) -> None:
         lines.append(f"Progress: {_bar(job.progress)}")
     if job.result_json is not None:
         lines.append(f"Result:   {job.result_json[:2000]}")
-    if job.error:
+    if job.error and job.state == FAILED:
         lines.append(f"Error:    {job.error.get('type')}: {job.error.get('message')} ({job.error.get('reason')})")
         if job.error.get("traceback"):
             lines.append(str(job.error["traceback"]).rstrip())
-    if len(job.errors) > 1 or (job.errors and job.state != "failed"):
+    elif job.error and job.state in (QUEUED, SCHEDULED):  # to be retried: the error it will be retried after
+        lines.append(f"Last error: {job.error.get('type')}: {job.error.get('message')} ({job.error.get('reason')}, "
+                     f"attempt {job.error.get('attempt', '?')})")
+    if len(job.errors) > 1 or (job.errors and job.state != FAILED):
         lines.append("Attempts that failed:")
         for err in job.errors:
             lines.append(f"  #{err.get('attempt', '?')} {err.get('type')}: {err.get('message')}")
@@ -128,12 +150,22 @@ def retry(ctx: click.Context, job_id: str) -> None:
 
 @click.command()
 @click.argument("queues", nargs=-1)
+@click.option("--yes", "-y", is_flag=True, help="do not ask before clearing every queue")
 @click.pass_context
 @friendly
-def clear(ctx: click.Context, queues: tuple[str, ...]) -> None:
-    """Delete the waiting jobs of QUEUES (default: all queues)."""
+def clear(ctx: click.Context, queues: tuple[str, ...], yes: bool) -> None:
+    """Delete the waiting jobs of QUEUES (default: every queue; asked first on a terminal, unless --yes)."""
     app = app_for(ctx)
-    names = list(queues) or app.queues()
+    existing = app.queues()
+    unknown = [q for q in dict.fromkeys(queues) if q not in existing]
+    if unknown:
+        known = f" (queues with jobs: {', '.join(existing)})" if existing else " (no queue holds a job)"
+        raise click.ClickException(f"There is no queue named {', '.join(json.dumps(q) for q in unknown)}{known}; "
+                                   "nothing was cleared")
+    names = list(dict.fromkeys(queues)) or existing
+    if not queues and names and not yes and sys.stdin.isatty():
+        waiting = app.store.count(names, [QUEUED, SCHEDULED])
+        click.confirm(f"Delete the {waiting} waiting job(s) of every queue ({', '.join(names)})?", abort=True)
     count = app.clear(names) if names else 0
     click.echo(f"Cleared queue(s) {', '.join(json.dumps(q) for q in names)} ({count} job(s))")
 

@@ -301,7 +301,11 @@ def run(fd: int, slot_fd: int | None, parent: int) -> None:
         # Jobs that publish or enqueue (offload.notify, offload.enqueue) act on the worker's own site. Built on
         # first use: an executor whose jobs never enqueue does not load the store's driver.
         default.configure_lazily(init["config"])
-    registry.load_registry(init.get("imports", []), init.get("contributed"))
+    try:
+        registry.load_registry(init.get("imports", []), init.get("contributed"))
+    except Exception as exc:  # the supervisor loads them too and says so; one line here, not a traceback
+        log.error("Executor (PID %d) cannot load the job modules: %s: %s", os.getpid(), type(exc).__name__, exc)
+        os._exit(1)
     slot = None
     if slot_fd is not None:
         import mmap
