@@ -36,8 +36,8 @@ def worker(ctx: click.Context, queues: tuple[str, ...], burst: bool, concurrency
            max_jobs_per_child: int | None, max_memory_per_child: int | None, log_level: str | None,
            name: str | None, with_scheduler: bool, no_scheduler: bool, max_idle_time: float | None) -> None:
     """Run a worker on QUEUES, earlier queues first (default: "default", "webhooks" and each consumer's queue:
-    name the others, e.g. `offload worker mail default`). Job modules are imported from the current directory
-    (--path) and the usual import path."""
+    name the others, e.g. `offload worker mail default`, or `mail:default` as a systemd instance name gives them).
+    Job modules are imported from the current directory (--path) and the usual import path."""
     from offload.jobs import check_queue_name
     from offload.worker.supervisor import (
         Supervisor,
@@ -49,6 +49,8 @@ def worker(ctx: click.Context, queues: tuple[str, ...], burst: bool, concurrency
     )
 
     conf = config_for(ctx)
+    # One argument may list several, separated by ':' or ',' (neither can be in a queue name).
+    queues = tuple(dict.fromkeys(part for arg in queues for part in arg.replace(",", ":").split(":") if part))
     for queue in queues:
         check_queue_name(queue)
     level = (log_level or conf["offload.log.level"]).upper()
