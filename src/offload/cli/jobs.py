@@ -12,7 +12,7 @@ import click
 from offload import codec
 from offload.cli.common import app_for, created_text, friendly, time_text
 from offload.errors import OffloadError
-from offload.jobs import FAILED, PENDING_STATES, QUEUED, SCHEDULED, STATES
+from offload.jobs import FAILED, PENDING_STATES, QUEUED, SCHEDULED, STATES, check_queue_name
 
 
 # -- inspecting -------------------------------------------------------------------------------------------------
@@ -155,6 +155,8 @@ def retry(ctx: click.Context, job_id: str) -> None:
 @friendly
 def clear(ctx: click.Context, queues: tuple[str, ...], yes: bool) -> None:
     """Delete the waiting jobs of QUEUES (default: every queue; asked first on a terminal, unless --yes)."""
+    for queue in queues:
+        check_queue_name(queue)
     app = app_for(ctx)
     existing = app.queues()
     unknown = [q for q in dict.fromkeys(queues) if q not in existing]
