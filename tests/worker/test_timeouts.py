@@ -47,8 +47,8 @@ def test_a_finally_block_runs_when_the_job_reaches_its_limit(workers: Workers, t
     assert lines(notes) == ["started", "cleaned up"]
     assert done.error["reason"] == "timeout" and done.error["timeout"] == "soft"
     assert done.error["type"] == "offload.errors.JobTimeout"
-    assert done.error["message"] == ("stopped at its time limit of 1 s: JobTimeout was raised in the job and it "
-                                     "ended (soft timeout)")
+    assert done.error["message"] == ("the job ran longer than its timeout of 1 s: JobTimeout was raised in it and "
+                                     "it stopped (soft timeout)")
     assert "the job reached its time limit of 1 s" in done.error["traceback"]
     assert LIMIT <= ran_for(done) < LIMIT + GRACE, "stopped at the limit, not killed after the grace"
     assert workers.wait_state(after.id, FINISHED).result == "done"
@@ -86,8 +86,8 @@ def test_a_job_that_does_not_stop_is_killed_at_limit_plus_grace_with_its_grandch
     grandchild = pids(pidfile)[0]
     done = workers.wait_state(job.id, FAILED, timeout=30)
     assert done.error["reason"] == "timeout" and done.error["timeout"] == "hard"
-    assert done.error["message"] == ("killed 1 s after its time limit of 1 s: it was still running after JobTimeout "
-                                     "was raised in it; its process group was killed")
+    assert done.error["message"] == ("the job ran longer than its timeout of 1 s and was still running 1 s after "
+                                     "JobTimeout was raised in it; its process group was killed")
     assert LIMIT + GRACE <= ran_for(done) < LIMIT + GRACE + 2.0
     wait_until(lambda: not pid_alive(grandchild), timeout=5, what="the grandchild gone")
     if fn is timeout_jobs.ignore_timeout:
@@ -172,11 +172,11 @@ def test_job_runner_kills_at_limit_plus_grace(tmp_path: Path) -> None:
     report = runner.run(record, LIMIT)
     elapsed = time.monotonic() - started
     assert report["killed"] == "timeout" and LIMIT + GRACE <= elapsed < LIMIT + GRACE + 2.0
-    assert "killed 1 s after its time limit of 1 s" in report["message"]
+    assert "ran longer than its timeout of 1 s and was still running 1 s after JobTimeout" in report["message"]
     wait_until(lambda: not pid_alive(pids(pidfile)[0]), timeout=5, what="the grandchild gone")
     outcome = outcome_for(record, report, time.time())
     assert outcome.error is not None and outcome.error["timeout"] == "hard"
-    assert outcome.error["message"].startswith("killed 1 s after its time limit of 1 s")
+    assert outcome.error["message"].startswith("the job ran longer than its timeout of 1 s and was still running")
 
 
 def test_job_runner_refuses_a_negative_grace() -> None:

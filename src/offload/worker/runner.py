@@ -113,11 +113,10 @@ class JobRunner:
     def _killed_at_limit(self, timeout: float | None) -> dict[str, Any]:
         cause = self.kill()
         grace = self.timeout_grace
+        message = f"the job ran longer than its timeout of {timeout:g} s"
         if grace > 0:
-            message = (f"killed {grace:g} s after its time limit of {timeout:g} s: it was still running after "
-                       "JobTimeout was raised in it; its process was killed")
-        else:
-            message = f"the job ran longer than its timeout of {timeout:g} s; its process was killed"
+            message += f" and was still running {grace:g} s after JobTimeout was raised in it"
+        message += "; its process was killed"
         return {"ok": False, "killed": "timeout", "cause": cause, "grace": grace, "limit": timeout,
                 "message": message}
 

@@ -40,12 +40,10 @@ def outcome_for_timeout(job: Job, now: float, cause: str, grace: float = 0.0, li
     """A job killed at its time limit (``grace`` 0: no soft timeout) or ``grace`` seconds after it, when it had not
     stopped after ``JobTimeout`` was raised in it. ``limit``: the time limit, if not the job's own ``timeout``."""
     limit = job.timeout if limit is None else limit
-    limit_text = f"{limit:g} s" if limit is not None else "its limit"
+    message = f"the job ran longer than its timeout of {limit:g} s" if limit is not None else "the job overran"
     if grace > 0:
-        message = (f"killed {grace:g} s after its time limit of {limit_text}: it was still running after JobTimeout "
-                   "was raised in it; its process group was killed")
-    else:
-        message = f"the job ran longer than its timeout of {limit_text}; its process group was killed"
+        message += f" and was still running {grace:g} s after JobTimeout was raised in it"
+    message += "; its process group was killed"
     error = {"type": "JobTimeout", "message": message, "traceback": None, "reason": "timeout", "timeout": "hard"}
     return failed(job, error, now)
 

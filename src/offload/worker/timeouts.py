@@ -37,14 +37,15 @@ def timeout_message(limit: float) -> str:
 
 def soft_stop_error(error: dict[str, Any], limit: float | None, exc: BaseException) -> None:
     """Mark the error report of a job that ended with an exception after its soft timeout fired."""
-    limit_text = f"{limit:g} s" if limit is not None else "its limit"
+    limit_text = f"{limit:g} s" if limit is not None else "limit"
     error["reason"] = "timeout"
     error["timeout"] = "soft"
     if isinstance(exc, JobTimeout):
-        error["message"] = (f"stopped at its time limit of {limit_text}: {type(exc).__name__} was raised in the job "
-                            "and it ended (soft timeout)")
+        error["message"] = (f"the job ran longer than its timeout of {limit_text}: {type(exc).__name__} was raised in "
+                            "it and it stopped (soft timeout)")
     else:
-        error["message"] = f"{error.get('message', '')} (raised after the job reached its time limit of {limit_text})"
+        after = f"raised after the job ran longer than its timeout of {limit_text}"
+        error["message"] = f"{error.get('message', '')} ({after})"
 
 
 class SignalTimer:
