@@ -113,7 +113,7 @@ def test_core_cli_works_without_the_web_extra(tmp_path: object) -> None:
     env = subprocess_env(OFFLOAD_STORE=f"sqlite:///{tmp_path}/x.db")
     listed = subprocess.run([sys.executable, "-c", BLOCK_FLASK, "list"], capture_output=True, text=True, env=env,
                             timeout=60, cwd=ROOT)
-    assert listed.returncode == 0 and listed.stdout == "There are no pending jobs.\n"
+    assert listed.returncode == 0 and listed.stdout == "There are no queued jobs.\n"
     served = subprocess.run([sys.executable, "-c", BLOCK_FLASK, "serve"], capture_output=True, text=True, env=env,
                             timeout=60, cwd=ROOT)
     assert served.returncode == 1
