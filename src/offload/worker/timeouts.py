@@ -25,10 +25,19 @@ import math
 import signal
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from offload import context
 from offload.errors import JobTimeout
+
+# signal.getsignal wraps CPython's C function to turn its answer into an enum member: 2.3 us a call against 0.18 us
+# for the C function itself (measured here), and it is asked once per job.
+try:
+    from _signal import getsignal as _c_getsignal  # type: ignore[import-not-found,unused-ignore]
+except ImportError:  # another Python
+    _c_getsignal = signal.getsignal
+_handler_of: Callable[[int], object] = _c_getsignal
 
 
 def timeout_message(limit: float) -> str:
@@ -49,34 +58,41 @@ def soft_stop_error(error: dict[str, Any], limit: float | None, exc: BaseExcepti
 
 
 class SignalTimer:
-    """The soft timeout of a job running in the main thread (single-threaded executors)."""
+    """The soft timeout of a job running in the main thread (single-threaded executors).
+
+    One system call per job: arming replaces whatever the timer held, and disarming only tells the handler to do
+    nothing, so a timer left over from a job that ended in time fires, if ever, into the executor's own wait for
+    work (which resumes: PEP 475) or is replaced by the next job's. A job without a limit cancels it first."""
 
     def __init__(self) -> None:
         self.armed = False
         self.fired = False
+        self.pending = False  # the interval timer may still be counting down
         self.limit = 0.0
         self.handler = self._fire  # one bound method, so that "is it still ours" is an identity check
 
     def arm(self, limit: float | None) -> None:
         self.fired = False
         if limit is None or limit <= 0:
+            if self.pending:
+                signal.setitimer(signal.ITIMER_REAL, 0)
+                self.pending = False
             return
-        if signal.getsignal(signal.SIGALRM) is not self.handler:  # first job, or a job replaced it
+        if _handler_of(signal.SIGALRM) is not self.handler:  # first job, or a job replaced it
             signal.signal(signal.SIGALRM, self.handler)
         self.limit = limit
-        self.armed = True
+        self.armed = self.pending = True
         signal.setitimer(signal.ITIMER_REAL, limit)
 
     def disarm(self) -> None:
-        if self.armed:
-            self.armed = False
-            signal.setitimer(signal.ITIMER_REAL, 0)
+        self.armed = False
 
     def fired_here(self) -> bool:
         """Whether the exception was raised in the job that ran last."""
         return self.fired
 
     def _fire(self, signum: int, frame: object) -> None:
+        self.pending = False
         if self.armed:  # a signal that arrives after the job returned is dropped
             self.armed = False
             self.fired = True
