@@ -525,10 +525,15 @@ class Offload:
             raise JobNotFound(f'There is no job with ID "{_shown(job_id)}"')
 
     def clear(self, queues: Sequence[str] | None = None) -> int:
-        """Delete the waiting (queued and scheduled) jobs of ``queues`` (None: all); returns how many."""
+        """Delete the waiting (queued and scheduled) jobs of ``queues``; returns how many. Only ``None`` means every
+        queue: an empty list names no queue and clears nothing."""
+        if isinstance(queues, str):
+            raise ValueError(f"queues must be a list of queue names, not the string {queues!r}")
         for queue in queues or ():
             check_queue_name(queue)
-        return self.store.clear(list(queues) if queues else None)
+        if queues is not None and not queues:
+            return 0
+        return self.store.clear(None if queues is None else list(queues))
 
     def purge(self, older_than: float | None = None) -> int:
         """Delete finished, failed and canceled jobs that ended more than ``older_than`` seconds ago

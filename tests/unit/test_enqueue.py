@@ -151,6 +151,17 @@ def test_management_verbs(app: Offload) -> None:
     assert app.clear(["q1"]) == 1 and app.get_queue("q2").empty() == 1
 
 
+def test_clear_acts_only_on_the_queues_it_is_given(app: Offload) -> None:
+    """An empty list names no queue: it clears nothing (only None means every queue); a bare string is refused
+    rather than read as a list of one-letter queues."""
+    kept = [app.enqueue(jobfuncs.noop, queue=q).id for q in ("a", "b")]
+    assert app.clear([]) == 0
+    with pytest.raises(ValueError, match="not the string 'a'"):
+        app.clear("a")  # type: ignore[arg-type]
+    assert [app.get_job(job_id).state for job_id in kept] == [QUEUED, QUEUED]
+    assert app.clear() == 2
+
+
 def test_public_api_is_complete() -> None:
     for name in offload.__all__:
         assert hasattr(offload, name), name
