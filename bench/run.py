@@ -129,19 +129,39 @@ def offload_source() -> str:
     return f"commit {head or '?'}" + (" + uncommitted changes in src/" if dirty else "")
 
 
+#: What offload's adapter and the floor import in offload's venv: offload itself, psycopg (its PostgreSQL
+#: driver, the ``postgres`` extra) and redis-py, the bench's own client for resetting Redis and reading its
+#: version. offload's Redis store speaks RESP itself, so no extra of offload brings redis-py: a venv made with
+#: ``.[all]`` or ``.[redis,postgres]`` lacks it, and every offload cell on Redis failed there.
+OFFLOAD_IMPORTS = "import offload, redis, psycopg"
+
+
 def offload_python() -> Path:
-    """offload's own venv (the repository's .venv, where it is installed editable); else one made here."""
-    for python in (REPO / ".venv" / "bin" / "python", VENVS / "offload" / "bin" / "python"):
-        if python.exists() and subprocess.run([str(python), "-c", "import offload, redis, psycopg"],
-                                              capture_output=True).returncode == 0:
-            return _compiled(python)
+    """offload's own venv: the repository's .venv if it has everything the adapter imports, else
+    bench/.venvs/offload, made here: offload editable with its ``postgres`` extra, plus the pinned clients of
+    bench/peers/requirements/offload.txt (reinstalled when that file changes)."""
+    repo_python = REPO / ".venv" / "bin" / "python"
+    if repo_python.exists() and _imports_ok(repo_python):
+        return _compiled(repo_python)
+    requirements = PEERS / "requirements" / "offload.txt"
     venv = VENVS / "offload"
-    log(f"  installing offload (editable, with redis and postgres extras) into {venv}")
-    if venv.exists():
-        shutil.rmtree(venv)
-    subprocess.run([base_python(), "-m", "venv", str(venv)], check=True)
-    _pip(venv / "bin" / "python", "-e", f"{REPO}[redis,postgres]")
-    return _compiled(venv / "bin" / "python")
+    python = venv / "bin" / "python"
+    stamp = venv / ".bench-requirements"
+    digest = hashlib.sha256(requirements.read_bytes()).hexdigest()
+    if not (python.exists() and stamp.exists() and stamp.read_text() == digest and _imports_ok(python)):
+        log(f"  installing offload (editable, postgres extra) and {_show(requirements)} into {_show(venv)}")
+        if venv.exists():
+            shutil.rmtree(venv)
+        subprocess.run([base_python(), "-m", "venv", str(venv)], check=True)
+        _pip(python, "-e", f"{REPO}[postgres]", "-r", str(requirements))
+        if not _imports_ok(python):
+            raise subprocess.CalledProcessError(1, f"{python} -c '{OFFLOAD_IMPORTS}' after installing")
+        stamp.write_text(digest)
+    return _compiled(python)
+
+
+def _imports_ok(python: Path) -> bool:
+    return subprocess.run([str(python), "-c", OFFLOAD_IMPORTS], capture_output=True).returncode == 0
 
 
 def offload_at(ref: str) -> tuple[str, Path]:
@@ -222,7 +242,8 @@ def _end_leftovers(token: str) -> int:
 
 
 def run_cell(
-    python: Path, system: str, store: str, workload: str, n: int, budget: float, workdir: Path, cap: float = 0.0
+    python: Path, system: str, store: str, workload: str, n: int, budget: float, workdir: Path, cap: float = 0.0,
+    extra: tuple[str, ...] = (),
 ) -> dict[str, Any]:
     script = PEERS / SYSTEMS[system][1]
     workdir.mkdir(parents=True, exist_ok=True)
@@ -232,7 +253,7 @@ def run_cell(
     for var in ("OFFLOAD_STORE", "OFFLOAD_SITE_ID", "OFFLOAD_CONFIG"):
         env.pop(var, None)
     argv = [str(python), str(script), workload, "--store", store, "--n", str(n), "--workdir", str(workdir),
-            "--budget", str(budget), "--cap", str(cap)]
+            "--budget", str(budget), "--cap", str(cap), *extra]
     started = time.monotonic()
     proc = subprocess.Popen(argv, env=env, cwd=str(PEERS), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             stdin=subprocess.DEVNULL, start_new_session=True, text=True)
