@@ -37,6 +37,12 @@ CONCURRENCY = 2
 IO_SLOTS = int(os.environ.get("BENCH_IO_SLOTS", "32"))
 
 
+def slots(mode: str) -> int:
+    """Job slots of one worker process for drain, latency and check (CONCURRENCY) or scale (1: the scale
+    workload runs K worker processes of one slot each, see _scale.py)."""
+    return 1 if mode == "scale" else CONCURRENCY
+
+
 class NotSupported(Exception):
     """The system has no such feature (recorded as "n/a", not as an error)."""
 
@@ -104,7 +110,8 @@ class Adapter:
 
     def worker_command(self, mode: str) -> tuple[list[str], dict[str, str], str]:
         """(argv, extra environment, human description) of ONE worker process for ``mode``:
-        ``"drain"`` (noop jobs, concurrency 2), ``"io"`` (sleep jobs, its best I/O mode) or ``"latency"``."""
+        ``"drain"`` (noop jobs, concurrency 2), ``"io"`` (sleep jobs, its best I/O mode), ``"latency"`` or
+        ``"scale"`` (one job slot: the scale workload starts several such processes)."""
         raise NotImplementedError
 
     def versions(self) -> dict[str, str]:
@@ -415,7 +422,7 @@ def _interrupt(signum: int, frame: Any) -> None:
 
 def main(adapter_class: type[Adapter]) -> None:
     parser = argparse.ArgumentParser(description=f"Benchmark cell runner for {adapter_class.system}")
-    parser.add_argument("workload", choices=[*WORKLOADS, "info"])
+    parser.add_argument("workload", choices=[*WORKLOADS, "scale", "info"])
     parser.add_argument("--store", required=True)
     parser.add_argument("--n", type=int, default=100)
     parser.add_argument("--workdir", default=None)
@@ -423,6 +430,7 @@ def main(adapter_class: type[Adapter]) -> None:
     parser.add_argument("--cap", type=float, default=0.0,
                         help="drain/io: stop measuring after this many seconds and report the rate so far; "
                              "latency: stop sampling after this many seconds (at least 10 samples); 0: no cap")
+    parser.add_argument("--workers", type=int, default=1, help="scale: worker processes (one job slot each)")
     opts = parser.parse_args()
     deadline = time.perf_counter() + opts.budget - 5.0
     workdir = opts.workdir or os.path.join(PEERS_DIR, "..", ".work", "adhoc", f"{adapter_class.system}-{opts.store}")
@@ -437,7 +445,11 @@ def main(adapter_class: type[Adapter]) -> None:
         adapter = adapter_class(opts.store, workdir)
         if opts.workload in ("info", "check"):
             result.update(versions=adapter.versions(), server=adapter.server_info(), python=sys.version.split()[0])
-        if opts.workload != "info":
+        if opts.workload == "scale":
+            from _scale import workload_scale
+
+            result.update(workload_scale(adapter, opts.n, deadline, opts.cap, opts.workers))
+        elif opts.workload != "info":
             result.update(WORKLOADS[opts.workload](adapter, opts.n, deadline, opts.cap))
         result["ok"] = True
     except CellError as exc:

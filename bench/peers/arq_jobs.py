@@ -28,8 +28,12 @@ async def mark(ctx: Any, path: str) -> None:
     _jobbodies.mark(path)
 
 
+async def record(ctx: Any) -> None:
+    _jobbodies.record()
+
+
 class WorkerSettings:
-    functions = (noop, sleep, stamp, mark)
+    functions = (noop, sleep, stamp, mark, record)
     redis_settings = REDIS
     max_jobs = int(os.environ.get("BENCH_ARQ_MAX_JOBS", "2"))
 

@@ -15,7 +15,8 @@ import _harness
 import celery_jobs
 import redis
 
-TASKS = {"noop": celery_jobs.noop, "sleep": celery_jobs.sleep, "stamp": celery_jobs.stamp, "mark": celery_jobs.mark}
+TASKS = {"noop": celery_jobs.noop, "sleep": celery_jobs.sleep, "stamp": celery_jobs.stamp, "mark": celery_jobs.mark,
+         "record": celery_jobs.record}
 
 
 class CeleryAdapter(_harness.Adapter):
@@ -47,8 +48,8 @@ class CeleryAdapter(_harness.Adapter):
             pool = ["-P", "threads", "-c", str(_harness.IO_SLOTS)]
             desc = f"celery worker -P threads -c {_harness.IO_SLOTS}"
         else:
-            pool = ["-P", "prefork", "-c", str(_harness.CONCURRENCY)]
-            desc = f"celery worker -P prefork -c {_harness.CONCURRENCY}"
+            pool = ["-P", "prefork", "-c", str(_harness.slots(mode))]
+            desc = f"celery worker -P prefork -c {_harness.slots(mode)}"
         argv = [
             self.script("celery"), "-A", "celery_jobs", "worker", "-Q", "default", "-l", "WARNING",
             "--without-gossip", "--without-mingle", "--without-heartbeat", *pool,

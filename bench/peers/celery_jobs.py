@@ -39,3 +39,8 @@ def stamp(fifo: str, sample: str) -> None:
 @app.task(name="mark")
 def mark(path: str) -> None:
     _jobbodies.mark(path)
+
+
+@app.task(name="record")
+def record() -> None:
+    _jobbodies.record()

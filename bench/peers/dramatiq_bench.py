@@ -15,7 +15,7 @@ import dramatiq_jobs
 
 ACTORS = {
     "noop": dramatiq_jobs.noop, "sleep": dramatiq_jobs.sleep,
-    "stamp": dramatiq_jobs.stamp, "mark": dramatiq_jobs.mark,
+    "stamp": dramatiq_jobs.stamp, "mark": dramatiq_jobs.mark, "record": dramatiq_jobs.record,
 }
 
 
@@ -40,7 +40,7 @@ class DramatiqAdapter(_harness.Adapter):
         return int(self.broker.do_qsize("default"))
 
     def worker_command(self, mode: str) -> tuple[list[str], dict[str, str], str]:
-        threads = _harness.IO_SLOTS if mode == "io" else _harness.CONCURRENCY
+        threads = _harness.IO_SLOTS if mode == "io" else _harness.slots(mode)
         argv = [self.script("dramatiq"), "dramatiq_jobs", "--processes", "1", "--threads", str(threads),
                 "--queues", "default"]
         return argv, {}, f"dramatiq --processes 1 --threads {threads}; default logging (INFO, no per-job lines)"

@@ -29,3 +29,8 @@ def stamp(fifo: str, sample: str) -> None:
 @dramatiq.actor(queue_name="default", actor_name="mark", max_retries=0)
 def mark(path: str) -> None:
     _jobbodies.mark(path)
+
+
+@dramatiq.actor(queue_name="default", actor_name="record", max_retries=0)
+def record() -> None:
+    _jobbodies.record()

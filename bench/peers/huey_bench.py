@@ -61,8 +61,8 @@ class HueyAdapter(_harness.Adapter):
                     "-k", "greenlet", "-w", str(_harness.IO_SLOTS)]
             desc = f"huey_consumer -k greenlet -w {_harness.IO_SLOTS} (gevent monkey-patched)"
         else:
-            argv = [self.script("huey_consumer"), "huey_jobs.huey", "-k", "thread", "-w", str(_harness.CONCURRENCY)]
-            desc = f"huey_consumer -k thread -w {_harness.CONCURRENCY}"
+            argv = [self.script("huey_consumer"), "huey_jobs.huey", "-k", "thread", "-w", str(_harness.slots(mode))]
+            desc = f"huey_consumer -k thread -w {_harness.slots(mode)}"
         argv += ["-q", "-n"]
         if self.store == "sqlite":
             desc += " (polls SQLite: delay 0.1 s, backoff to 10 s when idle)"

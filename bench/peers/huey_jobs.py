@@ -36,3 +36,9 @@ def stamp(fifo: str, sample: str) -> bool:
 def mark(path: str) -> bool:
     _jobbodies.mark(path)
     return True
+
+
+@huey.task(name="record")
+def record() -> bool:
+    _jobbodies.record()
+    return True

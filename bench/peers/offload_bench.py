@@ -21,7 +21,7 @@ import offload_jobs
 PG_DATABASE = "bench_offload"
 SITE_ID = "bench"
 FUNCS = {"noop": offload_jobs.noop, "sleep": offload_jobs.sleep, "stamp": offload_jobs.stamp,
-         "mark": offload_jobs.mark}
+         "mark": offload_jobs.mark, "record": offload_jobs.record}
 
 
 class OffloadAdapter(_harness.Adapter):
@@ -80,8 +80,8 @@ class OffloadAdapter(_harness.Adapter):
 
     def worker_command(self, mode: str) -> tuple[list[str], dict[str, str], str]:
         argv = [self.script("offload"), "--store", self.url, "--site-id", SITE_ID, "worker", "default",
-                "--concurrency", str(_harness.CONCURRENCY), "--log-level", "warning", "--without-scheduler"]
-        desc = f"offload worker --concurrency {_harness.CONCURRENCY}"
+                "--concurrency", str(_harness.slots(mode)), "--log-level", "warning", "--without-scheduler"]
+        desc = f"offload worker --concurrency {_harness.slots(mode)}"
         if mode == "io":
             threads = max(1, _harness.IO_SLOTS // _harness.CONCURRENCY)
             argv += ["--threads", str(threads)]

@@ -16,7 +16,7 @@ import _harness
 import psycopg
 
 PG_DATABASE = "bench_procrastinate"
-ARG_NAMES = {"noop": (), "sleep": (), "stamp": ("fifo", "sample"), "mark": ("path",)}
+ARG_NAMES = {"noop": (), "sleep": (), "stamp": ("fifo", "sample"), "mark": ("path",), "record": ()}
 
 
 class ProcrastinateAdapter(_harness.Adapter):
@@ -55,7 +55,7 @@ class ProcrastinateAdapter(_harness.Adapter):
         return int(self.conn.execute(query).fetchone()[0])
 
     def worker_command(self, mode: str) -> tuple[list[str], dict[str, str], str]:
-        concurrency = _harness.IO_SLOTS if mode == "io" else _harness.CONCURRENCY
+        concurrency = _harness.IO_SLOTS if mode == "io" else _harness.slots(mode)
         argv = [self.script("procrastinate"), "--app=procrastinate_jobs.app", "worker", "--queues", "default",
                 "--concurrency", str(concurrency)]
         body = "; tasks are coroutines, io awaits asyncio.sleep" if mode == "io" else "; tasks are coroutines"

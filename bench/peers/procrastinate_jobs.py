@@ -29,3 +29,8 @@ async def stamp(fifo: str, sample: str) -> None:
 @app.task(name="mark", queue="default")
 async def mark(path: str) -> None:
     _jobbodies.mark(path)
+
+
+@app.task(name="record", queue="default")
+async def record() -> None:
+    _jobbodies.record()

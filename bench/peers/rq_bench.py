@@ -17,7 +17,8 @@ import redis
 import rq_jobs
 from rq import Queue
 
-FUNCS = {"noop": rq_jobs.noop, "sleep": rq_jobs.sleep, "stamp": rq_jobs.stamp, "mark": rq_jobs.mark}
+FUNCS = {"noop": rq_jobs.noop, "sleep": rq_jobs.sleep, "stamp": rq_jobs.stamp, "mark": rq_jobs.mark,
+         "record": rq_jobs.record}
 
 
 class RQAdapter(_harness.Adapter):

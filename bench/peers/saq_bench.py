@@ -16,7 +16,7 @@ from typing import Any
 import _harness
 
 PG_DATABASE = "bench_saq"
-ARG_NAMES = {"noop": (), "sleep": (), "stamp": ("fifo", "sample"), "mark": ("path",)}
+ARG_NAMES = {"noop": (), "sleep": (), "stamp": ("fifo", "sample"), "mark": ("path",), "record": ()}
 
 
 class SAQAdapter(_harness.Adapter):
@@ -75,7 +75,7 @@ class SAQAdapter(_harness.Adapter):
         return int(self.loop.run_until_complete(self.queue.count("incomplete")))
 
     def worker_command(self, mode: str) -> tuple[list[str], dict[str, str], str]:
-        concurrency = _harness.IO_SLOTS if mode == "io" else _harness.CONCURRENCY
+        concurrency = _harness.IO_SLOTS if mode == "io" else _harness.slots(mode)
         env = dict(self.env, BENCH_SAQ_CONCURRENCY=str(concurrency))
         argv = [self.script("saq"), "saq_jobs.settings", "--workers", "1", "--quiet"]
         body = "; jobs are coroutines, io awaits asyncio.sleep" if mode == "io" else "; jobs are coroutines"

@@ -27,6 +27,10 @@ async def mark(ctx: Any, *, path: str) -> None:
     _jobbodies.mark(path)
 
 
+async def record(ctx: Any) -> None:
+    _jobbodies.record()
+
+
 def make_queue() -> Queue:
     return Queue.from_url(os.environ["BENCH_SAQ_URL"], name="default")
 
@@ -34,6 +38,6 @@ def make_queue() -> Queue:
 def settings() -> dict[str, Any]:
     return {
         "queue": make_queue(),
-        "functions": [noop, sleep, stamp, mark],
+        "functions": [noop, sleep, stamp, mark, record],
         "concurrency": int(os.environ.get("BENCH_SAQ_CONCURRENCY", "2")),
     }
