@@ -340,15 +340,22 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     mode.add_argument("--quick", action="store_const", const="quick", dest="mode", help="a few minutes (default)")
     mode.add_argument("--full", action="store_const", const="full", dest="mode", help="the full sizes")
     parser.add_argument("--only", type=_csv, default=None, help=f"systems, comma-separated: {','.join(SYSTEMS)}")
-    parser.add_argument("--workloads", type=_csv, default=list(WORKLOADS), help=",".join(WORKLOADS))
+    parser.add_argument("--workloads", type=_csv, default=list(WORKLOADS),
+                        help=",".join(WORKLOADS) + "; or scale alone (runs bench/scale.py)")
     parser.add_argument("--stores", type=_csv, default=list(STORES), help=",".join(STORES))
     parser.add_argument("--repeats", type=int, default=None, help="rounds (default 3)")
     parser.add_argument("--no-baseline", action="store_true", help="do not add the baseline when --only omits it")
-    parser.add_argument("--output", default=str(RESULTS / "latest"), help="path prefix of the .json/.md/.png")
+    parser.add_argument("--output", default=None, help="path prefix of the .json/.md/.png (default "
+                        "bench/results/latest; with scale, bench/results/scale-MODE)")
     parser.add_argument("--offload-ref", default=None,
                         help="also measure offload as at this git ref (system offload@REF) for a before/after")
     opts = parser.parse_args(argv)
     opts.mode = opts.mode or "quick"
+    if "scale" in opts.workloads:
+        if len(opts.workloads) > 1 or opts.offload_ref:
+            parser.error("the scale workload runs on its own (bench/scale.py): --workloads scale, no --offload-ref")
+        return opts
+    opts.output = opts.output or str(RESULTS / "latest")
     if opts.offload_ref:
         opts.before = add_offload_ref(opts.offload_ref)
         if opts.only is not None and "offload" in opts.only:
@@ -361,8 +368,24 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return opts
 
 
+def scale_argv(opts: argparse.Namespace) -> list[str]:
+    """bench/scale.py's arguments for ``run.py --workloads scale`` (the options the two share)."""
+    out = [f"--{opts.mode}", "--stores", ",".join(opts.stores)]
+    if opts.only:
+        out += ["--only", ",".join(opts.only)]
+    if opts.repeats:
+        out += ["--repeats", str(opts.repeats)]
+    if opts.output:
+        out += ["--output", opts.output]
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     opts = parse_args(argv)
+    if opts.workloads == ["scale"]:
+        import scale
+
+        return scale.main(scale_argv(opts))
     params = dict(MODES[opts.mode])
     repeats = opts.repeats or params.pop("repeats")
     params.pop("repeats", None)
