@@ -150,8 +150,9 @@ def _short(result: dict[str, Any]) -> str:
     parts = [f"{result['jobs_per_s']:,.0f} jobs/s", f"steady {steady.get('jobs_per_s', 0):,.0f}"]
     if steady.get("cpu_per_job_us") is not None:
         parts.append(f"server {steady['cpu_per_job_us']:,.0f} us/job")
-    if steady.get("segments_per_job") is not None:
-        parts.append(f"{steady['segments_per_job']:.2f} req/job")
+    trips = steady.get("reads_per_job", steady.get("segments_per_job"))
+    if trips is not None:
+        parts.append(f"{trips:.2f} round trips/job")
     if steady.get("gap_p99_us") is not None:
         parts.append(f"gap p50/p99 {steady['gap_p50_us'] / 1000:.2f}/{steady['gap_p99_us'] / 1000:.2f} ms")
     if result.get("capped"):
