@@ -75,6 +75,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--repeats", type=int, default=None, help="rounds")
     parser.add_argument("--output", default=None,
                         help="path prefix of .json/.md/.png (default bench/results/scale-MODE)")
+    parser.add_argument("--offload-ref", default=None,
+                        help="also measure offload as at this git ref (system offload@REF), for a before/after")
     parser.add_argument("--rebuild", metavar="JSON", help="only rewrite the .md and .png of an existing results file")
     opts = parser.parse_args(argv)
     opts.mode = opts.mode or "quick"
@@ -95,6 +97,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def pairs_of(opts: argparse.Namespace) -> list[tuple[str, str]]:
     known = {**SYSTEMS, **OPTIONAL}
     chosen = opts.only or list(SYSTEMS)
+    if opts.offload_ref and "offload" in chosen:
+        # run.py's offload@REF: the same adapter and venv, offload's src/ as at REF ahead on the path.
+        name = run.add_offload_ref(opts.offload_ref)
+        known = {"offload": known["offload"], name: known["offload"], **known}
+        chosen = [*chosen, name]
     return [(s, st) for s in known if s in chosen for st in known[s] if st in opts.stores]
 
 
@@ -223,7 +230,8 @@ def _rounds(good: list[tuple[str, str]], workers: list[int], pythons: dict[str, 
         machine_load["rounds"].append(load)
         round_began = time.monotonic()
         log(f"round {round_no} of {repeats}: machine {describe(load)}")
-        for system, store in good:
+        # Every other round in reverse order, as in run.py: no system is always the first (or last) of a round.
+        for system, store in (good if round_no % 2 else list(reversed(good))):
             for k in workers:
                 python = pythons[run.SYSTEMS[system][0]]
                 result = run.run_cell(python, system, store, "scale", params["jobs"], params["budget"],

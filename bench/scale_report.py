@@ -55,7 +55,7 @@ def round_trips(median: dict[str, float], store: str) -> float | None:
 def summarize(cells: dict[str, list[dict[str, Any]]]) -> list[dict[str, Any]]:
     rows = []
     for key, runs in cells.items():
-        system, store, workers = key.split("/")
+        system, store, workers = key.rsplit("/", 2)
         ok = [r for r in runs if r.get("ok")]
         row: dict[str, Any] = {"system": system, "store": store, "workers": int(workers), "rounds": len(runs),
                                "ok_runs": len(ok), "median": {}}
@@ -95,12 +95,27 @@ def against_best_peer(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         if system != "offload" or median.get("cpu_per_job_us") is None:
             continue
         peers = [(s, m["cpu_per_job_us"]) for (s, st, k), m in by.items()
-                 if s != "offload" and st == store and k == workers and m.get("cpu_per_job_us")]
+                 if not s.startswith("offload") and st == store and k == workers and m.get("cpu_per_job_us")]
         if not peers:
             continue
         best = min(peers, key=lambda p: p[1])
         out.append({"store": store, "workers": workers, "offload_us": median["cpu_per_job_us"], "best_peer": best[0],
                     "best_peer_us": best[1], "share": median["cpu_per_job_us"] / best[1]})
+    return out
+
+
+def before_after(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """offload (the working tree) over offload@REF (``--offload-ref``) per store and worker count, same run."""
+    by = {(r["system"], r["store"], r["workers"]): r["median"] for r in rows}
+    out = []
+    for (system, store, workers), old in by.items():
+        if not system.startswith("offload@"):
+            continue
+        new = by.get(("offload", store, workers), {})
+        ratios = {key: new[key] / old[key] for key in ("jobs_per_s", "cpu_per_job_us", "round_trips_per_job")
+                  if new.get(key) and old.get(key)}
+        if ratios:
+            out.append({"before": system, "store": store, "workers": workers, "ratio": ratios})
     return out
 
 
@@ -217,6 +232,19 @@ def _against(rows: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
+def _before_after(rows: list[dict[str, Any]]) -> list[str]:
+    found = before_after(rows)
+    if not found:
+        return []
+    lines = ["", f"## offload against {found[0]['before']} (the working tree's median over the ref's, same run)", "",
+             "| store | workers | jobs/s | server CPU/job | round trips/job |", "|---|---:|---:|---:|---:|"]
+    for r in sorted(found, key=lambda r: (r["store"], r["workers"])):
+        cells = [f"{r['ratio'][k]:.2f}" if k in r["ratio"] else NOT_RUN
+                 for k in ("jobs_per_s", "cpu_per_job_us", "round_trips_per_job")]
+        lines.append(f"| {r['store']} | {r['workers']} | " + " | ".join(cells) + " |")
+    return lines
+
+
 def _details(rows: list[dict[str, Any]]) -> list[str]:
     lines = ["", "## Every cell", "",
              "drain: from spawning the workers to the system reporting nothing left (or the cap), start-up included; "
@@ -264,7 +292,7 @@ def write_markdown(report: dict[str, Any], path: Path, png_name: str | None = No
         lines += ["", "Notes:", ""] + [f"{i}. {text}" for i, text in enumerate(notes, 1)]
     if png_name:
         lines += ["", f"![jobs/s against worker processes]({png_name})"]
-    lines += _against(rows) + _details(rows)
+    lines += _against(rows) + _before_after(rows) + _details(rows)
     lines += ["", "## How each system ran", "", "| system | store | workers (each) |", "|---|---|---|"]
     for system, store in dict.fromkeys((r["system"], r["store"]) for r in rows):
         worker = next((r.get("worker") for r in rows if (r["system"], r["store"]) == (system, store)

@@ -160,6 +160,13 @@ def test_the_best_peer_is_the_lowest_server_cpu_on_the_same_store_and_worker_cou
     (found,) = report.against_best_peer(rows)
     assert (found["store"], found["workers"], found["best_peer"]) == ("redis", 16, "huey")
     assert found["share"] == pytest.approx(20 / 45)
+    # offload as at another commit (--offload-ref) is no peer; it gets a before/after of its own.
+    rows.append(_row("offload@main", "redis", 16, cpu_per_job_us=10.0, jobs_per_s=400.0))
+    rows[0]["median"]["jobs_per_s"] = 500.0
+    assert report.against_best_peer(rows)[0]["best_peer"] == "huey"
+    (change,) = report.before_after(rows)
+    assert (change["before"], change["workers"]) == ("offload@main", 16)
+    assert change["ratio"] == {"jobs_per_s": pytest.approx(1.25), "cpu_per_job_us": pytest.approx(2.0)}
 
 
 def test_round_trips_come_from_redis_own_count_there_and_from_the_kernel_elsewhere(report: Any) -> None:
