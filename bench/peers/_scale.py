@@ -195,6 +195,7 @@ def workload_scale(adapter: _harness.Adapter, n: int, deadline: float, cap: floa
     if before != n:
         raise _harness.CellError(f"expected {n} jobs waiting before the workers start, the system reports {before}")
     probe = probe_for(adapter.store)
+    quiet = probe.wait_quiet()
     reader = RecordReader(records_path)
     snaps: dict[str, dict[str, Any]] = {"start": probe.snapshot()}
     t0 = time.monotonic_ns()
@@ -210,7 +211,7 @@ def workload_scale(adapter: _harness.Adapter, n: int, deadline: float, cap: floa
         raise _harness.CellError(f"{n} jobs enqueued, {executed} job bodies ran by the time every worker stopped")
     return _figures(n, workers, records, snaps, marks, executed, call_us) | {
         "filled_with": filled, "worker": f"{workers} x {desc}", "worker_argv": argv,
-        "server": {"kind": probe.kind, "port": probe.port, "pid": probe.pid},
+        "server": {"kind": probe.kind, "port": probe.port, "pid": probe.pid, **quiet},
     }
 
 

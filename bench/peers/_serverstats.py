@@ -25,6 +25,8 @@ from pathlib import Path
 from typing import Any
 
 TICKS = os.sysconf("SC_CLK_TCK")
+#: A server using less CPU than this (cores) is idle enough to start measuring.
+QUIET_CORES = 0.05
 WORKER_TAG = b"BENCH_SCALE_SLOT="
 
 
@@ -204,6 +206,21 @@ class ServerProbe:
         if self.kind == "postgres":
             return {"cpu_s": tree_cpu_seconds(self.pid)}
         return {}
+
+    def wait_quiet(self, limit: float = QUIET_CORES, sample: float = 0.5, timeout: float = 60.0) -> dict[str, float]:
+        """Wait until the server uses at most ``limit`` cores over ``sample`` seconds (work left over from before
+        the measurement, such as autovacuum after an earlier cell's churn or a checkpoint, would be counted as this
+        cell's); give up after ``timeout`` seconds. Returns the last rate seen and how long it took."""
+        if self.kind == "none":
+            return {}
+        began = time.monotonic()
+        while True:
+            before = self.cpu()["cpu_s"]
+            time.sleep(sample)
+            rate = (self.cpu()["cpu_s"] - before) / sample
+            waited = time.monotonic() - began
+            if rate <= limit or waited >= timeout:
+                return {"server_cores_before": rate, "waited_for_quiet_s": waited}
 
     def snapshot(self) -> dict[str, Any]:
         """Server CPU (and Redis's counters) and the workers' request segments, each with the monotonic time

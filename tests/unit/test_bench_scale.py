@@ -299,6 +299,7 @@ def test_a_small_scale_cell_reads_its_private_redis(tmp_path: Path, private_redi
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     assert result["ok"], result.get("error")
     drain = result["drain"]
+    assert result["server"]["server_cores_before"] <= 0.05  # it waited for an idle server before measuring
     assert drain["cpu_s"] > 0 and drain["connections"] >= 2 and drain["connections_lost"] == 0
     assert drain["segments"] > 0
     # Redis's reads also count the probe's own INFO calls (one per snapshot after the first) and, over the whole
