@@ -30,6 +30,8 @@ FIGURES: dict[str, tuple[str, ...]] = {
 #: the report says so.
 AGREEMENT = 0.05
 AGREEMENT_PER_JOB = 0.05
+#: As bench/peers/_serverstats.py's: a server above this when a cell began was not idle.
+QUIET_CORES = 0.05
 NA, NOT_RUN, CAPPED = "n/a", "\N{EN DASH}", "\N{DAGGER}"
 NO_SERVER = "SQLite has no server: its work is done inside the worker processes, so there is no server CPU and no " \
             "round trip to count"
@@ -76,6 +78,10 @@ def summarize(cells: dict[str, list[dict[str, Any]]]) -> list[dict[str, Any]]:
         notes += sorted({r["steady"]["start"] for r in ok
                          if not r.get("steady", {}).get("start", "every worker").startswith("every worker")})
         notes += sorted({r["steady"]["note"] for r in ok if r.get("steady", {}).get("note")})
+        busy = [r["server"]["server_cores_before"] for r in ok
+                if r.get("server", {}).get("server_cores_before", 0.0) > QUIET_CORES]
+        if busy:
+            notes.append(f"the server still used {max(busy):.2f} of a core when the cell began (after waiting 60 s)")
         lost = max((r.get("steady", {}).get("connections_lost", 0) for r in ok), default=0)
         if lost:
             notes.append(f"{lost} connection(s) closed within the window (not in the kernel's segment count)")
