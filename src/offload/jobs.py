@@ -241,6 +241,8 @@ class Outcome:
     ``retry``: failed but goes back to ``scheduled`` until ``retry_at`` (``error`` recorded).
     ``release``: never ran (prefetched, or its child was killed for another job): back to ``queued`` and the
     attempt taken at claim is given back.
+    ``payload`` (retry only): the arguments of the next attempts, when the job asked for new ones.
+    ``max_attempts`` (retry, fail): the job's new attempt budget, when the job asked for another (``max_retries``).
     """
 
     job_id: str
@@ -250,6 +252,8 @@ class Outcome:
     error: dict[str, Any] | None = None
     retry_at: float | None = None
     ended_at: float = 0.0
+    payload: str | None = None
+    max_attempts: int | None = None
 
 
 @dataclass

@@ -257,6 +257,46 @@ def test_settle_retry_schedules_the_next_attempt(store: Store) -> None:
     assert [j.id for j in again] == [job.id] and again[0].attempts == 2
 
 
+def test_settle_retry_can_replace_the_arguments_and_the_budget(store: Store) -> None:
+    """A job that asked for a retry with new arguments and another budget (Celery's ``task.retry(args=...,
+    max_retries=10)``) runs again with them, and its record says so: the new payload, ``max_attempts`` 11."""
+    store.enqueue(make_job(max_attempts=1), time.time())
+    job = claim_one(store)
+    now = time.time()
+    error = {"type": "OSError", "message": "later", "traceback": None, "reason": "retry"}
+    outcome = Outcome(job.id, job.lease_token, "retry", error=error, retry_at=now, ended_at=now,
+                      payload='[["new"],{"k":1}]', max_attempts=11)
+    assert store.settle([outcome], now) == [True]
+    got = store.get(job.id)
+    assert got.state == SCHEDULED and got.args == ["new"] and got.kwargs == {"k": 1} and got.max_attempts == 11
+    again = store.claim(["default"], "w1", LEASE, 1, now + 1)
+    assert again[0].payload == '[["new"],{"k":1}]' and again[0].attempts == 2 and again[0].max_attempts == 11
+    listed = store.list(["default"])
+    assert listed[0].max_attempts == 11 and listed[0].args == ["new"]
+
+
+def test_settle_fail_can_record_the_budget_and_keeps_the_arguments(store: Store) -> None:
+    store.enqueue(make_job(max_attempts=3), time.time())
+    job = claim_one(store)
+    now = time.time()
+    error = {"type": "MaxRetriesExceededError", "message": "no", "traceback": None, "reason": "retry"}
+    outcome = Outcome(job.id, job.lease_token, "fail", error=error, ended_at=now, payload='[["ignored"],{}]',
+                      max_attempts=1)
+    assert store.settle([outcome], now) == [True]
+    got = store.get(job.id)
+    assert got.state == FAILED and got.max_attempts == 1 and got.args == [1, "two"]
+
+
+def test_settle_retry_without_new_arguments_keeps_payload_and_budget(store: Store) -> None:
+    store.enqueue(make_job(max_attempts=4), time.time())
+    job = claim_one(store)
+    now = time.time()
+    error = {"type": "OSError", "message": "x", "traceback": None, "reason": "exception"}
+    assert store.settle([Outcome(job.id, job.lease_token, "retry", error=error, retry_at=now, ended_at=now)], now)
+    got = store.get(job.id)
+    assert got.args == [1, "two"] and got.kwargs == {"x": 3} and got.max_attempts == 4
+
+
 def test_settle_release_gives_the_attempt_back_at_the_head_of_the_queue(store: Store) -> None:
     first, second = make_job(), make_job()
     store.enqueue_many([first, second], time.time())

@@ -10,7 +10,9 @@ State machine (what each verb may do):
     enqueue        -> queued (run_at absent or due) | scheduled (run_at in the future)
     claim          scheduled (due) -> queued;  queued -> started (attempts + 1, new lease token)
     settle finish  started -> finished           settle fail   started -> failed
-    settle retry   started -> scheduled (run_at = retry_at, error appended to errors)
+    settle retry   started -> scheduled (run_at = retry_at, error appended to errors; the outcome's payload and
+                   max_attempts, when given, replace the job's: a retry asked for new arguments or budget)
+    settle fail    also records the outcome's max_attempts when given
     settle release started -> queued (attempt given back, back at the head of its queue)
     requeue_expired started (lease over) -> queued (at its old place, ahead of later jobs), or failed (reason
                    "abandoned") once attempts are spent

@@ -199,6 +199,10 @@ class MemoryStore(Store):
                     job.run_at = outcome.retry_at if outcome.retry_at is not None else now
                     job.error = outcome.error
                     job.errors.append(outcome.error or {})
+                    if outcome.payload is not None:
+                        job.payload = outcome.payload
+                if outcome.max_attempts is not None and outcome.kind in ("fail", "retry"):
+                    job.max_attempts = outcome.max_attempts
             self._b.cond.notify_all()
         return results
 

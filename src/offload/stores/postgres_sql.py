@@ -199,7 +199,8 @@ RETURNING j.id
 _SETTLE = f"""
 WITH o AS (
     SELECT e->>0 AS id, e->>1 AS token, e->>2 AS kind, e->>3 AS result, e->>4 AS error,
-           (e->>5)::float8 AS retry_at, (e->>6)::float8 AS ended_at, i.ord
+           (e->>5)::float8 AS retry_at, (e->>6)::float8 AS ended_at, e->>7 AS payload,
+           (e->>8)::int4 AS max_attempts, i.ord
     FROM jsonb_array_elements(%(outcomes)s::jsonb) WITH ORDINALITY AS i(e, ord)
 ),
 held AS (
@@ -217,6 +218,9 @@ UPDATE {{s}}.jobs j SET
     error = CASE WHEN o.kind IN ('fail', 'retry') THEN o.error::json ELSE j.error END,
     errors = CASE WHEN o.kind IN ('fail', 'retry') THEN {_append_json("j.errors", "o.error")} ELSE j.errors END,
     run_at = CASE WHEN o.kind = 'retry' THEN o.retry_at ELSE j.run_at END,
+    payload = CASE WHEN o.kind = 'retry' AND o.payload IS NOT NULL THEN o.payload ELSE j.payload END,
+    max_attempts = CASE WHEN o.kind IN ('fail', 'retry') AND o.max_attempts IS NOT NULL THEN o.max_attempts
+                        ELSE j.max_attempts END,
     ended_at = CASE WHEN o.kind = 'release' THEN j.ended_at ELSE o.ended_at END,
     attempts = CASE WHEN o.kind = 'release' THEN greatest(j.attempts - 1, 0) ELSE j.attempts END,
     started_at = CASE WHEN o.kind = 'release' THEN NULL ELSE j.started_at END,

@@ -375,6 +375,7 @@ class RedisStore(Store):
         checks += [(i, name, float) for i, name in ((4, "enqueued_at"), (5, "run_at"), (6, "started_at"),
                                                    (7, "ended_at"), (13, "lease_until"))]
         checks.append((8, "attempts", int))
+        checks.append((17, "max_attempts", int))
         for index, name, decode in checks:
             try:
                 if r[index] is not None:
@@ -391,8 +392,10 @@ class RedisStore(Store):
 
     def _decode(self, r: builtins.list[Any]) -> Job:
         (job_id, spec, payload, state, enqueued_at, run_at, started_at, ended_at, attempts, result, error, errors,
-         worker, lease_until, lease_token, progress, meta) = r
+         worker, lease_until, lease_token, progress, meta, budget) = r
         queue, func, task, title, created_at, max_attempts, retry, timeout, unique_key = json.loads(spec)
+        if budget is not None:  # the hash field: a retry may have changed it since the spec was written
+            max_attempts = int(budget)
         return Job(
             id=job_id,
             queue=queue,
@@ -521,7 +524,9 @@ class RedisStore(Store):
             else:
                 has, data = "1", _dumps(o.error or {})
                 retry_at = repr(o.retry_at if o.retry_at is not None else now)
-            args += (o.job_id, o.token, o.kind, has, data, ended, retry_at)
+            payload = o.payload if o.kind == "retry" and o.payload is not None else ""
+            budget = "" if o.max_attempts is None or o.kind not in ("fail", "retry") else str(int(o.max_attempts))
+            args += (o.job_id, o.token, o.kind, has, data, ended, retry_at, payload, budget)
         reply: str = self._run("settle", *args)
         return [c == "1" for c in reply]
 

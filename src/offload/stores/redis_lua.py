@@ -11,10 +11,11 @@ import zlib
 from collections.abc import Sequence
 
 #: The job hash fields a script returns for a job, in order, after the id (the row the Python side decodes).
-#: ``spec`` is the JSON array of the fields that never change once a job is stored (see ``RedisStore._spec_text``).
+#: ``spec`` is the JSON array of the fields that never change once a job is stored (see ``RedisStore._spec_text``);
+#: ``max_attempts`` is in it too, but a retry that asks for another budget changes the hash field, which wins.
 ROW_FIELDS = (
     "spec", "payload", "state", "enqueued_at", "run_at", "started_at", "ended_at", "attempts", "result", "error",
-    "errors", "worker", "lease_until", "lease_token", "progress", "meta",
+    "errors", "worker", "lease_until", "lease_token", "progress", "meta", "max_attempts",
 )
 
 SCRIPT_FILES = ("enqueue", "periodic", "claim", "settle", "extend", "requeue", "cancel", "retry_now", "clear",

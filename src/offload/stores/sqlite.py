@@ -430,16 +430,18 @@ class SQLiteStore(Store):
                     error = _dump(o.error or {})
                     cur = conn.execute(
                         f"UPDATE jobs SET state='failed', error=?, errors=json_insert({_ERRORS}, '$[#]', json(?)), "
-                        f"ended_at=?, lease_token=NULL, lease_until=NULL WHERE {held}",
-                        (error, error, o.ended_at or now, *key),
+                        f"ended_at=?, max_attempts=coalesce(?, max_attempts), lease_token=NULL, lease_until=NULL "
+                        f"WHERE {held}",
+                        (error, error, o.ended_at or now, o.max_attempts, *key),
                     )
                 elif o.kind == "retry":
                     error = _dump(o.error or {})
                     cur = conn.execute(
                         f"UPDATE jobs SET state='scheduled', run_at=?, error=?, "
-                        f"errors=json_insert({_ERRORS}, '$[#]', json(?)), ended_at=?, lease_token=NULL, "
-                        f"lease_until=NULL WHERE {held}",
-                        (o.retry_at if o.retry_at is not None else now, error, error, o.ended_at or now, *key),
+                        f"errors=json_insert({_ERRORS}, '$[#]', json(?)), ended_at=?, payload=coalesce(?, payload), "
+                        f"max_attempts=coalesce(?, max_attempts), lease_token=NULL, lease_until=NULL WHERE {held}",
+                        (o.retry_at if o.retry_at is not None else now, error, error, o.ended_at or now, o.payload,
+                         o.max_attempts, *key),
                     )
                 else:  # release: keeps its old enqueued_at, so it goes back to the head of its queue
                     cur = conn.execute(

@@ -1,10 +1,10 @@
--- settle: ARGV = 7 values per outcome: id, token, kind, has_data ('1' or ''), data, ended_at, retry_at.
--- data is the result JSON (finish) or the error JSON (fail, retry). Returns one '1' (applied) or '0' (fenced
--- off) per outcome.
+-- settle: ARGV = 9 values per outcome: id, token, kind, has_data ('1' or ''), data, ended_at, retry_at, payload
+-- and max_attempts ('' when unchanged). data is the result JSON (finish) or the error JSON (fail, retry); payload
+-- the next attempt's arguments (retry). Returns one '1' (applied) or '0' (fenced off) per outcome.
 local out = {}
 local released = {}
 local extra = {finish = 'state', fail = 'errors', retry = 'errors', release = 'attempts'}
-for i = 1, #ARGV, 7 do
+for i = 1, #ARGV, 9 do
   local id, token, kind = ARGV[i], ARGV[i + 1], ARGV[i + 2]
   local data, ended = ARGV[i + 4], ARGV[i + 5]
   local jk = jkey(id)
@@ -17,6 +17,9 @@ for i = 1, #ARGV, 7 do
     local q = f[3]
     site_drop('lease', id)
     redis.call('HDEL', jk, 'lease_token', 'lease_until')
+    if (kind == 'fail' or kind == 'retry') and ARGV[i + 8] ~= '' then
+      redis.call('HSET', jk, 'max_attempts', ARGV[i + 8])
+    end
     if kind == 'finish' then
       if ARGV[i + 3] == '1' then
         redis.call('HSET', jk, 'state', 'finished', 'ended_at', ended, 'result', data)
@@ -35,6 +38,7 @@ for i = 1, #ARGV, 7 do
       local retry_at = ARGV[i + 6]
       redis.call('HSET', jk, 'state', 'scheduled', 'run_at', retry_at, 'error', data,
                  'errors', append_error(f[7], data), 'ended_at', ended)
+      if ARGV[i + 7] ~= '' then redis.call('HSET', jk, 'payload', ARGV[i + 7]) end
       schedule(id, retry_at)
       move(q, id, f[4], f[5], 'started', 'scheduled')
     else -- release: the attempt is given back and the job returns to the head of its queue
