@@ -37,13 +37,34 @@ class RegisteredTask:
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         return self.fn(*args, **kwargs)
 
-    def retry(self, exc: BaseException | None = None, countdown: float | None = None,
-              max_retries: int | None = None) -> NoReturn:
-        """Inside the task: stop this attempt and run again after ``countdown`` seconds (default 180)."""
-        from offload.retry import DEFAULT_RETRY_DELAY, Retry
+    def retry(self, args: Any = None, kwargs: Any = None, exc: BaseException | None = None, throw: bool = True,
+              eta: Any = None, countdown: float | None = None, max_retries: int | None = None,
+              **options: Any) -> NoReturn:
+        """Inside the task: end this attempt and run the task again, as Celery's ``Task.retry``: after
+        ``countdown`` seconds (default 180) or at ``eta``, with ``args`` / ``kwargs`` replacing the arguments
+        (None: the same ones), at most ``max_retries`` retries (default: the task's). ``exc`` is recorded as this
+        attempt's failure, and is the error the job ends with once no retry is left (without it, the error is
+        ``MaxRetriesExceededError``). Raises ``offload.Retry``, which the worker acts on."""
+        from offload.retry import DEFAULT_RETRY_DELAY, MaxRetriesExceededError, Retry
 
-        raise Retry(countdown=DEFAULT_RETRY_DELAY if countdown is None else countdown,
-                    max_retries=max_retries if max_retries is not None else self.max_retries, exc=exc)
+        if not throw:
+            raise TypeError("retry(throw=False) is not supported: an offload job is retried when its attempt ends, "
+                            "so the retry must end it (leave throw out, or raise the Retry it would return)")
+        if options:
+            raise TypeError(f"retry() got option(s) offload does not have: {', '.join(sorted(options))}")
+        if max_retries is None:
+            max_retries = self.max_retries
+        if exc is None and max_retries is not None:
+            from offload.context import current_job
+
+            job = current_job()
+            if job is not None and job.attempt > max_retries:
+                exc = MaxRetriesExceededError(
+                    f"Can't retry {self.name}[{job.id}]: {max_retries} retries used (args: {args!r}, "
+                    f"kwargs: {kwargs!r})")
+        if eta is None and countdown is None:
+            countdown = DEFAULT_RETRY_DELAY
+        raise Retry(countdown=countdown, max_retries=max_retries, exc=exc, args=args, kwargs=kwargs, eta=eta)
 
 
 _registry: dict[str, RegisteredTask] = {}

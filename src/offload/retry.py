@@ -87,7 +87,11 @@ DEFAULT_POLICY = RetryPolicy()
 
 
 class Retry(OffloadError):
-    """The job asked to be retried."""
+    """The job asked to be retried: this attempt ends, and the job runs again after ``countdown`` seconds (or at
+    ``eta``, a datetime or epoch seconds) while its budget allows. ``max_retries`` replaces the budget (retries
+    after the first attempt, so the job may run ``max_retries + 1`` times in all). ``args`` / ``kwargs`` replace
+    the arguments of the next attempts (None keeps them), as Celery's ``Task.retry`` does. ``exc`` is the failure
+    recorded for this attempt (and the one the job fails with once no attempt is left)."""
 
     def __init__(
         self,
@@ -95,11 +99,85 @@ class Retry(OffloadError):
         max_retries: int | None = None,
         exc: BaseException | None = None,
         message: str | None = None,
+        *,
+        args: Any = None,
+        kwargs: Any = None,
+        eta: Any = None,
     ) -> None:
         super().__init__(message or (f"retry requested: {exc!r}" if exc else "retry requested"))
-        self.countdown = countdown
+        if countdown is not None and eta is not None:
+            raise ValueError("give either countdown or eta, not both")
+        if max_retries is not None and (isinstance(max_retries, bool) or not isinstance(max_retries, int)
+                                        or max_retries < 0):
+            raise ValueError(f"max_retries must be an integer >= 0, not {max_retries!r}")
+        self.countdown = countdown if eta is None else _seconds_until(eta)
         self.max_retries = max_retries
         self.exc = exc
+        # The next attempt's arguments, encoded here in the job's process: a value offload cannot encode is
+        # refused at the retry call, naming the argument, instead of failing the job later.
+        self.next_payload: str | None = None
+        self.replaces: tuple[bool, bool] = (args is not None, kwargs is not None)
+        if args is not None or kwargs is not None:
+            from offload import codec
+
+            if args is not None and (isinstance(args, (str, bytes, dict)) or not hasattr(args, "__iter__")):
+                raise ValueError(f"args must be a list or tuple of arguments, not {type(args).__name__}")
+            if kwargs is not None and not isinstance(kwargs, dict):
+                raise ValueError(f"kwargs must be a dict, not {type(kwargs).__name__}")
+            self.next_payload = codec.encode_payload(list(args) if args is not None else [], kwargs or {})
+
+    def report_fields(self) -> dict[str, Any]:
+        """What the worker needs to decide and apply the retry: added to the attempt's error report."""
+        fields: dict[str, Any] = {"countdown": self.countdown, "max_retries": self.max_retries}
+        if self.next_payload is not None:
+            fields["retry_with"] = {"payload": self.next_payload, "args": self.replaces[0],
+                                    "kwargs": self.replaces[1]}
+        return fields
+
+
+def _seconds_until(eta: Any) -> float:
+    import datetime as dt
+    import time
+
+    if isinstance(eta, dt.datetime):
+        at = (eta if eta.tzinfo is not None else eta.replace(tzinfo=dt.timezone.utc)).timestamp()
+    elif isinstance(eta, (int, float)) and not isinstance(eta, bool):
+        at = float(eta)
+    else:
+        raise ValueError(f"eta must be a datetime or epoch seconds, not {eta!r}")
+    return max(0.0, at - time.time())
+
+
+def next_payload(current: str, retry_with: dict[str, Any] | None) -> str | None:
+    """The payload of the next attempt after a ``Retry`` that replaced the arguments (``retry_with`` from its
+    report), or None when it kept them. A part not replaced (only ``args`` given, say) is kept from ``current``."""
+    if not retry_with:
+        return None
+    payload = str(retry_with["payload"])
+    if retry_with.get("args") and retry_with.get("kwargs"):
+        return payload
+    from offload import codec
+
+    new_args, new_kwargs = codec.decode_payload(payload)
+    old_args, old_kwargs = codec.decode_payload(current)
+    return codec.encode_payload(new_args if retry_with.get("args") else old_args,
+                                new_kwargs if retry_with.get("kwargs") else old_kwargs)
+
+
+def recorded_budget(attempts: int, max_attempts: int, max_retries: int | None) -> int | None:
+    """The ``max_attempts`` to record after a failed attempt that asked for ``max_retries`` (None: unchanged),
+    so that a job never shows more attempts than its budget ("5 of 3"): the new budget, or the attempts made
+    when they are more already."""
+    if max_retries is None:
+        return None
+    budget = max(max_retries + 1, attempts)
+    return None if budget == max_attempts else budget
+
+
+class MaxRetriesExceededError(OffloadError):
+    """The task asked to be retried, but its retries are used up (Celery's name)."""
+
+    retryable = False
 
 
 class RetryDecision:

@@ -66,8 +66,7 @@ def failure_report(exc: BaseException) -> dict[str, Any]:
     """The report of an attempt that raised ``exc``; ``Retry`` asks for another try (its countdown and budget)."""
     if isinstance(exc, Retry):
         error = error_report(exc.exc if exc.exc is not None else exc, "retry")
-        error["countdown"] = exc.countdown
-        error["max_retries"] = exc.max_retries
+        error.update(exc.report_fields())
         return {"ok": False, "error": error}
     return {"ok": False, "error": error_report(exc)}
 

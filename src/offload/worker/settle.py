@@ -6,7 +6,7 @@ import logging
 from typing import Any
 
 from offload.jobs import Job, Outcome
-from offload.retry import RetryPolicy, decide
+from offload.retry import RetryPolicy, decide, next_payload, recorded_budget
 
 log = logging.getLogger("offload")
 
@@ -95,16 +95,18 @@ def failed(job: Job, error: dict[str, Any], now: float) -> Outcome:
     """Retry or fail for good, as the job's budget and policy decide; logs the failure at ERROR."""
     countdown = error.pop("countdown", None)
     max_retries = error.pop("max_retries", None)
+    payload = next_payload(job.payload, error.pop("retry_with", None))
     retryable = error.get("retryable", True) is not False
     decision = decide(job.attempts, job.max_attempts, RetryPolicy.from_dict(job.retry), now,
                       retryable=retryable, countdown=countdown, max_retries=max_retries)
+    budget = recorded_budget(job.attempts, job.max_attempts, max_retries)
     error["attempt"] = job.attempts
     error["at"] = now
     summary = f"{error['type']}: {error['message']}" if error.get("message") else error["type"]
     if decision.retry_at is not None:
         log.warning("Job %s failed (%s); will retry: %s", job.describe(), summary, decision.reason)
         return Outcome(job.id, job.lease_token or "", "retry", error=error, retry_at=decision.retry_at,
-                       ended_at=now)
+                       ended_at=now, payload=payload, max_attempts=budget)
     trace = error.get("traceback")
     log.error("Job %s failed: %s%s", job.describe(), summary, f"\n{trace.rstrip()}" if trace else "")
-    return Outcome(job.id, job.lease_token or "", "fail", error=error, ended_at=now)
+    return Outcome(job.id, job.lease_token or "", "fail", error=error, ended_at=now, max_attempts=budget)
