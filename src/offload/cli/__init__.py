@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import click
 
-from offload.cli import admin, events, jobs, web, worker
+from offload.cli import admin, events, jobs, task_status, web, worker
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -26,7 +26,8 @@ def main(ctx: click.Context, config: str | None, store: str | None, site_id: str
 
 for command in (worker.worker, jobs.list_, jobs.show, jobs.cancel, jobs.retry, jobs.clear, jobs.test, jobs.enqueue,
                 jobs.purge, admin.migrate, admin.queues, admin.workers, admin.list_tasks, admin.list_schedules,
-                admin.show_config, admin.demo, web.serve, web.token, events.consumers, events.webhooks):
+                admin.show_config, admin.demo, web.serve, web.token, events.consumers, events.webhooks,
+                task_status.task_status):
     main.add_command(command)
 
 __all__ = ["main"]
