@@ -118,6 +118,8 @@ __all__ = [
     "retry",
     "send_task",
     "task",
+    "task_status",
+    "task_statuses",
 ]
 
 
@@ -175,3 +177,12 @@ def retry(job_id: str) -> Job:
 
 def clear(queues: Sequence[str] | None = None) -> int:
     return default_app().clear(queues)
+
+
+def task_status(entity_type: str, entity_id: str, task_type: str) -> dict[str, Any] | None:
+    """The latest job of ``task_type`` for an entity: state, error, last_updated ...; see ``offload.taskstatus``."""
+    return default_app().task_status(entity_type, entity_id, task_type)
+
+
+def task_statuses(entity_type: str, entity_id: str) -> list[dict[str, Any]]:
+    return default_app().task_statuses(entity_type, entity_id)

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import datetime as dt
+import inspect
 import math
 import threading
 import time
+import traceback
 from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from offload import codec, context, funcs, registry
+from offload import codec, context, funcs, registry, taskstatus
 from offload.config import NO_LIMIT, Config
 from offload.errors import (
     InvalidJobState,
@@ -24,6 +26,7 @@ from offload.jobs import (
     FINISHED,
     QUEUED,
     SCHEDULED,
+    STARTED,
     STATES,
     Job,
     WorkerInfo,
@@ -32,7 +35,7 @@ from offload.jobs import (
     new_id,
     new_ids,
 )
-from offload.retry import RetryPolicy
+from offload.retry import Retry, RetryPolicy, next_payload, recorded_budget
 from offload.stores import Store, open_store, store_class
 
 if TYPE_CHECKING:
@@ -44,11 +47,11 @@ MAX_RUN_AT = 253402300799.0  # 9999-12-31T23:59:59Z, the last moment a datetime 
 # RQ options CKAN code passes through rq_kwargs that have no meaning here and are safe to ignore.
 _IGNORED_RQ_KWARGS = {"result_ttl", "ttl", "failure_ttl"}
 _ENQUEUE_OPTIONS = {"rq_kwargs", "max_attempts", "max_retries", "retry", "at", "delay", "unique_key", "job_id",
-                    "meta"}
+                    "meta", "task_status"}
 
 
 # enqueue options that make a job differ from its neighbours in one enqueue_many: no shared template then.
-_PER_CALL_OPTIONS = {"job_id", "meta", "rq_kwargs"}
+_PER_CALL_OPTIONS = {"job_id", "meta", "rq_kwargs", "task_status"}
 
 
 def _copy_for_call(template: Job, job_id: str, args: Any, kwargs: Any, at: float) -> Job:
@@ -116,6 +119,40 @@ def _run_at(at: Any, delay: Any, now: float) -> float | None:
             raise ValueError(f"delay must not be negative ({delay!r})")
         return now + float(seconds)
     return None
+
+
+def _task_key(options: dict[str, Any]) -> taskstatus.TaskKey | None:
+    """The ``task_status`` option, taken out of ``options`` and validated."""
+    value = options.pop("task_status", None)
+    return None if value is None else taskstatus.task_key(value)
+
+
+def _wait_for(awaitable: Any) -> Any:
+    """The result of an awaitable, from synchronous code: on a new event loop, or, when this thread already runs
+    one (an async application calling enqueue in synchronous mode), on a new loop in another thread that this
+    one waits for (with this context: the job still sees ``current_job()``)."""
+    import asyncio
+
+    async def wait() -> Any:
+        return await awaitable
+
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(wait())
+    import contextvars
+    from concurrent.futures import ThreadPoolExecutor
+
+    copied = contextvars.copy_context()
+    with ThreadPoolExecutor(1, thread_name_prefix="offload-sync") as pool:
+        return pool.submit(copied.run, asyncio.run, wait()).result()
+
+
+def _inline_error(exc: BaseException) -> dict[str, Any]:
+    cls = type(exc)
+    name = cls.__qualname__ if cls.__module__ == "builtins" else f"{cls.__module__}.{cls.__qualname__}"
+    return {"type": name, "message": str(exc), "reason": "exception",
+            "traceback": "".join(traceback.format_exception(cls, exc, exc.__traceback__))}
 
 
 class Queue:
@@ -227,6 +264,7 @@ class Offload:
             check_queue_name(queue)
             if len(self._valid_queues) < 1000:
                 self._valid_queues.add(queue)
+        options.pop("task_status", None)  # tied to the job by the verb that stores it
         fields: dict[str, Any] = self._options(options, now) if options else {}
         title = fields.pop("title", title)
         if title is not None and not isinstance(title, str):
@@ -333,13 +371,22 @@ class Offload:
         ``connection``: the application's own database connection (psycopg 3, psycopg2, or an SQLAlchemy
         Connection or Session) in its open transaction, on the PostgreSQL store's database: the job is written
         in that transaction, so it exists (and wakes a worker) only once the transaction commits, and is gone
-        if it rolls back."""
+        if it rolls back. ``task_status=(entity_type, entity_id, task_type)`` makes the job that entity's status
+        for that task type (see ``offload.taskstatus``)."""
+        key = _task_key(options)
         job = self.build_job(fn, args, kwargs, title, queue, timeout, **options)
+        return self._store_one(job, key, connection)
+
+    def _store_one(self, job: Job, key: taskstatus.TaskKey | None, connection: Any = None) -> Job:
         if self.config["offload.jobs.sync"]:
-            return self._run_inline(job)
+            return self._run_inline(job, key)
         if connection is not None:
-            return self._enqueue_in(connection, [job], job.created_at)[0]
-        return self.store.enqueue(job, job.created_at)
+            stored = self._enqueue_in(connection, [job], job.created_at)[0]
+        else:
+            stored = self.store.enqueue(job, job.created_at)
+        if key is not None:
+            taskstatus.attach(self.store, key, stored)
+        return stored
 
     def _enqueue_in(self, connection: Any, jobs: list[Job], now: float) -> list[Job]:
         """Store ``jobs`` inside the transaction of the application's ``connection`` (PostgreSQL only)."""
@@ -367,6 +414,8 @@ class Offload:
         # args and kwargs given as options are defaults for the calls that leave them out.
         shared = {k: v for k, v in options.items() if k not in ("fn", "args", "kwargs")}
         default_args, default_kwargs = options.get("args"), options.get("kwargs")
+        keys: dict[int, taskstatus.TaskKey] = {}
+        shared_key = _task_key(shared)
         for i, call in enumerate(calls):
             at = now + i * 1e-6
             if isinstance(call, dict):
@@ -374,8 +423,13 @@ class Offload:
                 fn = spec.pop("fn", None)
                 if fn is None:
                     raise ValueError(f"call {i} has no function")
+                key = _task_key(spec)
+                if key is not None:
+                    keys[i] = key
                 jobs.append(self.build_job(fn, now=at, **spec))
                 continue
+            if shared_key is not None:
+                keys[i] = shared_key
             args, kwargs = default_args, default_kwargs
             if isinstance(call, tuple):
                 if not 1 <= len(call) <= 3:
@@ -404,10 +458,14 @@ class Offload:
             else:
                 jobs.append(_copy_for_call(template, next(ids), args, kwargs, at))
         if self.config["offload.jobs.sync"]:
-            return [self._run_inline(job) for job in jobs]
+            return [self._run_inline(job, keys.get(i)) for i, job in enumerate(jobs)]
         if connection is not None:
-            return self._enqueue_in(connection, jobs, now)
-        return self.store.enqueue_many(jobs, now)
+            stored = self._enqueue_in(connection, jobs, now)
+        else:
+            stored = self.store.enqueue_many(jobs, now)
+        for i, key in keys.items():
+            taskstatus.attach(self.store, key, stored[i])
+        return stored
 
     def send_task(
         self,
@@ -441,27 +499,71 @@ class Offload:
         if eta is not None:
             options["at"] = eta
         options.setdefault("title", name)
+        key = _task_key(options)
         job = self.build_job(None, args, kwargs, task=name, **options)
-        if self.config["offload.jobs.sync"]:
-            return self._run_inline(job)
-        if connection is not None:
-            return self._enqueue_in(connection, [job], job.created_at)[0]
-        return self.store.enqueue(job, job.created_at)
+        return self._store_one(job, key, connection)
 
-    def _run_inline(self, job: Job) -> Job:
-        """Synchronous mode: run now in this process; exceptions reach the caller as they would from a call."""
-        args, kwargs = codec.decode_payload(job.payload)
-        token = context.enter(job.spec(attempt=1), None)
+    def _run_inline(self, job: Job, key: taskstatus.TaskKey | None = None) -> Job:
+        """Synchronous mode: run now in this process; exceptions reach the caller as they would from a call. An
+        ``async def`` job is awaited. A ``Retry`` runs the job again at once, as Celery's eager mode does (no
+        waiting for the countdown), with the arguments it asked for, while its budget allows."""
         job.started_at = time.time()
-        job.attempts = 1
+        job.state = STARTED
         try:
-            result = funcs.job_function(job.func, job.task)(*args, **kwargs)
-        finally:
-            context.leave(token)
-        job.result_json = codec.encode_result(result)
+            fn = funcs.job_function(job.func, job.task)
+            while True:
+                job.attempts += 1
+                args, kwargs = codec.decode_payload(job.payload)
+                token = context.enter(job.spec(), None)
+                try:
+                    result = fn(*args, **kwargs)
+                    if inspect.isawaitable(result):
+                        result = _wait_for(result)
+                    break
+                except Retry as exc:
+                    self._inline_retry(job, exc)
+                finally:
+                    context.leave(token)
+            job.result_json = codec.encode_result(result)
+        except BaseException as exc:
+            job.state = FAILED
+            job.ended_at = time.time()
+            job.error = _inline_error(exc)
+            job.errors.append(job.error)
+            if key is not None:
+                taskstatus.attach(self.store, key, job)
+            raise
         job.state = FINISHED
         job.ended_at = time.time()
+        if key is not None:
+            taskstatus.attach(self.store, key, job)
         return job
+
+    def _inline_retry(self, job: Job, exc: Retry) -> None:
+        """A ``Retry`` in synchronous mode: prepare the next attempt, or raise what the job fails with."""
+        fields = exc.report_fields()
+        budget = recorded_budget(job.attempts, job.max_attempts, exc.max_retries)
+        if budget is not None:
+            job.max_attempts = budget
+        cause = exc.exc if exc.exc is not None else exc
+        if job.attempts >= job.max_attempts or getattr(cause, "retryable", True) is False:
+            raise cause
+        error = _inline_error(cause)
+        error.update(reason="retry", attempt=job.attempts, at=time.time())
+        job.errors.append(error)
+        job.error = error
+        job.payload = next_payload(job.payload, fields.get("retry_with")) or job.payload
+
+    # -- task status ---------------------------------------------------------------------------------------
+    def task_status(self, entity_type: str, entity_id: str, task_type: str) -> dict[str, Any] | None:
+        """The latest job of ``task_type`` for the entity (``enqueue(..., task_status=(entity_type, entity_id,
+        task_type))``): its id, state, error and when it last changed (``last_updated``), attempts; None if no
+        such job was ever enqueued. See ``offload.taskstatus``."""
+        return taskstatus.read(self.store, taskstatus.TaskKey(entity_type, entity_id, task_type))
+
+    def task_statuses(self, entity_type: str, entity_id: str) -> list[dict[str, Any]]:
+        """``task_status`` for every task type of one entity, by task type."""
+        return taskstatus.read_entity(self.store, entity_type, entity_id)
 
     # -- inspecting and managing ---------------------------------------------------------------------------
     def get_job(self, job_id: str) -> Job:
