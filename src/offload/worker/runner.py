@@ -18,6 +18,7 @@ from offload.jobs import Job
 from offload.worker.executor import failure_report
 from offload.worker.pool import Child
 from offload.worker.settle import outcome_for
+from offload.worker.spawn import fork_executor
 
 __all__ = ["TIMEOUT_GRACE", "JobRunner", "failure_report", "outcome_for"]
 
@@ -44,14 +45,19 @@ class JobRunner:
     the next job. A job that timed out may have left child processes or threads behind; they die with it.
 
     ``timeout_grace``: seconds between ``JobTimeout`` raised in a job at its limit and the kill (0: killed at the
-    limit, no exception raised)."""
+    limit, no exception raised). ``fork``: the child is a fork of this process (which has loaded what its jobs
+    need, and must have no other thread running and hold nothing a child must not share; see
+    ``spawn.fork_executor``) and leaves with ``os._exit``; ``in_child`` runs first thing in it. Otherwise it is a
+    fresh interpreter."""
 
     def __init__(self, imports: list[str] | None = None, log_level: str = "INFO",
-                 timeout_grace: float = TIMEOUT_GRACE) -> None:
+                 timeout_grace: float = TIMEOUT_GRACE, fork: bool = False,
+                 in_child: Callable[[], None] | None = None) -> None:
         if timeout_grace < 0:
             raise ValueError(f"timeout_grace must be >= 0 seconds, not {timeout_grace!r}")
         self.timeout_grace = timeout_grace
-        self.child = Child(0)
+        spawned = fork_executor(hard_exit=True, in_child=in_child) if fork else None
+        self.child = Child(0, spawned=spawned)
         self.child.start({"sys_path": list(sys.path), "imports": list(imports or []), "threads": 1,
                           "log_level": log_level})
 

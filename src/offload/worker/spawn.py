@@ -27,6 +27,7 @@ from offload.worker.slot import SLOT
 
 if TYPE_CHECKING:
     import subprocess
+    from collections.abc import Callable
 
 
 def _slot_fd() -> int:
@@ -121,11 +122,16 @@ def spawn_executor() -> Spawned:
     return Spawned(proc, parent_end, slot)
 
 
-def fork_executor() -> Spawned:
+def fork_executor(hard_exit: bool = False, in_child: Callable[[], None] | None = None) -> Spawned:
     """Fork an executor from this process, which must have no other thread and hold no connection (see the
     module's note). The child does what a spawned executor does, in its own session with stdin on /dev/null;
     when it is done it leaves by raising ``SystemExit`` from here, so it ends as an interpreter does (threads
-    joined, ``atexit`` handlers run, output flushed): callers must let that pass."""
+    joined, ``atexit`` handlers run, output flushed): callers must let that pass.
+
+    ``hard_exit``: the child leaves with ``os._exit`` instead (its output flushed), so that nothing of the parent's
+    runs in it on the way out (the parent's ``finally`` blocks and ``atexit`` handlers, which may talk to the
+    parent's connections): for a parent that forks in the middle of its own work (CKAN's worker, as RQ's does).
+    ``in_child`` runs first thing in the child (resetting the parent's signal handlers, say)."""
     from offload.worker import executor
 
     parent_end, child_end = socket.socketpair()
@@ -141,6 +147,8 @@ def fork_executor() -> Spawned:
     if pid == 0:  # the executor
         code: int | str | None = 0
         try:
+            if in_child is not None:
+                in_child()
             parent_end.close()
             for sibling in _prestarted:  # the supervisor's ends of the executors forked before this one
                 sibling.sock.close()
@@ -158,6 +166,8 @@ def fork_executor() -> Spawned:
 
             traceback.print_exc()
             code = 1
+        if hard_exit:
+            _leave(code)
         raise SystemExit(code)
     child_end.close()
     try:
@@ -165,6 +175,20 @@ def fork_executor() -> Spawned:
     finally:
         os.close(slot_fd)
     return Spawned(Forked(pid), parent_end, slot)
+
+
+def _leave(code: int | str | None) -> None:
+    """End a forked child now, as ``SystemExit(code)`` would end an interpreter, but without unwinding into the
+    parent's code."""
+    if isinstance(code, str):
+        print(code, file=sys.stderr)
+        code = 1
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    os._exit(code or 0)
 
 
 # Executors this process started ahead of need (see ``prestart``), not yet taken.

@@ -1,33 +1,38 @@
-"""The job process of a CKAN worker: an offload executor child that loads CKAN's environment once.
+"""The job process of a CKAN worker: a fork of the worker's own process, as RQ's work horse is.
 
-The worker sends the child a stand-in job spec whose function is ``run_in_job_process`` and whose arguments
-name the config file, the worker class and the real job; in the child that function loads CKAN's environment
-(first time only), builds the worker class and calls its ``perform_job`` on the real job, so overrides of
-``perform_job`` run where the job runs. A failure is raised again with its own traceback, so the stored error
-names the job's exception, not the stand-in.
+The worker forks it once CKAN's environment is loaded, right after the database-safety steps CKAN's worker takes
+before a fork (the SQLAlchemy session removed, the engine disposed, ``IForkObserver.before_fork()`` called), so
+the job sees exactly the worker's configuration and plugins, including what was changed in memory after the ini
+file was read. It is an offload executor (``offload.worker.runner.JobRunner``): a job that overruns its timeout
+has its process group killed, a job that crashes it is recorded with the cause, and the next job gets a new fork
+made the same way. By default every job gets its own fork (``ckan.offload.worker.max_jobs_per_child = 1``), as
+with RQ; a larger value lets one fork run that many jobs.
+
+The worker sends the child a stand-in job spec whose function is ``run_in_job_process`` and whose argument is the
+real job's record; there it calls the worker's own ``perform_job`` (the very object, inherited through the fork,
+so overrides on any class work). A failure is raised again with its own traceback, so the stored error names the
+job's exception, not the stand-in.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import importlib
-import os
+import signal
 from collections.abc import Callable
 from typing import Any
 
 from offload import codec
 from offload.app import Offload
-from offload.contrib.ckan.site import Job, Queue
+from offload.contrib.ckan.rq_job import Job
+from offload.contrib.ckan.rq_queue import Queue
 from offload.jobs import Job as Record
 from offload.worker.runner import JobRunner
 
 RUN = "offload.contrib.ckan.job_process:run_in_job_process"
-BOOT = "offload.contrib.ckan.job_process:boot"
-BOOT_TIMEOUT = 600.0
-_STATE_FIELDS = ("id", "queue", "func", "task", "payload", "title", "created_at", "enqueued_at", "attempts",
-                 "max_attempts", "timeout", "meta")
+_STATE_FIELDS = ("id", "queue", "func", "task", "payload", "title", "created_at", "enqueued_at", "run_at",
+                 "state", "attempts", "max_attempts", "timeout", "meta", "retry", "worker")
 
-# In a job process: the worker whose perform_job runs the jobs (built once, after CKAN's environment).
+# The worker whose perform_job runs the jobs: set in the worker's process before each fork, inherited by the child.
 _worker: Any = None
 
 
@@ -39,36 +44,8 @@ class JobFailed(Exception):
         self.error = error
 
 
-def class_path(cls: type) -> str:
-    """``module:QualName`` of a worker class the job process can import (else the base class)."""
-    if cls.__module__ == "__main__" or "<locals>" in cls.__qualname__:
-        return "offload.contrib.ckan.worker:Worker"
-    return f"{cls.__module__}:{cls.__qualname__}"
-
-
-def _import_class(path: str) -> Any:
-    module, _, qualname = path.partition(":")
-    target: Any = importlib.import_module(module)
-    for part in qualname.split("."):
-        target = getattr(target, part)
-    return target
-
-
-def boot(config_file: str, worker_class: str, queues: list[str]) -> None:
-    """In the job process: load CKAN's environment from ``config_file`` and build the worker (once)."""
-    global _worker
-    if _worker is not None:
-        return
-    from ckan.cli import load_config
-    from ckan.config.environment import load_environment
-
-    load_environment(load_config(config_file))
-    _worker = _import_class(worker_class)(queues)
-
-
-def run_in_job_process(config_file: str, worker_class: str, queues: list[str], state: dict[str, Any]) -> Any:
-    """In the job process: run the job described by ``state`` through the worker's ``perform_job``."""
-    boot(config_file, worker_class, queues)
+def run_in_job_process(state: dict[str, Any]) -> Any:
+    """In the job process: run the job described by ``state`` through the (inherited) worker's ``perform_job``."""
     record = Record(**state)
     job = Job(record)
     if _worker.perform_job(job, Queue(record.queue)):
@@ -79,17 +56,31 @@ def run_in_job_process(config_file: str, worker_class: str, queues: list[str], s
     raise JobFailed((job.report or {}).get("error") or {"message": "perform_job reported a failure"})
 
 
-class ExecutorRun:
-    """One job process that runs a worker's jobs one at a time, in the worker's process's view."""
+def _in_child() -> None:
+    """First thing in the fork: the worker's signal handlers are not the job's (a SIGTERM to the job process
+    ends it, as it would a script)."""
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
-    def __init__(self, config_file: str, worker_class: str, queues: list[str]) -> None:
-        self.args = [config_file, worker_class, queues]
-        self.runner = JobRunner()
-        self.booted = False
+
+class ExecutorRun:
+    """One forked job process of a worker, running its jobs one at a time."""
+
+    def __init__(self, worker: Any, pause: Callable[[], Any]) -> None:
+        """``pause()``: a context manager that keeps the worker's other threads away from anything a fork could
+        catch half-done (its heartbeat), held while forking."""
+        global _worker
+        _worker = worker
+        with pause():
+            self.runner = JobRunner(fork=True, in_child=_in_child)
+        self.jobs_run = 0
 
     @property
     def alive(self) -> bool:
         return self.runner.alive
+
+    @property
+    def pid(self) -> int:
+        return self.runner.pid
 
     def stop(self) -> None:
         self.runner.stop()
@@ -104,14 +95,7 @@ class ExecutorRun:
         def progress(job_id: str, data: dict[str, Any] | None, meta: dict[str, Any] | None) -> None:
             app.store.set_progress(job_id, data, meta)
 
-        if not self.booted:
-            boot_job = Record(id=f"boot-{os.urandom(6).hex()}", queue=record.queue, func=BOOT,
-                              payload=codec.encode_payload(self.args, {}), attempts=1)
-            report = self.runner.run(boot_job, BOOT_TIMEOUT, progress, interrupted)
-            if not report.get("ok"):
-                return report
-            self.booted = True
         state = {name: getattr(record, name) for name in _STATE_FIELDS}
-        stand_in = dataclasses.replace(record, func=RUN, task=None,
-                                       payload=codec.encode_payload([*self.args, state], {}))
+        stand_in = dataclasses.replace(record, func=RUN, task=None, payload=codec.encode_payload([state], {}))
+        self.jobs_run += 1
         return self.runner.run(stand_in, record.timeout, progress, interrupted)

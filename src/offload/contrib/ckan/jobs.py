@@ -15,13 +15,15 @@ import logging
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from ckan.common import config
+
 from offload.contrib.ckan import transactional
+from offload.contrib.ckan.rq_job import Job, NoSuchJob, no_such_job
+from offload.contrib.ckan.rq_options import rq_options
+from offload.contrib.ckan.rq_queue import Queue
 from offload.contrib.ckan.site import (
     DEFAULT_QUEUE_NAME,
-    Job,
-    Queue,
     add_queue_name_prefix,
-    job_timeout,
     remove_queue_name_prefix,
     site_app,
 )
@@ -32,6 +34,7 @@ __all__ = [
     "DEFAULT_JOB_LIST_LIMIT",
     "DEFAULT_QUEUE_NAME",
     "Job",
+    "NoSuchJob",
     "Queue",
     "Worker",
     "add_queue_name_prefix",
@@ -70,43 +73,36 @@ def enqueue(
 ) -> Job:
     """Add a job that runs ``fn(*args, **kwargs)`` in a worker; returns the job.
 
-    The time limit is ``rq_kwargs["timeout"]`` if given (seconds, ``-1`` for none), else ``ckan.jobs.timeout``
-    as configured now. Other ``rq_kwargs`` offload understands: ``job_id``, ``meta``, ``description``
-    (``result_ttl``, ``ttl`` and ``failure_ttl`` are accepted and ignored).
+    As CKAN's: ``rq_kwargs`` are RQ's ``enqueue_call`` options, ``timeout`` defaulting to ``ckan.jobs.timeout``
+    as configured now (a ``timeout`` given as None is RQ's default, 180 s); ``meta["title"]`` is ``title``. See
+    ``offload.contrib.ckan.rq_options`` for each option; offload adds ``task_status=(entity_type, entity_id,
+    task_type)``.
     """
     options = dict(rq_kwargs or {})
-    timeout = job_timeout(options.pop("timeout", None))
-    meta = dict(options.pop("meta", None) or {})
-    meta["title"] = title
-    app = site_app()
-    session = transactional.connection_for(app)
-    record = app.enqueue(
-        fn,
-        list(args) if args is not None else [],
-        dict(kwargs) if kwargs is not None else {},
-        title=title,
-        queue=queue,
-        timeout=timeout,
-        meta=meta,
-        rq_kwargs=options or None,
-        connection=session,
-    )
+    options["timeout"] = options.get("timeout", config.get("ckan.jobs.timeout", 180))
+    parsed = rq_options(options)
+    parsed.meta["title"] = title
+    queue_object = get_queue(queue)
+    session = transactional.connection_for(queue_object.app)
+    job = queue_object.enqueue_job_with(fn, list(args) if args is not None else [],
+                                        dict(kwargs) if kwargs is not None else {}, parsed, title=title,
+                                        connection=session)
     if session is not None:
-        transactional.joined(session, record.id)
+        transactional.joined(session, job.id)
     if title:
-        log.info('Added background job %s ("%s") to queue "%s"', record.id, title, queue)
+        log.info('Added background job %s ("%s") to queue "%s"', job.id, title, queue)
     else:
-        log.info('Added background job %s to queue "%s"', record.id, queue)
-    return Job(record, app)
+        log.info('Added background job %s to queue "%s"', job.id, queue)
+    return job
 
 
 def job_from_id(id: str) -> Job:
-    """The job with this id; ``KeyError`` if there is none."""
+    """The job with this id, whatever its state; ``KeyError`` (``NoSuchJob``) if there is none."""
     app = site_app()
     try:
         return Job(app.get_job(id), app)
     except (JobNotFound, ValueError):
-        raise KeyError(f'There is no job with ID "{id}".') from None
+        raise no_such_job(id) from None
 
 
 def dictize_job(job: Job) -> dict[str, Any]:

@@ -41,21 +41,47 @@ def _swap(module: ModuleType, name: str, value: Any) -> None:
 
 
 def install() -> None:
-    """Make ``ckan.lib.jobs`` and the toolkit's job functions offload's (idempotent)."""
+    """Make ``ckan.lib.jobs`` and the toolkit's job functions offload's (idempotent); also the copies that
+    extensions imported earlier (``from ckan.lib.jobs import get_queue`` in a module loaded before this plugin);
+    make ``rq.get_current_job()`` see offload's running job, and the soft timeout raise RQ's
+    ``JobTimeoutException``."""
     import ckan.config.environment as environment
     import ckan.lib.jobs as ckan_jobs
 
     from offload.contrib.ckan import jobs
+    from offload.contrib.ckan.rq_job import install_current_job
+    from offload.contrib.ckan.timeouts import install_timeout_exception
 
     for name in JOBS_NAMES:
         _swap(ckan_jobs, name, getattr(jobs, name))
     for toolkit_name, name in TOOLKIT_NAMES.items():
         _swap(tk, toolkit_name, getattr(jobs, name))
     _swap(environment, "is_redis_available", redis_check)
+    by_name = {**{n: n for n in JOBS_NAMES}, **TOOLKIT_NAMES}
+    _rebind_copies({id(value): (value, getattr(jobs, by_name[name])) for (module, name), value in _originals.items()
+                    if module in (ckan_jobs.__name__, tk.__name__) and callable(value)})
+    install_current_job()
+    install_timeout_exception()
+
+
+def _rebind_copies(replacements: dict[int, tuple[Any, Any]]) -> None:
+    """Replace the RQ-era job functions that extension modules imported before the plugin was loaded bound to
+    their own names (``from ckan.lib.jobs import get_queue``): ``replacements`` maps the id of each original to
+    (original, offload's). Functions and classes only: constants such as the queue name are equal anyway."""
+    import sys
+
+    for module_name, module in list(sys.modules.items()):
+        if not module_name.startswith("ckanext.") or module is None:
+            continue
+        for name, value in list(vars(module).items()):
+            found = replacements.get(id(value))
+            if found is not None and found[0] is value:
+                _swap(module, name, found[1])
 
 
 def uninstall() -> None:
-    """Give ``ckan.lib.jobs`` and the toolkit back their RQ functions (for tests that unload the plugin)."""
+    """Give ``ckan.lib.jobs``, the toolkit and the extensions rebound by ``install`` back their RQ functions (for
+    tests that unload the plugin)."""
     import sys
 
     for (module_name, name), value in _originals.items():
@@ -97,12 +123,9 @@ class OffloadPlugin(p.SingletonPlugin):  # type: ignore[misc]
 
     # IConfigDeclaration
     def declare_config_options(self, declaration: Any, key: Any) -> None:
-        declaration.annotate("offload: background jobs")
-        declaration.declare(key.ckan.offload.store, "").set_description(
-            "offload store URL for the site's background jobs (sqlite:///..., postgresql://..., redis://...); "
-            "empty: ckan.redis.url")
-        declaration.declare(key.ckan.offload.dashboard, True).set_description(
-            "serve offload's dashboard at /ckan-admin/offload/ for sysadmins")
+        from offload.contrib.ckan.site import declare_options
+
+        declare_options(declaration, key)
 
     # IActions / IAuthFunctions
     def get_actions(self) -> dict[str, Any]:

@@ -3,10 +3,14 @@
 Like CKAN's RQ worker it takes one job at a time and hands it through two override points:
 ``execute_job(job, queue)`` runs in the process that called ``work()`` (it releases CKAN's database
 connections, calls ``IForkObserver.before_fork()``, logs, and runs the job in a job process), and
-``perform_job(job, queue)`` runs the job function in whichever process calls it. The job process is an offload
-executor (a fresh ``python -m offload.worker.executor``, not a fork) that loads CKAN's environment from the
-config file once and then serves job after job; it is killed when a job overruns its timeout, is canceled, or
-at a cold shutdown, and replaced for the next job.
+``perform_job(job, queue)`` runs the job function in whichever process calls it. The job process is a fork of the
+worker's process (``job_process``), made as RQ makes its work horse: after the database-safety steps, so the job
+sees the worker's live configuration and plugins; it is killed when a job overruns its timeout, is canceled, or
+at a cold shutdown, and replaced by a new fork for the next job.
+
+A job deleted while it runs (``job.delete()``, ``job_cancel``, or replaced by a job with its id) is not stopped, as
+with RQ: it runs to its end and its outcome is dropped. A job canceled through offload (``offload cancel``) is
+stopped.
 
 Claims are leased and the lease is extended while the job runs, so a worker that dies loses its job to
 another worker instead of leaving it stuck. Logging follows CKAN: on the ``ckan.lib.jobs`` logger, four INFO
@@ -26,15 +30,16 @@ from collections.abc import Iterable
 from typing import Any
 
 from ckan import plugins
-from ckan.common import config
 
 from offload import codec, context
 from offload.app import Offload
-from offload.contrib.ckan.job_process import ExecutorRun, JobFailed, class_path
-from offload.contrib.ckan.site import DEFAULT_QUEUE_NAME, Job, Queue, site_app
+from offload.contrib.ckan.job_process import ExecutorRun, JobFailed
+from offload.contrib.ckan.rq_job import Job, running
+from offload.contrib.ckan.rq_queue import Queue
+from offload.contrib.ckan.site import DEFAULT_QUEUE_NAME, site_app
 from offload.errors import StoreUnavailable
+from offload.jobs import CANCELED, Outcome, WorkerInfo, check_queue_name
 from offload.jobs import Job as Record
-from offload.jobs import Outcome, WorkerInfo, check_queue_name
 from offload.schedule import Scheduler, all_schedules
 from offload.version import __version__
 from offload.worker.runner import failure_report, outcome_for
@@ -70,6 +75,8 @@ class Worker:
         self._lock = threading.Lock()
         self._held: Record | None = None
         self._lost: set[str] = set()
+        self._dropped: set[str] = set()  # lost because deleted or replaced: let run, outcome dropped (RQ's way)
+        self._fork_lock = threading.Lock()  # held by the heartbeat while it works, and while forking
         self._work_pid: int | None = None
         self._closed = threading.Event()
         self._grace_timer: threading.Timer | None = None
@@ -171,8 +178,9 @@ class Worker:
                 self._held = None
                 lost = record.id in self._lost
                 self._lost.discard(record.id)
+        self._dropped.discard(record.id)
         if lost:
-            return  # canceled or deleted meanwhile: the store keeps what the canceller recorded
+            return  # canceled, deleted or replaced meanwhile: the store keeps what the canceller recorded
         report = job.report or {"ok": True, "result": codec.encode_result(None)}
         outcome = outcome_for(record, report, time.time())
         if outcome.kind == "finish":
@@ -204,13 +212,10 @@ class Worker:
         log.info('Worker %s has finished job %s from queue "%s"', self.key, label, queue.queue_name)
 
     def perform_job(self, job: Job, queue: Queue) -> bool:
-        """Run the job function in this process; True if it returned. The outcome is kept on ``job``
-        (``report``, ``return_value_``, ``exc_info_tuple``); a failure goes through ``handle_exception``."""
-        current = context.current_job()
-        token = None
-        if current is None or current.id != job.id:
-            token = context.enter(job.spec(), self._progress_sink())
-        try:
+        """Run the job function in this process; True if it returned. The job is ``rq.get_current_job()`` and
+        ``offload.current_job()`` meanwhile. The outcome is kept on ``job`` (``report``, ``return_value_``,
+        ``exc_info_tuple``); a failure goes through ``handle_exception``."""
+        with running(job, self._progress_sink() if os.getpid() == self._work_pid else None):
             try:
                 job.return_value_ = job.run()
                 job.report = {"ok": True, "result": codec.encode_result(job.return_value_)}
@@ -221,10 +226,8 @@ class Worker:
                 if os.getpid() == self._work_pid:
                     self.handle_exception(job, type(exc), exc, exc.__traceback__)
                 return False
-        finally:
-            if token is not None:
-                context.leave(token)
-            self._release_database()
+            finally:
+                self._release_database()
 
     def handle_exception(self, job: Job, *exc_info: Any) -> None:
         """Log a job's exception at ERROR, with its traceback. Called in the worker's process: with the
@@ -241,34 +244,42 @@ class Worker:
     # -- the job process -----------------------------------------------------------------------------------
     def _execute_in_job_process(self, job: Job, queue: Queue) -> None:
         if self._executor is None or not self._executor.alive:
-            self._executor = ExecutorRun(self._config_file(), class_path(type(self)),
-                                         [q.queue_name for q in self.queues])
+            self._executor = ExecutorRun(self, lambda: self._fork_lock)
         report = self._executor.run(job, self.app, self._interrupted)
         job.report = report
-        if report.get("killed") in ("timeout", "crash", "canceled", "shutdown"):
+        if report.get("killed") in ("timeout", "crash", "canceled", "lost", "shutdown"):
             self._executor = None
-        if report.get("killed") == "canceled":
-            log.warning("Job %s on worker %s was canceled while running; its process was stopped", job.id, self.key)
+        elif 0 < self._jobs_per_child() <= self._executor.jobs_run:
+            self._executor.stop()
+            self._executor = None
+        if report.get("killed") in ("canceled", "lost"):
+            log.warning("Job %s on worker %s was %s while running; its process was stopped", job.id, self.key,
+                        "canceled" if report["killed"] == "canceled" else "taken over by another worker")
         elif report.get("killed") in ("timeout", "crash"):
             log.error("Job %s on worker %s failed: %s", job.id, self.key, report["message"])
         elif not report.get("ok"):
             failure = JobFailed(report.get("error") or {})
             self.handle_exception(job, JobFailed, failure, None)
 
+    def _jobs_per_child(self) -> int:
+        """How many jobs one forked job process runs (``ckan.offload.worker.max_jobs_per_child``; 0: no limit)."""
+        return int(self.app.config["offload.worker.max_jobs_per_child"])
+
     def _interrupted(self, job_id: str) -> str | None:
-        """Why the running job must stop now: ``canceled``, ``shutdown`` or None."""
-        if job_id in self._lost:
-            return "canceled"
+        """Why the running job must stop now: ``canceled``, ``lost`` (its lease ran out and the job went back to
+        its queue), ``shutdown`` or None. A job deleted or replaced meanwhile goes on (see the module's note)."""
+        if job_id in self._lost and job_id not in self._dropped:
+            with self._lock:
+                held = self._held
+            now = self._store_call(self.app.store.get, job_id)
+            if held is None or held.id != job_id:
+                return None
+            if now is not None and now.created_at == held.created_at:
+                return "canceled" if now.state == CANCELED else "lost"
+            self._dropped.add(job_id)
         if self._stopping == "cold":
             return "shutdown"
         return None
-
-    def _config_file(self) -> str:
-        path = config.get("__file__") or os.environ.get("CKAN_INI") or os.environ.get("CKAN_CONFIG")
-        if not path:
-            raise RuntimeError("the worker needs CKAN's config file for its job processes: run it with "
-                               "`ckan -c /path/to/ckan.ini jobs worker` or set CKAN_INI")
-        return os.path.abspath(str(path))
 
     def _release_database(self) -> None:
         """Drop the SQLAlchemy session and the engine's pooled connections (they reconnect on next use)."""
@@ -303,20 +314,22 @@ class Worker:
         every = max(0.05, min(lease / 3, 1.0))
         last_registry = last_expired = time.monotonic()
         while not self._closed.wait(every):
-            with self._lock:
-                held = self._held
-            if held is not None and held.id not in self._lost:
-                lost = self._store_call(self.app.store.extend_leases, self.name, {held.id: held.lease_token or ""},
-                                        lease, time.time())
-                if lost:
-                    self._lost.update(lost)
-            now = time.monotonic()
-            if now - last_registry >= 5.0:
-                last_registry = now
-                self._store_call(self.app.store.register_worker, self._info())
-            if now - last_expired >= 5.0:
-                last_expired = now
-                self._store_call(self.app.store.requeue_expired, time.time())
+            # Never in the middle of a store call when the worker forks its job process (see job_process).
+            with self._fork_lock:
+                with self._lock:
+                    held = self._held
+                if held is not None and held.id not in self._lost:
+                    lost = self._store_call(self.app.store.extend_leases, self.name,
+                                            {held.id: held.lease_token or ""}, lease, time.time())
+                    if lost:
+                        self._lost.update(lost)
+                now = time.monotonic()
+                if now - last_registry >= 5.0:
+                    last_registry = now
+                    self._store_call(self.app.store.register_worker, self._info())
+                if now - last_expired >= 5.0:
+                    last_expired = now
+                    self._store_call(self.app.store.requeue_expired, time.time())
 
     _outage_logged = False
 
