@@ -7,7 +7,9 @@ the action API, and ``tests/ckan/ckan_side.py`` for enqueueing from CKAN code; j
 (``solr_standin.py``).
 
 Sites: ``postgresql`` (jobs in the site's PostgreSQL, ``ckan.redis.url`` pointing at a closed port so that any
-use of Redis would fail) and ``redis`` (no ``ckan.offload.store``: jobs in ``ckan.redis.url``). Without the CKAN
+use of Redis would fail), ``redis`` (no ``ckan.offload.store``: jobs in ``ckan.redis.url``) and ``datastore`` (as
+``postgresql``, with CKAN's datastore extension on a datastore database of its own, as a site operator sets it up:
+``ckan datastore set-permissions``). Without the CKAN
 venv, PostgreSQL or Redis the tests skip with the reason; with OFFLOAD_REQUIRE_SERVICES=1 (CI) they fail.
 """
 
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -164,9 +167,14 @@ def _write_config(site_dir: Path, kind: str, db: str, solr_port: int, web_port: 
         "ckan.jobs.timeout": "60",
         "ckan.auth.create_unowned_dataset": "true",
     }
-    if kind == "postgresql":
+    if kind in ("postgresql", "datastore"):
         options["ckan.offload.store"] = f"{db_url}?schema=offload_jobs"
         options["ckan.redis.url"] = NO_REDIS_URL
+    if kind == "datastore":
+        base = POSTGRES_URL.rsplit("/", 1)[0]
+        options["ckan.plugins"] = "offload datastore"
+        options["ckan.datastore.write_url"] = f"{base}/{db}_ds"
+        options["ckan.datastore.read_url"] = re.sub(r"://[^@/]*@", f"://{db}_read@", base) + f"/{db}_ds"
     else:
         options["ckan.redis.url"] = REDIS_DB_URL
     subprocess.run([str(CKAN), "config-tool", str(ini), *(f"{k}={v}" for k, v in options.items())], check=True,
@@ -209,6 +217,7 @@ class Sites:
         self.futures: dict[str, Future[Site]] = {}
         self.servers: list[subprocess.Popen[bytes]] = []
         self.databases: list[str] = []
+        self.roles: list[str] = []
 
     def get(self, kind: str, wanted: set[str]) -> Site:
         for other in [kind, *sorted(wanted - {kind})]:
@@ -227,10 +236,22 @@ class Sites:
         web_port = _free_port()
         _admin_db(f'CREATE DATABASE "{db}"')
         self.databases.append(db)
+        if kind == "datastore":
+            _admin_db(f'DROP ROLE IF EXISTS "{db}_read"')
+            _admin_db(f'CREATE ROLE "{db}_read" LOGIN')
+            self.roles.append(f"{db}_read")
+            _admin_db(f'CREATE DATABASE "{db}_ds"')
+            self.databases.append(f"{db}_ds")
         ini = _write_config(site_dir, kind, db, self.solr_port, web_port, env)
         site = Site(kind, site_dir, ini, env, db)
         init = site.ckan("db", "init")
         assert init.returncode == 0, init.stderr
+        if kind == "datastore":
+            from tests.ckan.ckan_suite import _apply_sql
+
+            permissions = site.ckan("datastore", "set-permissions")
+            assert permissions.returncode == 0, permissions.stderr
+            _apply_sql(permissions.stdout)
         log = site_dir / "server.log"
         with open(log, "wb") as out:
             server = subprocess.Popen([str(CKAN), "-c", str(ini), "run", "-H", "127.0.0.1", "-p", str(web_port),
@@ -251,6 +272,8 @@ class Sites:
                 server.kill()
         for db in self.databases:
             _admin_db(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
+        for role in self.roles:
+            _admin_db(f'DROP ROLE IF EXISTS "{role}"')
         if "redis" in self.futures:
             _drop_redis_keys(f"offload:{{{site_id_for('redis')}}}:*")
 
@@ -275,6 +298,16 @@ def site(request: pytest.FixtureRequest) -> Site:
               if hasattr(item, "callspec") and "site" in item.callspec.params}
     sites: Sites = request.getfixturevalue("sites")
     return sites.get(kind, wanted)
+
+
+@pytest.fixture(scope="session")
+def datastore_site(request: pytest.FixtureRequest) -> Site:
+    """The CKAN site with the datastore extension (jobs in PostgreSQL)."""
+    reason = _service_reasons("datastore")
+    if reason:
+        service_missing("CKAN datastore test site", reason)
+    sites: Sites = request.getfixturevalue("sites")
+    return sites.get("datastore", {"datastore"})
 
 
 def _drop_redis_keys(pattern: str) -> None:
