@@ -57,3 +57,11 @@ class ForkObserver(plugins.SingletonPlugin):
 
     def before_fork(self) -> None:
         ForkObserver.calls += 1
+
+
+def current_rq_job() -> dict[str, Any]:
+    """What ``rq.get_current_job()`` says inside the job (as ckanext-xloader asks it)."""
+    import rq
+
+    job = rq.get_current_job()
+    return {"id": None if job is None else job.id, "meta": None if job is None else dict(job.meta)}

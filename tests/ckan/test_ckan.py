@@ -240,3 +240,13 @@ def test_jobs_live_in_the_sites_store(site: Site) -> None:
 
         keys = list(redis.Redis.from_url(REDIS_DB_URL).scan_iter(f"offload:{{{site.site_id}}}:*", count=1000))
         assert keys and any(job["id"].encode() in key for key in keys)
+
+
+def test_rq_get_current_job_under_ckan_offload_worker(site: Site) -> None:
+    """With the plugin on, ``rq.get_current_job()`` is the running job in offload's own worker too."""
+    (job,) = site.enqueue({"fn": f"{JOBS}:current_rq_job", "queue": "rq-current", "title": "Who am I"})
+    worker = site.ckan("offload", "worker", "--burst", "rq-current", timeout=180)
+    assert worker.returncode == 0, worker.stderr
+    status, body = site.action("offload_job_show", {"id": job["id"]})
+    assert status == 200 and body["result"]["state"] == "finished", body
+    assert body["result"]["result"] == {"id": job["id"], "meta": {"title": "Who am I"}}

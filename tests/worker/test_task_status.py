@@ -138,7 +138,7 @@ def test_a_done_status_outlives_its_job_once_seen(workers: Workers) -> None:
                                  ("resource", "r", "x" * 201), ["resource", "r"], {"entity_type": "r"},
                                  {"entity_type": "r", "entity_id": "i", "task_type": "t", "extra": 1}, "r/i/t"])
 def test_bad_keys_are_refused_and_enqueue_nothing(workers: Workers, bad: Any) -> None:
-    with pytest.raises(ValueError, match="task_status|task status"):
+    with pytest.raises(ValueError, match=r"task_status|task status"):
         workers.app.enqueue(jobfuncs.add, [1, 2], task_status=bad)
     assert workers.app.store.count() == 0
     readers = Readers(workers)

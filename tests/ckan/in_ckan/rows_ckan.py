@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import os
+import re
 import time
 
 import ckan.lib.jobs as jobs
@@ -77,7 +78,7 @@ def test_row_01_enqueue_returns_an_rq_job_with_title_args_and_a_log_line():
         job = tk.enqueue_job(add, [1], {"b": 2}, title="Adding", queue="r01")
     assert isinstance(job, rq.job.Job) and job.meta == {"title": "Adding"}
     assert job.args == [1] and job.kwargs == {"b": 2} and job.origin == jobs.add_queue_name_prefix("r01")
-    logs.assert_log("info", f'Added background job {job.id} ("Adding") to queue "r01"')
+    logs.assert_log("info", re.escape(f'Added background job {job.id} ("Adding") to queue "r01"'))
     assert job.get_status() == "queued" and _run("r01") and job.return_value(refresh=True) == 3
 
 
@@ -443,10 +444,22 @@ def test_row_31_job_timeout_exception_in_the_test_worker(tmp_path):
     assert not path.exists()
 
 
+@pytest.mark.ckan_config("ckan.plugins", "offload")
+@pytest.mark.usefixtures("with_plugins")
 def test_row_35_no_option_is_not_declared_warning(caplog):
+    from ckan.common import config, config_declaration
+
+    from offload.config import SETTINGS
     from offload.contrib.ckan import site
 
     caplog.set_level(logging.DEBUG)
+    keys = ["ckan.offload.store", "ckan.offload.dashboard"] + [
+        f"ckan.{key}" for key in SETTINGS if key not in ("offload.store", "offload.site_id")]
+    for key in keys:
+        assert key in config_declaration, key
+        config.get(key)  # without a default: CKAN warns about an undeclared option here
+    assert config.get("ckan.offload.worker.max_jobs_per_child") == 1  # declared with CKAN's default, typed
+    assert config.get("ckan.offload.dashboard") is True
     site.store_url()
     site.offload_settings()
     jobs.enqueue(add, [1, 1], queue="r35")

@@ -22,7 +22,7 @@ import rq.utils
 
 from offload import codec, context, funcs
 from offload.app import Offload
-from offload.contrib.ckan.rq_options import DESCRIPTION_KEY
+from offload.contrib.ckan.rq_options import DESCRIPTION_KEY, hidden_meta, rq_meta
 from offload.contrib.ckan.site import add_queue_name_prefix, site_app
 from offload.errors import InvalidJobState, JobNotFound
 from offload.jobs import CANCELED, FAILED, FINISHED, QUEUED, SCHEDULED, STARTED, JobSpec
@@ -62,7 +62,7 @@ class Job(rq.job.Job):  # type: ignore[misc]
         self.record = record
         self._app = app
         self._running = running  # set for the job the running process is performing (save_meta goes there)
-        self.meta: dict[str, Any] = {k: v for k, v in (record.meta or {}).items() if k != DESCRIPTION_KEY}
+        self.meta: dict[str, Any] = rq_meta(record.meta)
         #: Set by ``Worker.perform_job`` when the job raised: ``(type, exception, traceback)``.
         self.exc_info_tuple: tuple[type[BaseException], BaseException, Any] | None = None
         #: Set by ``Worker.perform_job`` when the job returned.
@@ -192,7 +192,7 @@ class Job(rq.job.Job):  # type: ignore[misc]
         return str(error.get("traceback") or f"{error.get('type')}: {error.get('message')}")
 
     def spec(self) -> JobSpec:
-        return self.record.spec()._replace(meta=self.meta)
+        return self.record.spec()._replace(meta={**self.meta, **hidden_meta(self.record.meta)})
 
     # -- state -------------------------------------------------------------------------------------------
     def get_status(self, refresh: bool = True) -> str:
@@ -256,7 +256,7 @@ class Job(rq.job.Job):  # type: ignore[misc]
         if record is None:
             raise no_such_job(self.id)
         self.record = record
-        self.meta = {k: v for k, v in (record.meta or {}).items() if k != DESCRIPTION_KEY}
+        self.meta = rq_meta(record.meta)
 
     def get_meta(self, refresh: bool = True) -> dict[str, Any]:
         if refresh:
@@ -265,10 +265,7 @@ class Job(rq.job.Job):  # type: ignore[misc]
 
     def save_meta(self) -> None:
         """Store ``meta`` (JSON values only)."""
-        meta = codec.to_jsonable(self.meta, "meta")
-        description = (self.record.meta or {}).get(DESCRIPTION_KEY)
-        if description is not None:
-            meta[DESCRIPTION_KEY] = description
+        meta = {**codec.to_jsonable(self.meta, "meta"), **hidden_meta(self.record.meta)}
         if self._running is not None:  # the running job: through its own channel (the worker stores it)
             self._running.meta.clear()
             self._running.update_meta(**meta)
@@ -380,9 +377,7 @@ class CurrentJobStack:
         if record is None:
             record = Record(id=current.id, queue=current.queue, title=current.title, state=STARTED,
                             attempts=current.attempt, max_attempts=current.max_attempts, meta=dict(current.meta))
-        job = Job(record, running=current)
-        job.meta = current.meta
-        return job
+        return Job(record, running=current)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.original, name)

@@ -39,8 +39,25 @@ _NO_SUCH_CONCEPT = {
     "pipeline": "offload enqueues through its own store, not a Redis pipeline",
     "webhooks": "offload's webhooks are per event subscription (offload webhooks add), not per job",
 }
-#: The key of ``meta`` where an explicit RQ ``description`` is kept (CKAN's title stays in ``meta["title"]``).
+#: Keys of the stored ``meta`` that RQ-shaped jobs do not show in theirs: an explicit RQ ``description`` (CKAN's
+#: title stays in ``meta["title"]``), and the mark of a job added through RQ's queue interface, whose ``meta`` is
+#: RQ's (no ``title``: offload's records always have one).
+HIDDEN_PREFIX = "offload.rq."
 DESCRIPTION_KEY = "offload.rq.description"
+UNTITLED_KEY = "offload.rq.untitled"
+
+
+def rq_meta(stored: dict[str, Any] | None) -> dict[str, Any]:
+    """A job's ``meta`` as RQ code sees it (the hidden keys left out)."""
+    stored = stored or {}
+    meta = {k: v for k, v in stored.items() if not k.startswith(HIDDEN_PREFIX)}
+    if stored.get(UNTITLED_KEY) and meta.get("title") is None:
+        meta.pop("title", None)
+    return meta
+
+
+def hidden_meta(stored: dict[str, Any] | None) -> dict[str, Any]:
+    return {k: v for k, v in (stored or {}).items() if k.startswith(HIDDEN_PREFIX)}
 
 
 class TimeoutFormatError(ValueError):

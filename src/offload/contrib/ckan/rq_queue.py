@@ -16,7 +16,7 @@ import rq.exceptions
 
 from offload.app import Offload
 from offload.contrib.ckan.rq_job import Job
-from offload.contrib.ckan.rq_options import RQ_CALL_OPTIONS, RQ_ENQUEUE_OPTIONS, RQOptions, rq_options
+from offload.contrib.ckan.rq_options import RQ_CALL_OPTIONS, RQ_ENQUEUE_OPTIONS, UNTITLED_KEY, RQOptions, rq_options
 from offload.contrib.ckan.site import add_queue_name_prefix, site_app
 from offload.jobs import CANCELED, FAILED, FINISHED, QUEUED, SCHEDULED, STARTED
 
@@ -254,6 +254,8 @@ class Queue:
         if options.unique and options.job_id is not None and app.store.get(options.job_id) is not None:
             raise DuplicateJob(f"Job with ID {options.job_id} already exists")
         extra: dict[str, Any] = options.enqueue_options()
+        if title is None and "title" not in options.meta:
+            extra["meta"] = {**options.meta, UNTITLED_KEY: True}
         if connection is not None:
             extra["connection"] = connection
         if at is not None:
