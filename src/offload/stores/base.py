@@ -18,6 +18,7 @@ State machine (what each verb may do):
                    "abandoned") once attempts are spent
     cancel         scheduled | queued | started -> canceled (a started job's lease is revoked)
     retry_now      failed | canceled | scheduled -> queued (attempts reset to 0 for failed/canceled)
+    to_front       queued -> queued, at the head of its queue (its enqueued_at, its place, just before the head's)
 
 Fencing: settle and extend_leases act only on a started job whose ``lease_token`` matches; anything else
 is a late or foreign result and is rejected (returns False / reported as lost).
@@ -192,6 +193,12 @@ class Store(abc.ABC):
     def retry_now(self, job_id: str, now: float) -> Job | None:
         """Queue a failed, canceled or scheduled job to run now; return it as it is now (unchanged when
         its state does not allow this), or None if there is no such job."""
+
+    @abc.abstractmethod
+    def to_front(self, job_id: str) -> bool:
+        """Move a queued job to the head of its queue (RQ's ``at_front``): the next claim of that queue takes it
+        first. Its ``enqueued_at`` (its place in the queue) becomes just earlier than that of the job that was
+        first. False if there is no such queued job."""
 
     @abc.abstractmethod
     def delete(self, job_id: str) -> bool:

@@ -324,6 +324,17 @@ class MemoryStore(Store):
                 self._b.cond.notify_all()
             return _copy(job)
 
+    def to_front(self, job_id: str) -> bool:
+        with self._b.cond:
+            job = self._b.jobs.get(self._key(job_id))
+            if job is None or job.state != QUEUED:
+                return False
+            ahead = [j.enqueued_at or 0.0 for j in self._mine()
+                     if j.queue == job.queue and j.state == QUEUED and j.id != job.id]
+            if ahead:
+                job.enqueued_at = min(min(ahead) - 1e-6, job.enqueued_at or 0.0)
+            return True
+
     def delete(self, job_id: str) -> bool:
         with self._b.cond:
             self._b.seq.pop(self._key(job_id), None)

@@ -509,6 +509,11 @@ class PostgresStore(Store):
                 rows = conn.execute(self._sql["get"], params).fetchall()
         return self._job(rows[0]) if rows else None
 
+    def to_front(self, job_id: str) -> bool:
+        with self._session() as conn:
+            cur = conn.execute(self._sql["to_front"], {"site": self.site_id, "id": job_id})
+            return cur.rowcount == 1
+
     def delete(self, job_id: str) -> bool:
         with self.link.session() as conn:
             cur = conn.execute(f'DELETE FROM "{self.schema}".jobs WHERE site = %s AND id = %s', (self.site_id, job_id))

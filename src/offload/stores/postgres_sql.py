@@ -285,6 +285,13 @@ SELECT {columns("j")} FROM {{s}}.jobs j
 WHERE j.site = %(site)s AND j.id = %(id)s AND NOT EXISTS (SELECT 1 FROM changed)
 """
 
+_TO_FRONT = """
+UPDATE {s}.jobs j SET enqueued_at = least(j.enqueued_at, coalesce((
+    SELECT min(h.enqueued_at) - 0.000001 FROM {s}.jobs h
+    WHERE h.site = j.site AND h.queue = j.queue AND h.state = 'queued' AND h.id <> j.id), j.enqueued_at))
+WHERE j.site = %(site)s AND j.id = %(id)s AND j.state = 'queued'
+"""
+
 _PURGE = f"""
 DELETE FROM {{s}}.jobs WHERE ctid = ANY(ARRAY(
     SELECT ctid FROM {{s}}.jobs
@@ -343,6 +350,7 @@ STATEMENTS = {
     "get": _GET,
     "cancel": _CANCEL,
     "retry_now": _RETRY_NOW,
+    "to_front": _TO_FRONT,
     "purge": _PURGE,
     "set_progress": _SET_PROGRESS,
     "enqueue_periodic": _ENQUEUE_PERIODIC,

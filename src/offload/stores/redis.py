@@ -661,6 +661,9 @@ class RedisStore(Store):
         reply = self._run("cancel", job_id, repr(now))
         return None if reply is None else self._job(json.loads(reply))
 
+    def to_front(self, job_id: str) -> bool:
+        return bool(int(self._run("front", job_id)))
+
     def retry_now(self, job_id: str, now: float) -> Job | None:
         reply = self._run("retry_now", job_id, repr(now))
         return None if reply is None else self._job(json.loads(reply))

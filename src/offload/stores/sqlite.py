@@ -598,6 +598,16 @@ class SQLiteStore(Store):
                     pass  # another pending job holds its unique key: leave this one as it is
         return self.get(job_id)
 
+    def to_front(self, job_id: str) -> bool:
+        with self._write() as conn:
+            cur = conn.execute(
+                "UPDATE jobs SET enqueued_at=min(enqueued_at, coalesce((SELECT min(h.enqueued_at) - 0.000001 "
+                "FROM jobs h WHERE h.site=jobs.site AND h.queue=jobs.queue AND h.state='queued' AND h.id<>jobs.id), "
+                "enqueued_at)) WHERE site=? AND id=? AND state='queued'",
+                (self.site_id, job_id),
+            )
+            return cur.rowcount == 1
+
     def delete(self, job_id: str) -> bool:
         with self._write() as conn:
             return conn.execute("DELETE FROM jobs WHERE site=? AND id=?", (self.site_id, job_id)).rowcount == 1

@@ -97,9 +97,14 @@ def test_row_03_rq_kwargs_at_front():
     first = jobs.enqueue(add, [1, 1], queue="r03")
     normal = jobs.enqueue(add, [2, 2], queue="r03", rq_kwargs={"timeout": 60, "at_front": False})
     assert jobs.get_queue("r03").job_ids == [first.id, normal.id]
-    with pytest.raises(ValueError, match="at_front=True is not supported by offload"):
-        jobs.enqueue(add, [3, 3], queue="r03", rq_kwargs={"at_front": True})
-    assert jobs.get_queue("r03").job_ids == [first.id, normal.id]
+    front = jobs.enqueue(add, [3, 3], queue="r03", rq_kwargs={"timeout": "3600", "at_front": True})  # as xloader
+    assert jobs.get_queue("r03").job_ids == [front.id, first.id, normal.id]
+    assert front.enqueued_at <= first.enqueued_at  # its place in the queue
+    with pytest.raises(ValueError, match="at_front=True is not supported for a scheduled job"):
+        jobs.get_queue("r03").enqueue_in(60, add, 1, 1, at_front=True)
+    with helpers.recorded_logs("ckan.lib.jobs") as logs:
+        jobs.Worker(["r03"]).work(burst=True)
+    assert f"starts job {front.id}" in logs.messages["info"][1]
 
 
 def test_row_04_other_rq_kwargs_have_rqs_meaning_or_are_refused_by_name():

@@ -291,11 +291,12 @@ class Job(rq.job.Job):  # type: ignore[misc]
         self.app.store.delete(self.id)
 
     def requeue(self, at_front: bool = False) -> Job:
-        """Queue a failed or canceled job again (RQ's ``requeue``)."""
-        if at_front:
-            raise ValueError("at_front=True is not supported by offload: its queues take jobs in order")
+        """Queue a failed or canceled job again (RQ's ``requeue``), at the head of its queue with ``at_front``."""
         try:
-            return Job(self.app.retry(self.id), self.app)
+            record = self.app.retry(self.id)
+            if at_front and self.app.store.to_front(record.id):
+                record = self.app.store.get(record.id) or record
+            return Job(record, self.app)
         except InvalidJobState as exc:
             raise InvalidOperation(str(exc)) from None
         except JobNotFound:

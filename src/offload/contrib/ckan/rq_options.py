@@ -4,8 +4,8 @@ Each RQ option gets RQ 2.x's meaning where offload has the concept, and is refus
 
 - ``timeout`` / ``job_timeout``: RQ's ``parse_timeout`` (an int, a digit string or ``"1h"``, ``"30m"``...; floats
   are truncated); ``None`` is RQ's queue default, 180 s; ``-1`` no limit; ``0`` is refused.
-- ``job_id`` (RQ's id rules are a subset of offload's), ``meta``, ``description``, ``at_front`` (False; True is
-  refused: offload's queues have no head insertion), ``retry`` (``rq.Retry(max, interval)``: ``max`` retries at a
+- ``job_id`` (RQ's id rules are a subset of offload's), ``meta``, ``description``, ``at_front`` (the job goes to
+  the head of its queue; not for a scheduled job), ``retry`` (``rq.Retry(max, interval)``: ``max`` retries at a
   fixed interval), ``unique``;
 - ``result_ttl``, ``failure_ttl``: accepted; offload keeps every done job for ``offload.jobs.keep`` instead;
 - refused: ``ttl`` (a job that may not run after a deadline), ``depends_on``, ``repeat``, ``on_success``,
@@ -111,6 +111,7 @@ class RQOptions:
     max_attempts: int | None = None
     retry: RetryPolicy | None = None
     unique: bool = False
+    at_front: bool = False
     task_status: Any = None
 
     def enqueue_options(self) -> dict[str, Any]:
@@ -155,10 +156,8 @@ def rq_options(given: Mapping[str, Any], timeout_key: str = "timeout") -> RQOpti
     if refused:
         raise ValueError("; ".join(f"RQ option {name} is not supported by offload: {_NO_SUCH_CONCEPT[name]}"
                                    for name in refused))
-    if options.get("at_front"):
-        raise ValueError("RQ option at_front=True is not supported by offload: its queues take jobs in order")
     out = RQOptions(timeout=job_seconds(options.get(timeout_key)), unique=bool(options.get("unique")),
-                    task_status=options.get("task_status"))
+                    at_front=bool(options.get("at_front")), task_status=options.get("task_status"))
     for name in _KEPT_FOR_KEEP:
         parse_timeout(options.get(name))  # refused as RQ would refuse it, else kept for offload.jobs.keep
     if options.get("job_id") is not None:

@@ -251,6 +251,9 @@ class Queue:
         """Add a job with RQ's options; an existing job with the same id is replaced (RQ's default), or
         ``DuplicateJob`` with ``unique``. ``connection``: in the application's transaction (``Offload.enqueue``)."""
         app = self.app
+        if options.at_front and at is not None:
+            raise ValueError("at_front=True is not supported for a scheduled job: offload runs it in its turn once "
+                             "it is due")
         if options.unique and options.job_id is not None and app.store.get(options.job_id) is not None:
             raise DuplicateJob(f"Job with ID {options.job_id} already exists")
         extra: dict[str, Any] = options.enqueue_options()
@@ -267,6 +270,8 @@ class Queue:
             # RQ overwrites a job with the same id; a running one goes on (CKAN's worker drops its outcome).
             app.store.delete(record.id)
             record = app.enqueue(fn, call_args, call_kwargs, title=title, queue=self.queue_name, **extra)
+        if options.at_front and app.store.to_front(record.id):
+            record = app.store.get(record.id) or record
         return Job(record, app)
 
     def enqueue_call(self, func: Callable[..., Any] | str, args: Sequence[Any] | None = None,
