@@ -27,8 +27,14 @@ class DuplicateJob(rq.exceptions.DuplicateJobError):  # type: ignore[misc]
     """``unique=True`` and a job with that id exists (RQ's ``DuplicateJobError``)."""
 
 
+#: Up to this many waiting jobs, a queue's jobs are listed in the order workers take them (jobs put at the front
+#: first); beyond, in the order they were added, reading only the slice asked for.
+EXACT_ORDER_LIMIT = 1000
+
+
 class QueueJobs(Sequence[Job]):
-    """The waiting jobs of a queue, next first, read from the store on use: ``queue.jobs[:200]`` reads 200."""
+    """The waiting jobs of a queue, next first, read from the store on use (``queue.jobs[:200]`` of a long queue
+    reads 200)."""
 
     def __init__(self, queue: Queue) -> None:
         self.queue = queue
@@ -37,7 +43,12 @@ class QueueJobs(Sequence[Job]):
         if limit <= 0:
             return []
         app = self.queue.app
-        return [Job(r, app) for r in app.list_jobs([self.queue.queue_name], [QUEUED], limit, offset)]
+        name = self.queue.queue_name
+        if app.store.count([name], [QUEUED]) <= EXACT_ORDER_LIMIT:
+            waiting = app.list_jobs([name], [QUEUED], EXACT_ORDER_LIMIT)
+            waiting.sort(key=lambda r: (r.enqueued_at if r.enqueued_at is not None else r.created_at, r.created_at))
+            return [Job(r, app) for r in waiting[offset:offset + limit]]
+        return [Job(r, app) for r in app.list_jobs([name], [QUEUED], limit, offset)]
 
     def __len__(self) -> int:
         return self.queue.count
