@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import datetime as dt
-import inspect
 import math
 import threading
 import time
-import traceback
 from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from offload import codec, context, funcs, registry, taskstatus
+from offload import codec, funcs, registry, taskstatus
 from offload.config import NO_LIMIT, Config
 from offload.errors import (
     InvalidJobState,
@@ -19,14 +17,13 @@ from offload.errors import (
     JobNotFound,
     StoreError,
 )
+from offload.inline import run_inline
 from offload.jobs import (
     CANCELED,
     DONE_STATES,
     FAILED,
-    FINISHED,
     QUEUED,
     SCHEDULED,
-    STARTED,
     STATES,
     Job,
     WorkerInfo,
@@ -35,7 +32,7 @@ from offload.jobs import (
     new_id,
     new_ids,
 )
-from offload.retry import Retry, RetryPolicy, next_payload, recorded_budget
+from offload.retry import RetryPolicy
 from offload.stores import Store, open_store, store_class
 
 if TYPE_CHECKING:
@@ -125,34 +122,6 @@ def _task_key(options: dict[str, Any]) -> taskstatus.TaskKey | None:
     """The ``task_status`` option, taken out of ``options`` and validated."""
     value = options.pop("task_status", None)
     return None if value is None else taskstatus.task_key(value)
-
-
-def _wait_for(awaitable: Any) -> Any:
-    """The result of an awaitable, from synchronous code: on a new event loop, or, when this thread already runs
-    one (an async application calling enqueue in synchronous mode), on a new loop in another thread that this
-    one waits for (with this context: the job still sees ``current_job()``)."""
-    import asyncio
-
-    async def wait() -> Any:
-        return await awaitable
-
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return asyncio.run(wait())
-    import contextvars
-    from concurrent.futures import ThreadPoolExecutor
-
-    copied = contextvars.copy_context()
-    with ThreadPoolExecutor(1, thread_name_prefix="offload-sync") as pool:
-        return pool.submit(copied.run, asyncio.run, wait()).result()
-
-
-def _inline_error(exc: BaseException) -> dict[str, Any]:
-    cls = type(exc)
-    name = cls.__qualname__ if cls.__module__ == "builtins" else f"{cls.__module__}.{cls.__qualname__}"
-    return {"type": name, "message": str(exc), "reason": "exception",
-            "traceback": "".join(traceback.format_exception(cls, exc, exc.__traceback__))}
 
 
 class Queue:
@@ -504,55 +473,8 @@ class Offload:
         return self._store_one(job, key, connection)
 
     def _run_inline(self, job: Job, key: taskstatus.TaskKey | None = None) -> Job:
-        """Synchronous mode: run now in this process; exceptions reach the caller as they would from a call. An
-        ``async def`` job is awaited. A ``Retry`` runs the job again at once, as Celery's eager mode does (no
-        waiting for the countdown), with the arguments it asked for, while its budget allows."""
-        job.started_at = time.time()
-        job.state = STARTED
-        try:
-            fn = funcs.job_function(job.func, job.task)
-            while True:
-                job.attempts += 1
-                args, kwargs = codec.decode_payload(job.payload)
-                token = context.enter(job.spec(), None)
-                try:
-                    result = fn(*args, **kwargs)
-                    if inspect.isawaitable(result):
-                        result = _wait_for(result)
-                    break
-                except Retry as exc:
-                    self._inline_retry(job, exc)
-                finally:
-                    context.leave(token)
-            job.result_json = codec.encode_result(result)
-        except BaseException as exc:
-            job.state = FAILED
-            job.ended_at = time.time()
-            job.error = _inline_error(exc)
-            job.errors.append(job.error)
-            if key is not None:
-                taskstatus.attach(self.store, key, job)
-            raise
-        job.state = FINISHED
-        job.ended_at = time.time()
-        if key is not None:
-            taskstatus.attach(self.store, key, job)
-        return job
-
-    def _inline_retry(self, job: Job, exc: Retry) -> None:
-        """A ``Retry`` in synchronous mode: prepare the next attempt, or raise what the job fails with."""
-        fields = exc.report_fields()
-        budget = recorded_budget(job.attempts, job.max_attempts, exc.max_retries)
-        if budget is not None:
-            job.max_attempts = budget
-        cause = exc.exc if exc.exc is not None else exc
-        if job.attempts >= job.max_attempts or getattr(cause, "retryable", True) is False:
-            raise cause
-        error = _inline_error(cause)
-        error.update(reason="retry", attempt=job.attempts, at=time.time())
-        job.errors.append(error)
-        job.error = error
-        job.payload = next_payload(job.payload, fields.get("retry_with")) or job.payload
+        """Synchronous mode: run ``job`` now in this process (see ``offload.inline``)."""
+        return run_inline(self.store if key is not None else None, job, key)
 
     # -- task status ---------------------------------------------------------------------------------------
     def task_status(self, entity_type: str, entity_id: str, task_type: str) -> dict[str, Any] | None:
