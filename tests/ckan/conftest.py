@@ -6,6 +6,9 @@ the action API, and ``tests/ckan/ckan_side.py`` for enqueueing from CKAN code; j
 ``ckan_testjobs.py``. Each site gets its own PostgreSQL database (dropped afterwards) and a stand-in for Solr
 (``solr_standin.py``).
 
+The sites, servers and Solr stand-in live as long as this package's tests (``package`` scope), so that nothing of
+theirs keeps running, and competing for the CPU, while the rest of the suite runs.
+
 Sites: ``postgresql`` (jobs in the site's PostgreSQL, ``ckan.redis.url`` pointing at a closed port so that any
 use of Redis would fail), ``redis`` (no ``ckan.offload.store``: jobs in ``ckan.redis.url``) and ``datastore`` (as
 ``postgresql``, with CKAN's datastore extension on a datastore database of its own, as a site operator sets it up:
@@ -191,7 +194,7 @@ def _service_reasons(kind: str) -> str | None:
     return reason
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def solr_port(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
     port = _free_port()
     log = tmp_path_factory.mktemp("solr") / "solr.log"
@@ -278,7 +281,7 @@ class Sites:
             _drop_redis_keys(f"offload:{{{site_id_for('redis')}}}:*")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def sites(solr_port: int, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sites]:
     prepared = Sites(tmp_path_factory.mktemp("ckan"), solr_port)
     try:
@@ -287,7 +290,7 @@ def sites(solr_port: int, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
         prepared.close()
 
 
-@pytest.fixture(scope="session", params=["postgresql", "redis"])
+@pytest.fixture(scope="package", params=["postgresql", "redis"])
 def site(request: pytest.FixtureRequest) -> Site:
     """The CKAN site of the test's store kind (``postgresql`` or ``redis``)."""
     kind: str = request.param
@@ -300,7 +303,7 @@ def site(request: pytest.FixtureRequest) -> Site:
     return sites.get(kind, wanted)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def datastore_site(request: pytest.FixtureRequest) -> Site:
     """The CKAN site with the datastore extension (jobs in PostgreSQL)."""
     reason = _service_reasons("datastore")
