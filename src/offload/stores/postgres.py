@@ -510,9 +510,9 @@ class PostgresStore(Store):
         return self._job(rows[0]) if rows else None
 
     def to_front(self, job_id: str) -> bool:
-        with self._session() as conn:
+        with self.link.session() as conn:
             cur = conn.execute(self._sql["to_front"], {"site": self.site_id, "id": job_id})
-            return cur.rowcount == 1
+            return bool(cur.rowcount == 1)
 
     def delete(self, job_id: str) -> bool:
         with self.link.session() as conn:

@@ -458,7 +458,7 @@ def test_row_35_no_option_is_not_declared_warning(caplog):
     from offload.contrib.ckan import site
 
     caplog.set_level(logging.DEBUG)
-    keys = ["ckan.offload.store", "ckan.offload.dashboard"] + [
+    keys = ["ckan.offload.store", "ckan.offload.dashboard", "ckan.offload.transactional"] + [
         f"ckan.{key}" for key in SETTINGS if key not in ("offload.store", "offload.site_id")]
     for key in keys:
         assert key in config_declaration, key

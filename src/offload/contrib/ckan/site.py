@@ -100,6 +100,8 @@ def declare_options(declaration: Any, key: Any) -> None:
         "empty: ckan.redis.url")
     declaration.declare_bool("ckan.offload.dashboard", True).set_description(
         "serve offload's dashboard at /ckan-admin/offload/ for sysadmins")
+    declaration.declare_bool("ckan.offload.transactional", False).set_description(
+        "enqueue through model.Session's transaction once it has written (store in CKAN's own PostgreSQL database)")
     for name, setting in SETTINGS.items():
         if name in ("offload.store", "offload.site_id"):
             continue  # ckan.offload.store above; the site id is ckan.site_id
