@@ -76,11 +76,6 @@ def test_row(results: dict[str, str], number: str, test: str) -> None:
     name = test.partition("::")[2]
     outcomes = {tid: outcome for tid, outcome in results.items() if re.search(rf"::{re.escape(name)}(\[|$)", tid)}
     assert outcomes, f"row {number}: {name} did not run\n{results['__output__'][-3000:]}"
-    import offload.context
-
-    if set(outcomes.values()) == {"skipped"} and number == "31" and not hasattr(offload.context,
-                                                                                "use_timeout_exception"):
-        pytest.skip("row 31 needs offload's soft timeout (offload.context.use_timeout_exception), not in this tree")
     failed = {tid: o for tid, o in outcomes.items() if o != "passed"}
     assert not failed, f"row {number}: {failed}\n{_failure_text(results['__output__'], name)}"
 

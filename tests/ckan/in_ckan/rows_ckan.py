@@ -428,10 +428,6 @@ def test_row_30_get_current_job_in_a_job_process():
 
 
 def test_row_31_job_timeout_exception_lets_the_job_clean_up(tmp_path):
-    import offload.context
-
-    if not hasattr(offload.context, "use_timeout_exception"):
-        pytest.skip("offload's soft timeout (JobTimeout raised in the job) is not in this offload")
     path = tmp_path / "temp.csv"
     job = jobs.enqueue(sleep_then_clean_up, [str(path), 30], queue="r31", rq_kwargs={"timeout": 1})
     _run("r31")

@@ -71,7 +71,8 @@ class ExecutorRun:
         global _worker
         _worker = worker
         with pause():
-            self.runner = JobRunner(fork=True, in_child=_in_child)
+            self.runner = JobRunner(timeout_grace=float(worker.app.config["offload.jobs.timeout_grace"]), fork=True,
+                                    in_child=_in_child)
         self.jobs_run = 0
 
     @property

@@ -10,19 +10,15 @@ from __future__ import annotations
 
 import rq.timeouts
 
-from offload import context, errors
+from offload import context
+from offload.errors import JobTimeout
 
-_BASES: tuple[type, ...] = (rq.timeouts.JobTimeoutException,)
-if hasattr(errors, "JobTimeout"):
-    _BASES = (errors.JobTimeout, *_BASES)
 
-#: The job ran past its time limit: offload's ``JobTimeout`` and RQ's ``JobTimeoutException``.
-JobTimeoutException = type("JobTimeoutException", _BASES, {"__module__": __name__, "__doc__":
-                           "The job ran past its time limit (offload's JobTimeout and RQ's JobTimeoutException)."})
+class JobTimeoutException(JobTimeout, rq.timeouts.JobTimeoutException):  # type: ignore[misc]  # rq is untyped
+    """The job ran past its time limit (offload's JobTimeout and RQ's JobTimeoutException)."""
 
 
 def install_timeout_exception() -> None:
-    """Make the soft timeout raise ``JobTimeoutException`` in this process's jobs (idempotent)."""
-    use = getattr(context, "use_timeout_exception", None)
-    if use is not None:
-        use(JobTimeoutException)
+    """Make the soft timeout raise ``JobTimeoutException`` in this process's jobs, and in the job processes it
+    forks (idempotent)."""
+    context.use_timeout_exception(JobTimeoutException)
