@@ -18,7 +18,11 @@ State machine (what each verb may do):
                    "abandoned") once attempts are spent
     cancel         scheduled | queued | started -> canceled (a started job's lease is revoked)
     retry_now      failed | canceled | scheduled -> queued (attempts reset to 0 for failed/canceled)
-    to_front       queued -> queued, at the head of its queue (its enqueued_at, its place, just before the head's)
+    to_front       queued -> queued, at the head of its queue (priority 0, and its enqueued_at, its place, just
+                   before that of every other queued job of the queue)
+
+Order within a queue: ``priority`` (0 first, 9 last), then ``enqueued_at``, then insertion order. A released or
+requeued job keeps its priority and its place.
 
 Fencing: settle and extend_leases act only on a started job whose ``lease_token`` matches; anything else
 is a late or foreign result and is rejected (returns False / reported as lost).
@@ -119,7 +123,7 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def claim(self, queues: Sequence[str], worker_id: str, lease: float, limit: int, now: float) -> list[Job]:
         """Promote due scheduled jobs, then take up to ``limit`` queued jobs, earlier queues first and
-        FIFO within a queue; each becomes ``started`` with a fresh ``lease_token``, ``lease_until = now +
+        by priority (0 first), then FIFO, within a queue; each becomes ``started`` with a fresh ``lease_token``, ``lease_until = now +
         lease``, ``worker = worker_id``, ``started_at = now`` and ``attempts + 1``."""
 
     @abc.abstractmethod
@@ -197,8 +201,8 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def to_front(self, job_id: str) -> bool:
         """Move a queued job to the head of its queue (RQ's ``at_front``): the next claim of that queue takes it
-        first. Its ``enqueued_at`` (its place in the queue) becomes just earlier than that of the job that was
-        first. False if there is no such queued job."""
+        first, ahead of every priority. Its priority becomes 0 and its ``enqueued_at`` (its place in the queue)
+        just earlier than that of every other queued job of the queue. False if there is no such queued job."""
 
     @abc.abstractmethod
     def delete(self, job_id: str) -> bool:

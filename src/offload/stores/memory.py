@@ -140,7 +140,7 @@ class MemoryStore(Store):
                     break
                 ready = sorted(
                     (j for j in self._mine() if j.queue == queue and j.state == QUEUED),
-                    key=lambda j: (j.enqueued_at or 0.0, self._b.seq[self._key(j.id)]),
+                    key=lambda j: (j.priority, j.enqueued_at or 0.0, self._b.seq[self._key(j.id)]),
                 )
                 for job in ready[: limit - len(claimed)]:
                     job.state = STARTED
@@ -333,6 +333,7 @@ class MemoryStore(Store):
                      if j.queue == job.queue and j.state == QUEUED and j.id != job.id]
             if ahead:
                 job.enqueued_at = min(min(ahead) - 1e-6, job.enqueued_at or 0.0)
+            job.priority = 0
             return True
 
     def delete(self, job_id: str) -> bool:

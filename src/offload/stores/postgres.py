@@ -313,7 +313,7 @@ class PostgresStore(Store):
             "enqueued_at": _float(now if job.state == QUEUED else job.enqueued_at), "run_at": _float(job.run_at),
             "attempts": str(int(job.attempts)), "max_attempts": str(int(job.max_attempts)),
             "retry": _dump(job.retry), "timeout": _float(job.timeout), "meta": codec.dump_meta(job.meta),
-            "unique_key": job.unique_key,
+            "unique_key": job.unique_key, "priority": str(int(job.priority)),
         }
         # fmt: on
 
@@ -369,7 +369,7 @@ class PostgresStore(Store):
         rows = [
             [j.id, self.prefix + j.queue, j.func, j.task, j.payload, j.title, j.state, j.created_at,
              now if j.state == QUEUED else j.enqueued_at, j.run_at, j.attempts, j.max_attempts, _dump(j.retry),
-             j.timeout, codec.dump_meta(j.meta), j.unique_key, ins]
+             j.timeout, codec.dump_meta(j.meta), j.unique_key, ins, j.priority]
             for j, ins in zip(jobs, insert, strict=True)
         ]
         # fmt: on

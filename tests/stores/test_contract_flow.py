@@ -1,0 +1,98 @@
+"""The Store contract for flow control (issue 22): priorities within a queue, paused queues and snoozed jobs, run
+unchanged against every engine."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+
+from offload.jobs import QUEUED, SCHEDULED, Outcome
+from offload.stores import Store
+from tests.stores.conftest import make_job
+from tests.stores.test_contract import LEASE, claim_one
+
+
+def claim_ids(store: Store, queues: list[str], count: int, now: float | None = None) -> list[str]:
+    jobs = store.claim(queues, "w1", LEASE, count, time.time() if now is None else now)
+    return [j.id for j in jobs]
+
+
+# -- priority -------------------------------------------------------------------------------------------
+def test_priority_orders_a_queue_and_equal_priorities_keep_fifo(store: Store) -> None:
+    now = time.time()
+    prios = [5, 0, 9, 5, 0, 1, 9, 1]
+    jobs = [make_job(now=now + i * 1e-3, priority=p) for i, p in enumerate(prios)]
+    store.enqueue_many(jobs[:4], now)
+    for job in jobs[4:]:
+        store.enqueue(job, now)
+    assert [store.get(j.id).priority for j in jobs] == prios
+    expected = [j.id for j in sorted(jobs, key=lambda j: (j.priority, jobs.index(j)))]
+    assert claim_ids(store, ["default"], 3) + claim_ids(store, ["default"], 10) == expected
+
+
+def test_priority_never_reorders_queues(store: Store) -> None:
+    now = time.time()
+    low_first = make_job("first", now=now, priority=9)
+    urgent_second = make_job("second", now=now, priority=0)
+    store.enqueue_many([urgent_second, low_first], now)
+    assert claim_ids(store, ["first", "second"], 1) == [low_first.id]
+    assert claim_ids(store, ["first", "second"], 1) == [urgent_second.id]
+
+
+def test_promoted_scheduled_jobs_keep_their_priority(store: Store) -> None:
+    now = time.time()
+    queued_low = make_job(now=now, priority=7)
+    due_high = make_job(now=now, run_at=now + 5, priority=2)
+    store.enqueue_many([queued_low, due_high], now)
+    assert store.get(due_high.id).state == SCHEDULED
+    assert claim_ids(store, ["default"], 2, now + 10) == [due_high.id, queued_low.id]
+
+
+def test_released_and_requeued_jobs_keep_priority_and_place(store: Store) -> None:
+    now = time.time()
+    a, b, c = (make_job(now=now + i * 1e-3, priority=3, max_attempts=5) for i in range(3))
+    low = make_job(now=now, priority=4)
+    store.enqueue_many([a, b, c, low], now)
+    first = claim_one(store, now=now)
+    assert first.id == a.id
+    assert store.settle([Outcome(first.id, first.lease_token, "release")], now) == [True]
+    assert claim_ids(store, ["default"], 2, now) == [a.id, b.id]
+    assert [j.id for j in store.requeue_expired(now + LEASE + 1)] == [a.id, b.id]
+    assert store.get(a.id).priority == 3
+    assert claim_ids(store, ["default"], 4, now + LEASE + 2) == [a.id, b.id, c.id, low.id]
+
+
+def test_to_front_runs_ahead_of_every_priority(store: Store) -> None:
+    now = time.time()
+    urgent = make_job(now=now, priority=0)
+    low = make_job(now=now + 1e-3, priority=9)
+    mid = make_job(now=now + 2e-3, priority=5)
+    store.enqueue_many([urgent, low, mid], now)
+    assert store.to_front(low.id) is True
+    got = store.get(low.id)
+    assert got.priority == 0 and got.enqueued_at < store.get(urgent.id).enqueued_at
+    assert claim_ids(store, ["default"], 3, now) == [low.id, urgent.id, mid.id]
+
+
+def test_retry_now_keeps_the_priority(store: Store) -> None:
+    now = time.time()
+    job = make_job(now=now, priority=6)
+    store.enqueue(job, now)
+    assert store.cancel(job.id, now) is not None
+    assert store.retry_now(job.id, now).priority == 6
+    other = make_job(now=now, priority=1)
+    store.enqueue(other, now)
+    assert claim_ids(store, ["default"], 2, now) == [other.id, job.id]
+
+
+def test_cancel_delete_and_clear_reach_every_priority(store: Store) -> None:
+    now = time.time()
+    jobs = [make_job(now=now, priority=p) for p in (0, 4, 9, 9)]
+    store.enqueue_many(jobs, now)
+    assert store.cancel(jobs[1].id, now).state == "canceled"
+    assert store.delete(jobs[2].id) is True
+    assert store.count(["default"], [QUEUED]) == 2
+    assert store.clear(["default"]) == 2
+    assert claim_ids(store, ["default"], 5, now) == []
+    assert store.wait_for_work(["default"], 0.05) is False
