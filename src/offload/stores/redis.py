@@ -17,7 +17,10 @@ Cluster hash tag, so one site lives in one slot); queues are stored as ``<site_i
                               the copies the scripts need (queue as Q, created_at, max_attempts, unique_key) plus
                               ``seq``, a 15-digit insertion number
     B q:<Q>            LIST   ids of the queued jobs of a queue, claimed from the head (LPOP); new, promoted,
-                              requeued and retried jobs join the tail, released ones go back to the head
+                              requeued and retried jobs join the tail, released ones go back to the head. One
+                              list per priority: q:<Q> holds priority 0 (and every job of data written before
+                              priorities), q:<Q>#<p> priority p (1-9), claimed after q:<Q>; ``priority`` is in
+                              a job hash only when not 0, so schema 1 data reads as it is
     B s:<Q>:<state>    ZSET   the jobs of a queue in a state (every state but started) by created_at, members
                               ``<seq>:<id>`` so ties keep insertion order; ``list`` merges the ones it needs
     B lease            ZSET   started job ids by lease_until (``requeue_expired``; lists of started jobs)
@@ -376,6 +379,7 @@ class RedisStore(Store):
                                                    (7, "ended_at"), (13, "lease_until"))]
         checks.append((8, "attempts", int))
         checks.append((17, "max_attempts", int))
+        checks.append((18, "priority", int))
         for index, name, decode in checks:
             try:
                 if r[index] is not None:
@@ -392,7 +396,7 @@ class RedisStore(Store):
 
     def _decode(self, r: builtins.list[Any]) -> Job:
         (job_id, spec, payload, state, enqueued_at, run_at, started_at, ended_at, attempts, result, error, errors,
-         worker, lease_until, lease_token, progress, meta, budget) = r
+         worker, lease_until, lease_token, progress, meta, budget, priority) = r
         queue, func, task, title, created_at, max_attempts, retry, timeout, unique_key = json.loads(spec)
         if budget is not None:  # the hash field: a retry may have changed it since the spec was written
             max_attempts = int(budget)
@@ -422,6 +426,7 @@ class RedisStore(Store):
             progress=None if progress is None else json.loads(progress),
             meta={} if meta is None else json.loads(meta),
             unique_key=unique_key,
+            priority=0 if priority is None else int(priority),
         )
 
     def _jobs(self, reply: str) -> builtins.list[Job]:
@@ -429,7 +434,7 @@ class RedisStore(Store):
 
     def _enqueue_args(self, jobs: Sequence[Job], now: str) -> builtins.list[str]:
         """New jobs as ``read_kinds`` (common.lua) reads them: the kinds (the values most jobs of a batch share:
-        queue, state, enqueued_at, attempts, max_attempts, meta), then 7 values per job ('' = absent).
+        queue, state, enqueued_at, attempts, max_attempts, meta, priority), then 7 values per job ('' = absent).
         ``spec`` holds what never changes, as one JSON text the scripts hand back unread; the few fields the
         scripts use are also sent apart."""
         kinds: dict[tuple[str, ...], str] = {}
@@ -440,6 +445,7 @@ class RedisStore(Store):
                 self.prefix + job.queue, state,
                 now if state == QUEUED else "" if job.enqueued_at is None else repr(job.enqueued_at),
                 str(job.attempts), str(job.max_attempts), codec.dump_meta(job.meta) if job.meta else "",
+                str(job.priority),
             )
             number = kinds.get(kind)
             if number is None:
@@ -535,13 +541,18 @@ class RedisStore(Store):
 
     def _work_ready(self, queues: Sequence[str]) -> tuple[bool, float | None, str]:
         """Whether a queue has work, the earliest due time, and the server's clock (as ``<s>.<us>``)."""
-        qkeys = [f"{self.base}q:{self.qname(q)}" for q in queues]
+        qkeys = [key for q in queues for key in self._queue_lists(q)]
         queued, head, clock = self._exchange([("EXISTS", *qkeys),
                                               ("ZRANGE", self.base + "sched", "0", "0", "WITHSCORES"), ("TIME",)])
         for reply in (queued, head, clock):
             if isinstance(reply, ResponseError):
                 raise StoreError(f"Redis store {self.safe_url} failed to look for work: {_one_line(reply)}")
         return int(queued) > 0, float(head[1]) if head else None, f"{clock[0]}.{int(clock[1]):06d}"
+
+    def _queue_lists(self, queue: str) -> list[str]:
+        """The keys of a queue's waiting lists, one per priority, first to last (``pqkey`` in common.lua)."""
+        head = f"{self.base}q:{self.qname(queue)}"
+        return [head] + [f"{head}#{p}" for p in range(1, 10)]
 
     def _tokens(self, queues: Sequence[str]) -> list[str]:
         return [f"{self.base}w:{self.qname(q)}" for q in queues] + [self.base + "w:sched"]

@@ -9,7 +9,7 @@ for i = 1, #ARGV, 9 do
   local data, ended = ARGV[i + 4], ARGV[i + 5]
   local jk = jkey(id)
   local f = redis.call('HMGET', jk, 'state', 'lease_token', 'queue', 'seq', 'created_at', 'unique_key',
-                       extra[kind] or 'state')
+                       extra[kind] or 'state', 'priority')
   if f[1] ~= 'started' or f[2] ~= token then
     out[#out + 1] = '0'
   else
@@ -45,18 +45,19 @@ for i = 1, #ARGV, 9 do
       redis.call('HSET', jk, 'state', 'queued', 'attempts', math.max(tonumber(f[7]) - 1, 0))
       redis.call('HDEL', jk, 'started_at', 'worker')
       move(q, id, f[4], f[5], 'started', 'queued')
-      local ids = released[q]
+      local k = pqkey(q, f[8])
+      local ids = released[k]
       if not ids then
         ids = {}
-        released[q] = ids
+        released[k] = ids
       end
       ids[#ids + 1] = id
+      woken[q] = true
     end
   end
 end
-for q, ids in pairs(released) do
-  for j = #ids, 1, -1 do redis.call('LPUSH', qkey(q), ids[j]) end
-  woken[q] = true
+for k, ids in pairs(released) do
+  for j = #ids, 1, -1 do redis.call('LPUSH', k, ids[j]) end
 end
 apply()
 return table.concat(out)
