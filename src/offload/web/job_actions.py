@@ -82,6 +82,7 @@ JOB_SCHEMA: dict[str, Any] = {
         "result": {},
         "error": {"type": ["object", "null"]},
         "progress": {"type": ["object", "null"]},
+        "priority": {"type": "integer", "minimum": 0, "maximum": 9},
     },
 }
 
@@ -205,6 +206,7 @@ def job_clear(ctx: ActionContext, data: dict[str, Any]) -> list[str]:
                       pattern_help="Must be 1-200 letters, digits, '_', '-', '.' or ':'",
                       help="the job id (default: a random one); a pending job with this id is not added twice"),
     "title": String(max_length=500, help="title (default: the task name)"),
+    "priority": Integer(minimum=0, maximum=9, help="0 (the default, first) to 9 (last) within its queue"),
 }, result=JOB_SCHEMA)
 def job_enqueue(ctx: ActionContext, data: dict[str, Any]) -> dict[str, Any]:
     """Enqueue a registered task by name (``send_task``). Only tasks registered in the API process (through
@@ -216,6 +218,8 @@ def job_enqueue(ctx: ActionContext, data: dict[str, Any]) -> dict[str, Any]:
         options["queue"] = data["queue"]
     if data["title"] is not None:
         options["title"] = data["title"]
+    if data["priority"] is not None:
+        options["priority"] = data["priority"]
     try:
         registry.lookup(data["task"])
         job = ctx.offload.send_task(data["task"], data["args"] or [], data["kwargs"] or {}, task_id=data["task_id"],
