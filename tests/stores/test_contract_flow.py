@@ -97,3 +97,66 @@ def test_cancel_delete_and_clear_reach_every_priority(store: Store) -> None:
     assert store.clear(["default"]) == 2
     assert claim_ids(store, ["default"], 5, now) == []
     assert store.wait_for_work(["default"], 0.05) is False
+
+
+# -- paused queues --------------------------------------------------------------------------------------
+def test_a_paused_queue_gives_nothing_to_claim_until_resumed(store: Store) -> None:
+    now = time.time()
+    held, free = make_job("held", now=now), make_job("free", now=now)
+    store.enqueue_many([held, free], now)
+    assert store.pause("held", now) is True
+    assert store.pause("held", now + 5) is False  # already paused: its time is kept
+    assert store.paused() == {"held": now}
+    late = make_job("held", now=now, priority=3)
+    assert store.enqueue(late, now).state == QUEUED  # enqueue still works
+    assert claim_ids(store, ["held", "free"], 10, now) == [free.id]
+    assert store.wait_for_work(["held"], 0.05) is False
+    assert store.count(["held"], [QUEUED]) == 2
+    assert store.resume("held") is True and store.resume("held") is False
+    assert store.paused() == {}
+    assert store.wait_for_work(["held"], 0.0) is True
+    assert claim_ids(store, ["held"], 10, now) == [held.id, late.id]
+
+
+def test_pause_is_per_site_and_persists_across_store_objects(make_store: Callable[..., Store]) -> None:
+    mine, other = make_store(), make_store("other-" + make_store().site_id)
+    now = time.time()
+    assert mine.pause("q", now) is True
+    assert make_store().paused() == {"q": now}
+    assert other.paused() == {}
+    job = make_job("q", now=now)
+    other.enqueue(job, now)
+    assert claim_ids(other, ["q"], 1, now) == [job.id]
+
+
+def test_due_scheduled_jobs_of_a_paused_queue_wait(store: Store) -> None:
+    now = time.time()
+    job = make_job("p", now=now, run_at=now + 1)
+    store.enqueue(job, now)
+    store.pause("p", now)
+    assert claim_ids(store, ["p"], 1, now + 2) == []
+    assert store.wait_for_work(["p"], 0.05) is False
+    store.resume("p")
+    assert claim_ids(store, ["p"], 1, now + 3) == [job.id]
+
+
+def test_resume_wakes_a_worker_waiting_for_the_queue(make_store: Callable[..., Store]) -> None:
+    waiter, admin = make_store(), make_store()
+    now = time.time()
+    job = make_job("p", now=now)
+    admin.enqueue(job, now)
+    admin.pause("p", now)
+    got: list[object] = []
+    thread = threading.Thread(target=lambda: got.append(waiter.wait_and_claim(["p"], "w1", LEASE, 1, 20.0)))
+    thread.start()
+    try:
+        assert thread.is_alive()
+        time.sleep(0.3)  # the waiter is blocked on a paused queue holding work (not a synchronisation)
+        assert thread.is_alive() and admin.get(job.id).state == QUEUED
+        admin.resume("p")
+        thread.join(5.0)
+        assert not thread.is_alive()
+    finally:
+        thread.join(25.0)
+    claimed = got[0]
+    assert isinstance(claimed, list) and [j.id for j in claimed] == [job.id]

@@ -24,6 +24,10 @@ State machine (what each verb may do):
 Order within a queue: ``priority`` (0 first, 9 last), then ``enqueued_at``, then insertion order. A released or
 requeued job keeps its priority and its place.
 
+Paused queues: ``pause`` marks a queue of the site paused in the store; ``claim`` takes nothing from it (jobs
+can still be enqueued, cancelled and so on) and ``wait_for_work`` does not count its work, until ``resume``, which
+wakes idle workers if it holds work. Running jobs are not touched.
+
 Fencing: settle and extend_leases act only on a started job whose ``lease_token`` matches; anything else
 is a late or foreign result and is rejected (returns False / reported as lost).
 
@@ -215,6 +219,19 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def purge(self, ended_before: float, limit: int = 10_000) -> int:
         """Delete up to ``limit`` done jobs that ended before ``ended_before``; return how many."""
+
+    # -- paused queues -----------------------------------------------------------------------------------
+    @abc.abstractmethod
+    def pause(self, queue: str, now: float) -> bool:
+        """Pause ``queue`` (see the module docstring); False if it was paused already (its time is kept)."""
+
+    @abc.abstractmethod
+    def resume(self, queue: str) -> bool:
+        """Let workers claim from ``queue`` again, waking idle ones; False if it was not paused."""
+
+    @abc.abstractmethod
+    def paused(self) -> dict[str, float]:
+        """The paused queues of this site: name -> when it was paused."""
 
     # -- workers -----------------------------------------------------------------------------------------
     @abc.abstractmethod

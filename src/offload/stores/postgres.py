@@ -417,6 +417,16 @@ class PostgresStore(Store):
     def wait_for_work(self, queues: Sequence[str], timeout: float) -> bool:
         return self.link.wait([self.qname(q) for q in queues], timeout)
 
+    # -- paused queues -----------------------------------------------------------------------------------
+    def pause(self, queue: str, now: float) -> bool:
+        return bool(self._query("pause", {"queue": self.qname(queue), "now": now}))
+
+    def resume(self, queue: str) -> bool:
+        return bool(self._query("resume", {"queue": self.qname(queue), "channel": self.channel}))
+
+    def paused(self) -> dict[str, float]:
+        return {self.unqname(queue): at for queue, at in self._query("paused", {})}
+
     def set_progress(self, job_id: str, progress: dict[str, Any] | None, meta: dict[str, Any] | None) -> bool:
         with self.link.session() as conn:
             cur = conn.execute(

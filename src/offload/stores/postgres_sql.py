@@ -134,11 +134,12 @@ WITH ins AS ({_INSERT_ONE}
 SELECT {_notify("ins.queue", "ins.state")} FROM ins
 """
 
-# Per queue, in the order given: the head of the queue, then its due scheduled jobs (claimed straight from
+# Per queue, in the order given (paused ones left out): the head of the queue by priority, then its due scheduled jobs (claimed straight from
 # scheduled: this statement cannot see rows its own CTE promotes). Other due jobs of the site are promoted.
 _CLAIM = f"""
 WITH wanted AS (
     SELECT q.name, q.pos FROM unnest(%(queues)s::text[]) WITH ORDINALITY AS q(name, pos)
+    WHERE NOT EXISTS (SELECT 1 FROM {{s}}.paused_queues p WHERE p.site = %(site)s AND p.queue = q.name)
 ),
 candidates AS (
     SELECT w.pos, c.priority AS p, 0 AS part, c.enqueued_at AS k, c.seq, c.tid
@@ -257,8 +258,22 @@ _WORK_READY = """
 SELECT EXISTS (
     SELECT 1 FROM unnest(%(queues)s::text[]) AS q(name)
     WHERE EXISTS (SELECT 1 FROM {s}.jobs j WHERE j.queue = q.name AND j.state = 'queued')
+      AND NOT EXISTS (SELECT 1 FROM {s}.paused_queues p WHERE p.site = %(site)s AND p.queue = q.name)
 ), (SELECT min(run_at) FROM {s}.jobs WHERE site = %(site)s AND state = 'scheduled')
 """
+
+_PAUSE = """
+INSERT INTO {s}.paused_queues (site, queue, paused_at) VALUES (%(site)s, %(queue)s, %(now)s)
+ON CONFLICT (site, queue) DO NOTHING RETURNING 1
+"""
+
+# Resuming wakes the queue's idle workers, as new work would.
+_RESUME = """
+WITH gone AS (DELETE FROM {s}.paused_queues WHERE site = %(site)s AND queue = %(queue)s RETURNING queue)
+SELECT pg_notify(%(channel)s, gone.queue) IS NULL FROM gone
+"""
+
+_PAUSED = "SELECT queue, paused_at FROM {s}.paused_queues WHERE site = %(site)s ORDER BY queue"
 
 _GET = f"SELECT {columns('j')} FROM {{s}}.jobs j WHERE j.site = %(site)s AND j.id = %(id)s"
 
@@ -349,6 +364,9 @@ STATEMENTS = {
     "settle": _SETTLE,
     "requeue_expired": _REQUEUE_EXPIRED,
     "work_ready": _WORK_READY,
+    "pause": _PAUSE,
+    "resume": _RESUME,
+    "paused": _PAUSED,
     "get": _GET,
     "cancel": _CANCEL,
     "retry_now": _RETRY_NOW,

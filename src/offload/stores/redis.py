@@ -26,6 +26,7 @@ Cluster hash tag, so one site lives in one slot); queues are stored as ``<site_i
     B lease            ZSET   started job ids by lease_until (``requeue_expired``; lists of started jobs)
     B sched            ZSET   scheduled job ids by run_at (promotion at claim; the waiter's next due time)
     B done             ZSET   finished, failed and canceled job ids by ended_at (``purge``)
+    B paused           HASH   ``<Q>`` -> paused_at of each paused queue (claim skips it; it keeps no wake token)
     B counts           HASH   ``<Q>|<state>`` -> jobs, kept by the scripts (zero fields dropped): ``counts``,
                               ``count`` and the set of queues, with no scan of jobs
     B u:<unique_key>   STRING id of the pending job holding a unique key
@@ -540,14 +541,17 @@ class RedisStore(Store):
         return self._jobs(self._run("requeue", repr(now)))
 
     def _work_ready(self, queues: Sequence[str]) -> tuple[bool, float | None, str]:
-        """Whether a queue has work, the earliest due time, and the server's clock (as ``<s>.<us>``)."""
-        qkeys = [key for q in queues for key in self._queue_lists(q)]
-        queued, head, clock = self._exchange([("EXISTS", *qkeys),
-                                              ("ZRANGE", self.base + "sched", "0", "0", "WITHSCORES"), ("TIME",)])
-        for reply in (queued, head, clock):
+        """Whether a queue that is not paused has work, the earliest due time, and the server's clock (as
+        ``<s>.<us>``)."""
+        paused, head, clock, *queued = replies = self._exchange(
+            [("HMGET", self.base + "paused", *[self.qname(q) for q in queues]),
+             ("ZRANGE", self.base + "sched", "0", "0", "WITHSCORES"), ("TIME",),
+             *[("EXISTS", *self._queue_lists(q)) for q in queues]])
+        for reply in replies:
             if isinstance(reply, ResponseError):
                 raise StoreError(f"Redis store {self.safe_url} failed to look for work: {_one_line(reply)}")
-        return int(queued) > 0, float(head[1]) if head else None, f"{clock[0]}.{int(clock[1]):06d}"
+        ready = any(int(n) > 0 and at is None for n, at in zip(queued, paused, strict=True))
+        return ready, float(head[1]) if head else None, f"{clock[0]}.{int(clock[1]):06d}"
 
     def _queue_lists(self, queue: str) -> list[str]:
         """The keys of a queue's waiting lists, one per priority, first to last (``pqkey`` in common.lua)."""
@@ -625,6 +629,18 @@ class RedisStore(Store):
             if self._generation != generation:  # closed under our feet
                 return None
             raise
+
+    # -- paused queues (pause.lua, resume.lua; HASH B paused: Q -> paused_at) ---------------------------------
+    def pause(self, queue: str, now: float) -> bool:
+        return bool(self._run("pause", self.qname(queue), repr(now)))
+
+    def resume(self, queue: str) -> bool:
+        return bool(self._run("resume", self.qname(queue)))
+
+    def paused(self) -> dict[str, float]:
+        found = self._call("HGETALL", self.base + "paused")
+        pairs = zip(found[::2], found[1::2], strict=True)
+        return {self.unqname(q): float(at) for q, at in pairs if q.startswith(self.prefix)}
 
     def set_progress(self, job_id: str, progress: dict[str, Any] | None, meta: dict[str, Any] | None) -> bool:
         return bool(self._run("progress", job_id, _dump(progress) or "", _dump(meta) or ""))

@@ -367,10 +367,13 @@ class SQLiteStore(Store):
         claimed: list[Job] = []
         with self._write() as conn:
             self._promote(conn, now)
+            paused = self._paused_among(conn, queues)
             for queue in queues:
                 want = limit - len(claimed)
                 if want <= 0:
                     break
+                if queue in paused:
+                    continue
                 rows = conn.execute(
                     f"UPDATE jobs SET state='started', attempts=attempts+1, "
                     f"lease_token=lower(hex(randomblob(16))), lease_until=?, worker=?, started_at=?, ended_at=NULL "
@@ -485,7 +488,17 @@ class SQLiteStore(Store):
                 changed.append(job)
         return changed
 
+    def _paused_among(self, conn: sqlite3.Connection, queues: Sequence[str]) -> set[str]:
+        """Which of ``queues`` are paused."""
+        rows = conn.execute("SELECT queue FROM paused_queues WHERE site=?", (self.site_id,)).fetchall()
+        return {self.unqname(r[0]) for r in rows} & set(queues) if rows else set()
+
     def _work_ready(self, conn: sqlite3.Connection, queues: Sequence[str], now: float) -> tuple[bool, float | None]:
+        paused = self._paused_among(conn, queues)
+        if paused:
+            queues = [q for q in queues if q not in paused]
+            if not queues:
+                return False, None
         marks = ",".join("?" * len(queues))
         names = [self.qname(q) for q in queues]
         if conn.execute(f"SELECT 1 FROM jobs WHERE queue IN ({marks}) AND state='queued' LIMIT 1",
@@ -625,6 +638,23 @@ class SQLiteStore(Store):
                 f"AND ended_at<? LIMIT ?)",
                 (self.site_id, ended_before, limit),
             ).rowcount
+
+    # -- paused queues -----------------------------------------------------------------------------------
+    def pause(self, queue: str, now: float) -> bool:
+        with self._write() as conn:
+            cur = conn.execute("INSERT INTO paused_queues (site, queue, paused_at) VALUES (?, ?, ?) "
+                               "ON CONFLICT (site, queue) DO NOTHING", (self.site_id, self.qname(queue), now))
+            return cur.rowcount == 1
+
+    def resume(self, queue: str) -> bool:
+        with self._write() as conn:
+            cur = conn.execute("DELETE FROM paused_queues WHERE site=? AND queue=?", (self.site_id, self.qname(queue)))
+            return cur.rowcount == 1
+
+    def paused(self) -> dict[str, float]:
+        rows = self._conn().execute("SELECT queue, paused_at FROM paused_queues WHERE site=? ORDER BY queue",
+                                    (self.site_id,)).fetchall()
+        return {self.unqname(q): at for q, at in rows}
 
     # -- workers -----------------------------------------------------------------------------------------
     def register_worker(self, info: WorkerInfo) -> None:
