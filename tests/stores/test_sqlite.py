@@ -133,6 +133,7 @@ def test_a_bulk_insert_stores_the_same_rows_as_single_inserts(tmp_path: Path) ->
                 timeout=None if i % 2 else 9.5,
                 unique_key=f"{tag}{i}" if i % 6 == 0 else None,
                 payload=f"[[{i}],{{}}]",
+                priority=i % 10,
             )
             for i in range(300)
         ]
@@ -142,8 +143,9 @@ def test_a_bulk_insert_stores_the_same_rows_as_single_inserts(tmp_path: Path) ->
     assert not any(job.duplicate for job in store.enqueue_many(jobs("b"), now))
     conn = sqlite3.connect(store.path)
     query = "SELECT * FROM jobs WHERE id LIKE ? ORDER BY seq"
-    single = [(r[1], r[2][1:], *r[3:-1], (r[-1] or "")[1:]) for r in conn.execute(query, ("s%",))]
-    bulk = [(r[1], r[2][1:], *r[3:-1], (r[-1] or "")[1:]) for r in conn.execute(query, ("b%",))]
+    # The columns but seq, the ids and unique keys without their tag (unique_key is last but priority)
+    single = [(r[1], r[2][1:], *r[3:-2], (r[-2] or "")[1:], r[-1]) for r in conn.execute(query, ("s%",))]
+    bulk = [(r[1], r[2][1:], *r[3:-2], (r[-2] or "")[1:], r[-1]) for r in conn.execute(query, ("b%",))]
     assert len(bulk) == 300 and bulk == single
     conn.close()
     store.close()
