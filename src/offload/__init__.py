@@ -114,7 +114,10 @@ __all__ = [
     "get_queue",
     "list_jobs",
     "notify",
+    "pause",
+    "paused",
     "periodic",
+    "resume",
     "retry",
     "send_task",
     "task",
@@ -177,6 +180,21 @@ def retry(job_id: str) -> Job:
 
 def clear(queues: Sequence[str] | None = None) -> int:
     return default_app().clear(queues)
+
+
+def pause(queue: str) -> bool:
+    """Pause a queue: workers take none of its jobs until ``resume(queue)``; False if it was paused already."""
+    return default_app().pause(queue)
+
+
+def resume(queue: str) -> bool:
+    """Resume a paused queue; False if it was not paused."""
+    return default_app().resume(queue)
+
+
+def paused() -> dict[str, float]:
+    """The paused queues of the default site: name -> when it was paused."""
+    return default_app().paused()
 
 
 def task_status(entity_type: str, entity_id: str, task_type: str) -> dict[str, Any] | None:

@@ -524,6 +524,19 @@ class Offload:
         return self.store.list(list(queues) if queues else None, list(states) if states else None, limit, offset,
                                descending)
 
+    def pause(self, queue: str) -> bool:
+        """Pause ``queue`` in the store: every worker stops taking its jobs within a second (running ones go on;
+        new ones can still be enqueued). False if it was paused already."""
+        return self.store.pause(check_queue_name(queue), time.time())
+
+    def resume(self, queue: str) -> bool:
+        """Let workers take the jobs of a paused ``queue`` again. False if it was not paused."""
+        return self.store.resume(check_queue_name(queue))
+
+    def paused(self) -> dict[str, float]:
+        """The paused queues: name -> when it was paused (seconds since the epoch)."""
+        return self.store.paused()
+
     def cancel(self, job_id: str) -> Job:
         """Cancel a scheduled, queued or running job (a running job's process is stopped)."""
         before = self.get_job(job_id)
