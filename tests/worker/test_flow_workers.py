@@ -1,0 +1,47 @@
+"""Paused queues and snoozed jobs with real worker processes (issue 22), on SQLite, Redis and PostgreSQL."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests import jobfuncs
+from tests.conftest import engine_url
+from tests.worker.conftest import Workers, wait_until
+
+JOBS = 12
+
+
+@pytest.fixture(params=["sqlite", "redis", "postgresql"])
+def fleet(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Workers]:
+    w = Workers(engine_url(request.param, tmp_path), f"f{uuid.uuid4().hex[:10]}", tmp_path)
+    yield w
+    w.stop_all()
+
+
+def ledger_tags(path: Path) -> list[str]:
+    return [line.split()[3] for line in path.read_text().splitlines()] if path.exists() else []
+
+
+def test_a_paused_queue_runs_nothing_while_another_drains_then_drains_on_resume(fleet: Workers, tmp_path: Path
+                                                                               ) -> None:
+    ledger = tmp_path / "ledger.txt"
+    for _ in range(3):
+        fleet.start("held", "free", "-n", "2")
+    wait_until(lambda: len(fleet.app.store.list_workers(0)) == 3, what="3 workers registered")
+    assert fleet.app.pause("held") is True  # the workers are up and idle, waiting on both queues
+    held = fleet.app.enqueue_many([(jobfuncs.ledger, [str(ledger), "held"]) for _ in range(JOBS)], queue="held")
+    free = fleet.app.enqueue_many([(jobfuncs.ledger, [str(ledger), "free"]) for _ in range(JOBS)], queue="free")
+    wait_until(lambda: fleet.app.store.count(["free"], ["finished"]) == JOBS, what="the free queue drained")
+    assert ledger_tags(ledger) == ["free"] * JOBS  # the ledger the jobs write: not one held job ran
+    assert fleet.app.store.count(["held"], ["queued"]) == JOBS
+    assert all(fleet.job(j.id).started_at is None for j in held)
+    assert fleet.app.resume("held") is True
+    wait_until(lambda: fleet.app.store.count(["held"], ["finished"]) == JOBS, timeout=30, what="held drained")
+    assert sorted(ledger_tags(ledger)) == ["free"] * JOBS + ["held"] * JOBS
+    ended = max(fleet.job(j.id).ended_at or 0 for j in free)
+    assert min(fleet.job(j.id).started_at or 0 for j in held) >= ended
+    assert all(p.poll() is None for p in fleet.procs)
