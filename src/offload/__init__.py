@@ -31,7 +31,7 @@ from offload.errors import (
     StoreURLError,
     TaskNotFound,
 )
-from offload.retry import Retry, RetryPolicy
+from offload.retry import Retry, RetryPolicy, Snooze
 from offload.version import __version__
 
 # Not imported at run time (typing alone is ~10 ms, and every executor imports this package on its way up).
@@ -95,6 +95,7 @@ __all__ = [
     "RetryPolicy",
     "Schedule",
     "SerializationError",
+    "Snooze",
     "StoreDriverMissing",
     "StoreError",
     "StoreURLError",

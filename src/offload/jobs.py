@@ -245,7 +245,7 @@ def record_problem(job: Job) -> str | None:
     return None
 
 
-OutcomeKind = Literal["finish", "fail", "retry", "release"]
+OutcomeKind = Literal["finish", "fail", "retry", "release", "snooze"]
 
 
 @dataclass
@@ -256,6 +256,8 @@ class Outcome:
     ``retry``: failed but goes back to ``scheduled`` until ``retry_at`` (``error`` recorded).
     ``release``: never ran (prefetched, or its child was killed for another job): back to ``queued`` and the
     attempt taken at claim is given back.
+    ``snooze``: the job asked to run later (``offload.Snooze``): back to ``scheduled`` until ``retry_at``, the
+    attempt given back, no error recorded.
     ``payload`` (retry only): the arguments of the next attempts, when the job asked for new ones.
     ``max_attempts`` (retry, fail): the job's new attempt budget, when the job asked for another (``max_retries``).
     """

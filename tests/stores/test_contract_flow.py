@@ -160,3 +160,34 @@ def test_resume_wakes_a_worker_waiting_for_the_queue(make_store: Callable[..., S
         thread.join(25.0)
     claimed = got[0]
     assert isinstance(claimed, list) and [j.id for j in claimed] == [job.id]
+
+
+# -- snooze ---------------------------------------------------------------------------------------------
+def test_snooze_schedules_the_job_again_without_using_an_attempt(store: Store) -> None:
+    now = time.time()
+    job = make_job(now=now, max_attempts=1, priority=2)
+    store.enqueue(job, now)
+    claimed = claim_one(store, now=now)
+    assert claimed.attempts == 1
+    outcome = Outcome(claimed.id, claimed.lease_token, "snooze", retry_at=now + 30, ended_at=now + 1)
+    assert store.settle([outcome], now + 1) == [True]
+    got = store.get(job.id)
+    assert got.state == SCHEDULED and got.run_at == now + 30 and got.attempts == 0
+    assert got.errors == [] and got.error is None and got.lease_token is None and got.worker is None
+    assert got.started_at is None and got.ended_at is None and got.priority == 2
+    assert store.settle([outcome], now + 1) == [False]  # fenced: the lease is gone
+    assert store.claim(["default"], "w1", LEASE, 1, now + 29) == []
+    again = claim_one(store, now=now + 31)
+    assert again.id == job.id and again.attempts == 1  # its only attempt is still there
+    assert store.counts() == {"default": {"started": 1}}
+
+
+def test_snooze_wakes_a_waiter_when_it_falls_due(make_store: Callable[..., Store]) -> None:
+    store, waiter = make_store(), make_store()
+    now = time.time()
+    store.enqueue(make_job(now=now), now)
+    claimed = claim_one(store, now=now)
+    store.settle([Outcome(claimed.id, claimed.lease_token, "snooze", retry_at=time.time() + 0.3)], time.time())
+    assert store.get(claimed.id).state == SCHEDULED
+    got = waiter.wait_and_claim(["default"], "w2", LEASE, 1, 10.0)
+    assert got is not None and [j.id for j in got] == [claimed.id]

@@ -45,3 +45,15 @@ def test_a_paused_queue_runs_nothing_while_another_drains_then_drains_on_resume(
     ended = max(fleet.job(j.id).ended_at or 0 for j in free)
     assert min(fleet.job(j.id).started_at or 0 for j in held) >= ended
     assert all(p.poll() is None for p in fleet.procs)
+
+
+def test_a_snoozing_job_runs_again_later_without_using_its_attempts(fleet: Workers, tmp_path: Path) -> None:
+    ledger = tmp_path / "snooze.txt"
+    fleet.start("default", "-n", "2")
+    job = fleet.app.enqueue(jobfuncs.snooze_times, [str(ledger), 3, 0.2], max_attempts=1)
+    done = fleet.wait_state(job.id, "finished", "failed", timeout=30)
+    assert done.state == "finished" and done.result == 1  # still on its first (and only) attempt
+    assert done.attempts == 1 and done.errors == [] and done.error is None
+    lines = ledger.read_text().splitlines()
+    assert len(lines) == 4 and {line.split()[0] for line in lines} == {job.id}
+    assert done.started_at is not None and done.started_at - done.created_at >= 3 * 0.2

@@ -14,6 +14,8 @@ State machine (what each verb may do):
                    max_attempts, when given, replace the job's: a retry asked for new arguments or budget)
     settle fail    also records the outcome's max_attempts when given
     settle release started -> queued (attempt given back, back at the head of its queue)
+    settle snooze  started -> scheduled (run_at = retry_at, attempt given back, started_at and worker cleared,
+                   no error recorded)
     requeue_expired started (lease over) -> queued (at its old place, ahead of later jobs), or failed (reason
                    "abandoned") once attempts are spent
     cancel         scheduled | queued | started -> canceled (a started job's lease is revoked)

@@ -183,11 +183,13 @@ class MemoryStore(Store):
                     continue
                 job.lease_token = None
                 job.lease_until = None
-                if outcome.kind == "release":
-                    job.state = QUEUED
+                if outcome.kind in ("release", "snooze"):
                     job.attempts = max(0, job.attempts - 1)
                     job.started_at = None
                     job.worker = None
+                    job.state = QUEUED if outcome.kind == "release" else SCHEDULED
+                    if outcome.kind == "snooze":
+                        job.run_at = outcome.retry_at if outcome.retry_at is not None else now
                     continue
                 job.ended_at = outcome.ended_at or now
                 if outcome.kind == "finish":

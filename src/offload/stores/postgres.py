@@ -401,7 +401,7 @@ class PostgresStore(Store):
         rows = [
             [o.job_id, o.token, o.kind, o.result_json,
              _dump(o.error or {}) if o.kind in ("fail", "retry") else None,
-             (o.retry_at if o.retry_at is not None else now) if o.kind == "retry" else None,
+             (o.retry_at if o.retry_at is not None else now) if o.kind in ("retry", "snooze") else None,
              o.ended_at or now, o.payload if o.kind == "retry" else None, o.max_attempts]
             for o in outcomes
         ]

@@ -216,22 +216,22 @@ held AS (
 )
 UPDATE {{s}}.jobs j SET
     state = CASE o.kind WHEN 'finish' THEN 'finished' WHEN 'fail' THEN 'failed'
-                        WHEN 'retry' THEN 'scheduled' ELSE 'queued' END,
+                        WHEN 'retry' THEN 'scheduled' WHEN 'snooze' THEN 'scheduled' ELSE 'queued' END,
     result = CASE WHEN o.kind = 'finish' THEN o.result ELSE j.result END,
     error = CASE WHEN o.kind IN ('fail', 'retry') THEN o.error::json ELSE j.error END,
     errors = CASE WHEN o.kind IN ('fail', 'retry') THEN {_append_json("j.errors", "o.error")} ELSE j.errors END,
-    run_at = CASE WHEN o.kind = 'retry' THEN o.retry_at ELSE j.run_at END,
+    run_at = CASE WHEN o.kind IN ('retry', 'snooze') THEN o.retry_at ELSE j.run_at END,
     payload = CASE WHEN o.kind = 'retry' AND o.payload IS NOT NULL THEN o.payload ELSE j.payload END,
     max_attempts = CASE WHEN o.kind IN ('fail', 'retry') AND o.max_attempts IS NOT NULL THEN o.max_attempts
                         ELSE j.max_attempts END,
-    ended_at = CASE WHEN o.kind = 'release' THEN j.ended_at ELSE o.ended_at END,
-    attempts = CASE WHEN o.kind = 'release' THEN greatest(j.attempts - 1, 0) ELSE j.attempts END,
-    started_at = CASE WHEN o.kind = 'release' THEN NULL ELSE j.started_at END,
-    worker = CASE WHEN o.kind = 'release' THEN NULL ELSE j.worker END,
+    ended_at = CASE WHEN o.kind IN ('release', 'snooze') THEN j.ended_at ELSE o.ended_at END,
+    attempts = CASE WHEN o.kind IN ('release', 'snooze') THEN greatest(j.attempts - 1, 0) ELSE j.attempts END,
+    started_at = CASE WHEN o.kind IN ('release', 'snooze') THEN NULL ELSE j.started_at END,
+    worker = CASE WHEN o.kind IN ('release', 'snooze') THEN NULL ELSE j.worker END,
     lease_token = NULL, lease_until = NULL
 FROM held o
 WHERE j.ctid = ANY(ARRAY(SELECT tid FROM held)) AND j.ctid = o.tid AND {_RELAXED_COMMIT}
-RETURNING o.ord, CASE WHEN o.kind IN ('retry', 'release') THEN {_notify("j.queue", "j.state")} END
+RETURNING o.ord, CASE WHEN o.kind IN ('retry', 'release', 'snooze') THEN {_notify("j.queue", "j.state")} END
 """
 
 _ABANDONED = (

@@ -528,6 +528,8 @@ class RedisStore(Store):
                 has, data, retry_at = ("1", o.result_json, "") if o.result_json is not None else ("", "", "")
             elif o.kind == "release":
                 has, data, retry_at = "", "", ""
+            elif o.kind == "snooze":
+                has, data, retry_at = "", "", repr(o.retry_at if o.retry_at is not None else now)
             else:
                 has, data = "1", _dumps(o.error or {})
                 retry_at = repr(o.retry_at if o.retry_at is not None else now)

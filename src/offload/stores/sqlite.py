@@ -447,6 +447,12 @@ class SQLiteStore(Store):
                         (o.retry_at if o.retry_at is not None else now, error, error, o.ended_at or now, o.payload,
                          o.max_attempts, *key),
                     )
+                elif o.kind == "snooze":
+                    cur = conn.execute(
+                        f"UPDATE jobs SET state='scheduled', run_at=?, attempts=max(attempts-1, 0), started_at=NULL, "
+                        f"worker=NULL, lease_token=NULL, lease_until=NULL WHERE {held}",
+                        (o.retry_at if o.retry_at is not None else now, *key),
+                    )
                 else:  # release: keeps its old enqueued_at, so it goes back to the head of its queue
                     cur = conn.execute(
                         f"UPDATE jobs SET state='queued', attempts=max(attempts-1, 0), started_at=NULL, "

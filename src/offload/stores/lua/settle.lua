@@ -3,7 +3,7 @@
 -- the next attempt's arguments (retry). Returns one '1' (applied) or '0' (fenced off) per outcome.
 local out = {}
 local released = {}
-local extra = {finish = 'state', fail = 'errors', retry = 'errors', release = 'attempts'}
+local extra = {finish = 'state', fail = 'errors', retry = 'errors', release = 'attempts', snooze = 'attempts'}
 for i = 1, #ARGV, 9 do
   local id, token, kind = ARGV[i], ARGV[i + 1], ARGV[i + 2]
   local data, ended = ARGV[i + 4], ARGV[i + 5]
@@ -40,6 +40,11 @@ for i = 1, #ARGV, 9 do
                  'errors', append_error(f[7], data), 'ended_at', ended)
       if ARGV[i + 7] ~= '' then redis.call('HSET', jk, 'payload', ARGV[i + 7]) end
       schedule(id, retry_at)
+      move(q, id, f[4], f[5], 'started', 'scheduled')
+    elseif kind == 'snooze' then -- the job asked to run later: scheduled again, the attempt given back
+      redis.call('HSET', jk, 'state', 'scheduled', 'run_at', ARGV[i + 6], 'attempts', math.max(tonumber(f[7]) - 1, 0))
+      redis.call('HDEL', jk, 'started_at', 'worker')
+      schedule(id, ARGV[i + 6])
       move(q, id, f[4], f[5], 'started', 'scheduled')
     else -- release: the attempt is given back and the job returns to the head of its queue
       redis.call('HSET', jk, 'state', 'queued', 'attempts', math.max(tonumber(f[7]) - 1, 0))
