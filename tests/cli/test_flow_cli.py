@@ -4,12 +4,18 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 
 import pytest
 
 from offload import Offload
 from tests import jobfuncs
-from tests.cli.test_cli import Cli, cli  # noqa: F401  (the fixture)
+from tests.cli.test_cli import Cli
+
+
+@pytest.fixture
+def cli(tmp_path: Path) -> Cli:
+    return Cli(tmp_path)
 
 
 def test_enqueue_list_and_show_with_priorities(cli: Cli) -> None:

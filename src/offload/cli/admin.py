@@ -1,5 +1,5 @@
-"""``offload migrate``, ``queues``, ``pause``, ``resume``, ``workers``, ``tasks``, ``schedules``, ``config`` and ``demo``: the store, the
-workers and the site's setup."""
+"""``offload migrate``, ``queues``, ``pause``, ``resume``, ``workers``, ``tasks``, ``schedules``, ``config`` and
+``demo``: the store, the queues, the workers and the site's setup."""
 
 from __future__ import annotations
 

@@ -128,9 +128,10 @@ class Store(abc.ABC):
     # -- worker ------------------------------------------------------------------------------------------
     @abc.abstractmethod
     def claim(self, queues: Sequence[str], worker_id: str, lease: float, limit: int, now: float) -> list[Job]:
-        """Promote due scheduled jobs, then take up to ``limit`` queued jobs, earlier queues first and
-        by priority (0 first), then FIFO, within a queue; each becomes ``started`` with a fresh ``lease_token``, ``lease_until = now +
-        lease``, ``worker = worker_id``, ``started_at = now`` and ``attempts + 1``."""
+        """Promote due scheduled jobs, then take up to ``limit`` queued jobs, earlier queues first (paused ones
+        skipped) and by priority (0 first), then FIFO, within a queue; each becomes ``started`` with a fresh
+        ``lease_token``, ``lease_until = now + lease``, ``worker = worker_id``, ``started_at = now`` and
+        ``attempts + 1``."""
 
     @abc.abstractmethod
     def extend_leases(self, worker_id: str, held: dict[str, str], lease: float, now: float) -> list[str]:

@@ -134,8 +134,9 @@ WITH ins AS ({_INSERT_ONE}
 SELECT {_notify("ins.queue", "ins.state")} FROM ins
 """
 
-# Per queue, in the order given (paused ones left out): the head of the queue by priority, then its due scheduled jobs (claimed straight from
-# scheduled: this statement cannot see rows its own CTE promotes). Other due jobs of the site are promoted.
+# Per queue, in the order given (paused ones left out): the head of the queue by priority, then its due scheduled
+# jobs (claimed straight from scheduled: this statement cannot see rows its own CTE promotes). Other due jobs of
+# the site are promoted.
 _CLAIM = f"""
 WITH wanted AS (
     SELECT q.name, q.pos FROM unnest(%(queues)s::text[]) WITH ORDINALITY AS q(name, pos)

@@ -621,9 +621,9 @@ class SQLiteStore(Store):
     def to_front(self, job_id: str) -> bool:
         with self._write() as conn:
             cur = conn.execute(
-                "UPDATE jobs SET priority=0, enqueued_at=min(enqueued_at, coalesce((SELECT min(h.enqueued_at) - 0.000001 "
-                "FROM jobs h WHERE h.site=jobs.site AND h.queue=jobs.queue AND h.state='queued' AND h.id<>jobs.id), "
-                "enqueued_at)) WHERE site=? AND id=? AND state='queued'",
+                "UPDATE jobs SET priority=0, enqueued_at=min(enqueued_at, coalesce((SELECT min(h.enqueued_at) "
+                "- 0.000001 FROM jobs h WHERE h.site=jobs.site AND h.queue=jobs.queue AND h.state='queued' "
+                "AND h.id<>jobs.id), enqueued_at)) WHERE site=? AND id=? AND state='queued'",
                 (self.site_id, job_id),
             )
             return cur.rowcount == 1
