@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -45,6 +46,23 @@ def test_a_paused_queue_runs_nothing_while_another_drains_then_drains_on_resume(
     ended = max(fleet.job(j.id).ended_at or 0 for j in free)
     assert min(fleet.job(j.id).started_at or 0 for j in held) >= ended
     assert all(p.poll() is None for p in fleet.procs)
+
+
+def test_busy_workers_obey_a_pause_within_a_second(fleet: Workers) -> None:
+    for _ in range(3):
+        fleet.start("held", "-n", "2")
+    jobs = fleet.app.enqueue_many([(jobfuncs.noop, [i]) for i in range(1500)], queue="held")
+    wait_until(lambda: fleet.app.store.count(["held"], ["finished"]) >= 50, what="the workers busy")
+    fleet.app.pause("held")
+    paused_at = time.time()
+    # Nothing to await here: the claim is what must not happen. Watch for two seconds, then look at every job.
+    time.sleep(2.0)
+    started = [j.started_at for j in fleet.app.list_jobs(["held"], ["started", "finished"], limit=2000)]
+    assert started and max(s for s in started if s is not None) <= paused_at + 1.0
+    waiting = fleet.app.store.count(["held"], ["queued"])
+    assert waiting > 0, "the queue drained before the pause: nothing was shown"
+    fleet.app.resume("held")
+    wait_until(lambda: fleet.app.store.count(["held"], ["finished"]) == len(jobs), timeout=60, what="drained")
 
 
 def test_a_snoozing_job_runs_again_later_without_using_its_attempts(fleet: Workers, tmp_path: Path) -> None:
