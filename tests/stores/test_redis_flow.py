@@ -78,3 +78,26 @@ def test_a_priority_0_job_is_stored_as_before_and_others_in_their_own_list(store
     store.resume("default")
     assert r.lrange(store.base + "w:" + store.qname("default"), 0, -1) == ["1"]
     r.close()
+
+
+def test_priorities_pause_and_snooze_as_evalsha_scripts(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The same Lua run as EVALSHA scripts (Redis 6.2, or FUNCTION LOAD refused): each script carries the
+    common.lua helpers it uses, so a helper the flow-control code added must be found by the prelude."""
+    from offload.jobs import Outcome
+
+    monkeypatch.setattr(RedisStore, "use_functions", False)
+    s = open_store(engine_url("redis", tmp_path), f"t{uuid.uuid4().hex[:12]}")
+    try:
+        now = time.time()
+        low, high = make_job(priority=9), make_job(priority=1)
+        s.enqueue_many([low, high], now)
+        assert s.pause("default", now) and s.claim(["default"], "w", 30.0, 5, now) == []
+        assert s.resume("default") and s.wait_for_work(["default"], 0.0)
+        first = s.claim(["default"], "w", 30.0, 1, now)[0]
+        assert first.id == high.id
+        assert s.settle([Outcome(first.id, first.lease_token or "", "snooze", retry_at=now + 5)], now) == [True]
+        assert s.to_front(low.id) and s.get(low.id).priority == 0
+        assert [j.id for j in s.claim(["default"], "w", 30.0, 5, now + 6)] == [low.id, high.id]
+        assert s.cancel(high.id, now) is not None and s.clear(["default"]) == 0
+    finally:
+        s.close()
