@@ -75,3 +75,14 @@ def test_a_snoozing_job_runs_again_later_without_using_its_attempts(fleet: Worke
     lines = ledger.read_text().splitlines()
     assert len(lines) == 4 and {line.split()[0] for line in lines} == {job.id}
     assert done.started_at is not None and done.started_at - done.created_at >= 3 * 0.2
+
+
+def test_a_worker_runs_a_backlog_by_priority_then_in_order(fleet: Workers, tmp_path: Path) -> None:
+    ledger = tmp_path / "order.txt"
+    priorities = [5, 0, 9, 5, 0, 3, 9, 0, 1, 3]
+    for i, priority in enumerate(priorities):
+        fleet.app.enqueue(jobfuncs.ledger, [str(ledger), str(i)], queue="p", priority=priority)
+    fleet.start("p", "-n", "1")
+    wait_until(lambda: fleet.app.store.count(["p"], ["finished"]) == len(priorities), what="the backlog ran")
+    expected = [str(i) for i in sorted(range(len(priorities)), key=lambda i: (priorities[i], i))]
+    assert ledger_tags(ledger) == expected
