@@ -130,3 +130,17 @@ def fail_once(marker: str) -> str:
             f.write("failed once")
         raise ValueError("the first attempt fails")
     return "second time lucky"
+
+
+def snooze_times(ledger_path: str, times: int, seconds: float) -> int:
+    """Writes a ledger line per run (``ledger``) and snoozes ``seconds`` for the first ``times`` runs; returns
+    the attempt number it finished on."""
+    import offload
+
+    ledger(ledger_path, "run")
+    with open(ledger_path) as f:
+        runs = len(f.read().splitlines())
+    if runs <= times:
+        raise offload.Snooze(seconds)
+    job = current_job()
+    return job.attempt if job else 0

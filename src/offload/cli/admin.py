@@ -1,5 +1,5 @@
-"""``offload migrate``, ``queues``, ``workers``, ``tasks``, ``schedules``, ``config`` and ``demo``: the store, the
-workers and the site's setup."""
+"""``offload migrate``, ``queues``, ``pause``, ``resume``, ``workers``, ``tasks``, ``schedules``, ``config`` and
+``demo``: the store, the queues, the workers and the site's setup."""
 
 from __future__ import annotations
 
@@ -26,8 +26,13 @@ def migrate(ctx: click.Context) -> None:
 @click.pass_context
 @friendly
 def queues(ctx: click.Context, as_json: bool) -> None:
-    """Jobs per queue and state."""
-    counts = app_for(ctx).store.counts()
+    """Jobs per queue and state, and which queues are paused (JSON: ``"paused": true`` in a paused queue's
+    counts)."""
+    app = app_for(ctx)
+    counts: dict[str, dict[str, object]] = {name: dict(n) for name, n in app.store.counts().items()}
+    paused = app.paused()
+    for name in paused:
+        counts.setdefault(name, {})["paused"] = True
     if as_json:
         click.echo(json.dumps(counts, indent=2, sort_keys=True))
         return
@@ -36,7 +41,33 @@ def queues(ctx: click.Context, as_json: bool) -> None:
         return
     click.echo(f"{'queue':20} " + " ".join(f"{s:>9}" for s in STATES))
     for name in sorted(counts):
-        click.echo(f"{name:20} " + " ".join(f"{counts[name].get(s, 0):>9}" for s in STATES))
+        flag = "  paused" if name in paused else ""
+        click.echo(f"{name:20} " + " ".join(f"{counts[name].get(s, 0):>9}" for s in STATES) + flag)
+
+
+@click.command()
+@click.argument("queue")
+@click.pass_context
+@friendly
+def pause(ctx: click.Context, queue: str) -> None:
+    """Pause QUEUE: every worker stops taking its jobs within a second (running ones finish) until `offload
+    resume QUEUE`. Jobs can still be enqueued into it."""
+    if app_for(ctx).pause(queue):
+        click.echo(f'Paused queue "{queue}"')
+    else:
+        click.echo(f'Queue "{queue}" was paused already')
+
+
+@click.command()
+@click.argument("queue")
+@click.pass_context
+@friendly
+def resume(ctx: click.Context, queue: str) -> None:
+    """Resume a paused QUEUE: workers take its jobs again."""
+    if app_for(ctx).resume(queue):
+        click.echo(f'Resumed queue "{queue}"')
+    else:
+        click.echo(f'Queue "{queue}" was not paused')
 
 
 @click.command()

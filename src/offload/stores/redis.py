@@ -17,12 +17,16 @@ Cluster hash tag, so one site lives in one slot); queues are stored as ``<site_i
                               the copies the scripts need (queue as Q, created_at, max_attempts, unique_key) plus
                               ``seq``, a 15-digit insertion number
     B q:<Q>            LIST   ids of the queued jobs of a queue, claimed from the head (LPOP); new, promoted,
-                              requeued and retried jobs join the tail, released ones go back to the head
+                              requeued and retried jobs join the tail, released ones go back to the head. One
+                              list per priority: q:<Q> holds priority 0 (and every job of data written before
+                              priorities), q:<Q>#<p> priority p (1-9), claimed after q:<Q>; ``priority`` is in
+                              a job hash only when not 0, so schema 1 data reads as it is
     B s:<Q>:<state>    ZSET   the jobs of a queue in a state (every state but started) by created_at, members
                               ``<seq>:<id>`` so ties keep insertion order; ``list`` merges the ones it needs
     B lease            ZSET   started job ids by lease_until (``requeue_expired``; lists of started jobs)
     B sched            ZSET   scheduled job ids by run_at (promotion at claim; the waiter's next due time)
     B done             ZSET   finished, failed and canceled job ids by ended_at (``purge``)
+    B paused           HASH   ``<Q>`` -> paused_at of each paused queue (claim skips it; it keeps no wake token)
     B counts           HASH   ``<Q>|<state>`` -> jobs, kept by the scripts (zero fields dropped): ``counts``,
                               ``count`` and the set of queues, with no scan of jobs
     B u:<unique_key>   STRING id of the pending job holding a unique key
@@ -376,6 +380,7 @@ class RedisStore(Store):
                                                    (7, "ended_at"), (13, "lease_until"))]
         checks.append((8, "attempts", int))
         checks.append((17, "max_attempts", int))
+        checks.append((18, "priority", int))
         for index, name, decode in checks:
             try:
                 if r[index] is not None:
@@ -392,7 +397,7 @@ class RedisStore(Store):
 
     def _decode(self, r: builtins.list[Any]) -> Job:
         (job_id, spec, payload, state, enqueued_at, run_at, started_at, ended_at, attempts, result, error, errors,
-         worker, lease_until, lease_token, progress, meta, budget) = r
+         worker, lease_until, lease_token, progress, meta, budget, priority) = r
         queue, func, task, title, created_at, max_attempts, retry, timeout, unique_key = json.loads(spec)
         if budget is not None:  # the hash field: a retry may have changed it since the spec was written
             max_attempts = int(budget)
@@ -422,6 +427,7 @@ class RedisStore(Store):
             progress=None if progress is None else json.loads(progress),
             meta={} if meta is None else json.loads(meta),
             unique_key=unique_key,
+            priority=0 if priority is None else int(priority),
         )
 
     def _jobs(self, reply: str) -> builtins.list[Job]:
@@ -429,7 +435,7 @@ class RedisStore(Store):
 
     def _enqueue_args(self, jobs: Sequence[Job], now: str) -> builtins.list[str]:
         """New jobs as ``read_kinds`` (common.lua) reads them: the kinds (the values most jobs of a batch share:
-        queue, state, enqueued_at, attempts, max_attempts, meta), then 7 values per job ('' = absent).
+        queue, state, enqueued_at, attempts, max_attempts, meta, priority), then 7 values per job ('' = absent).
         ``spec`` holds what never changes, as one JSON text the scripts hand back unread; the few fields the
         scripts use are also sent apart."""
         kinds: dict[tuple[str, ...], str] = {}
@@ -440,6 +446,7 @@ class RedisStore(Store):
                 self.prefix + job.queue, state,
                 now if state == QUEUED else "" if job.enqueued_at is None else repr(job.enqueued_at),
                 str(job.attempts), str(job.max_attempts), codec.dump_meta(job.meta) if job.meta else "",
+                str(job.priority),
             )
             number = kinds.get(kind)
             if number is None:
@@ -521,6 +528,8 @@ class RedisStore(Store):
                 has, data, retry_at = ("1", o.result_json, "") if o.result_json is not None else ("", "", "")
             elif o.kind == "release":
                 has, data, retry_at = "", "", ""
+            elif o.kind == "snooze":
+                has, data, retry_at = "", "", repr(o.retry_at if o.retry_at is not None else now)
             else:
                 has, data = "1", _dumps(o.error or {})
                 retry_at = repr(o.retry_at if o.retry_at is not None else now)
@@ -534,14 +543,22 @@ class RedisStore(Store):
         return self._jobs(self._run("requeue", repr(now)))
 
     def _work_ready(self, queues: Sequence[str]) -> tuple[bool, float | None, str]:
-        """Whether a queue has work, the earliest due time, and the server's clock (as ``<s>.<us>``)."""
-        qkeys = [f"{self.base}q:{self.qname(q)}" for q in queues]
-        queued, head, clock = self._exchange([("EXISTS", *qkeys),
-                                              ("ZRANGE", self.base + "sched", "0", "0", "WITHSCORES"), ("TIME",)])
-        for reply in (queued, head, clock):
+        """Whether a queue that is not paused has work, the earliest due time, and the server's clock (as
+        ``<s>.<us>``)."""
+        paused, head, clock, *queued = replies = self._exchange(
+            [("HMGET", self.base + "paused", *[self.qname(q) for q in queues]),
+             ("ZRANGE", self.base + "sched", "0", "0", "WITHSCORES"), ("TIME",),
+             *[("EXISTS", *self._queue_lists(q)) for q in queues]])
+        for reply in replies:
             if isinstance(reply, ResponseError):
                 raise StoreError(f"Redis store {self.safe_url} failed to look for work: {_one_line(reply)}")
-        return int(queued) > 0, float(head[1]) if head else None, f"{clock[0]}.{int(clock[1]):06d}"
+        ready = any(int(n) > 0 and at is None for n, at in zip(queued, paused, strict=True))
+        return ready, float(head[1]) if head else None, f"{clock[0]}.{int(clock[1]):06d}"
+
+    def _queue_lists(self, queue: str) -> list[str]:
+        """The keys of a queue's waiting lists, one per priority, first to last (``pqkey`` in common.lua)."""
+        head = f"{self.base}q:{self.qname(queue)}"
+        return [head] + [f"{head}#{p}" for p in range(1, 10)]
 
     def _tokens(self, queues: Sequence[str]) -> list[str]:
         return [f"{self.base}w:{self.qname(q)}" for q in queues] + [self.base + "w:sched"]
@@ -614,6 +631,18 @@ class RedisStore(Store):
             if self._generation != generation:  # closed under our feet
                 return None
             raise
+
+    # -- paused queues (pause.lua, resume.lua; HASH B paused: Q -> paused_at) ---------------------------------
+    def pause(self, queue: str, now: float) -> bool:
+        return bool(self._run("pause", self.qname(queue), repr(now)))
+
+    def resume(self, queue: str) -> bool:
+        return bool(self._run("resume", self.qname(queue)))
+
+    def paused(self) -> dict[str, float]:
+        found = self._call("HGETALL", self.base + "paused")
+        pairs = zip(found[::2], found[1::2], strict=True)
+        return {self.unqname(q): float(at) for q, at in pairs if q.startswith(self.prefix)}
 
     def set_progress(self, job_id: str, progress: dict[str, Any] | None, meta: dict[str, Any] | None) -> bool:
         return bool(self._run("progress", job_id, _dump(progress) or "", _dump(meta) or ""))

@@ -145,8 +145,10 @@ def logout() -> BaseResponse:
 def overview() -> str:
     offload = web_state().offload
     counts = offload.store.counts()
-    by_queue = {name: {s: counts[name].get(s, 0) for s in STATES} for name in sorted(counts)}
-    queues = [{"name": name, "counts": row, "total": sum(row.values())} for name, row in by_queue.items()]
+    paused = offload.paused()
+    by_queue = {name: {s: counts.get(name, {}).get(s, 0) for s in STATES} for name in sorted({*counts, *paused})}
+    queues = [{"name": name, "counts": row, "total": sum(row.values()), "paused": name in paused}
+              for name, row in by_queue.items()]
     totals = {s: sum(row[s] for row in by_queue.values()) for s in STATES}
     now = time.time()
     recent = metrics.recent_done_jobs(offload, now)
@@ -253,6 +255,18 @@ def retry(job_id: str) -> Response | BaseResponse:
 @bp.route("/queues/<queue>/clear", methods=["POST"])
 def clear(queue: str) -> Response | BaseResponse:
     denied = _run("job_clear", {"queues": [queue]}, f'Cleared the waiting jobs of queue "{queue}"')
+    return denied or _back(url_for(".overview"))
+
+
+@bp.route("/queues/<queue>/pause", methods=["POST"])
+def pause(queue: str) -> Response | BaseResponse:
+    denied = _run("queue_pause", {"queue": queue}, f'Paused queue "{queue}": workers take none of its jobs')
+    return denied or _back(url_for(".overview"))
+
+
+@bp.route("/queues/<queue>/resume", methods=["POST"])
+def resume(queue: str) -> Response | BaseResponse:
+    denied = _run("queue_resume", {"queue": queue}, f'Resumed queue "{queue}"')
     return denied or _back(url_for(".overview"))
 
 
