@@ -131,8 +131,7 @@ def offload_source() -> str:
 
 #: What offload's adapter and the floor import in offload's venv: offload itself, psycopg (its PostgreSQL
 #: driver, the ``postgres`` extra) and redis-py, the bench's own client for resetting Redis and reading its
-#: version. offload's Redis store speaks RESP itself, so no extra of offload brings redis-py: a venv made with
-#: ``.[all]`` or ``.[redis,postgres]`` lacks it, and every offload cell on Redis failed there.
+#: version (offload's ``redis`` extra brings it too, with hiredis).
 OFFLOAD_IMPORTS = "import offload, redis, psycopg"
 
 
