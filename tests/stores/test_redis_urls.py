@@ -33,7 +33,7 @@ def test_url_forms(url: str, kind: str, expected: dict[str, Any]) -> None:
     assert store_class(url) is RedisStore
     if kind == "sentinel":
         assert target.service in ("mymaster", "cache")
-        assert target.sentinels in ([("h1", 26379), ("h2", 26380)], [("h1", 26379)])
+        assert target.hosts in ([("h1", 26379), ("h2", 26380)], [("h1", 26379)])
 
 
 @pytest.mark.parametrize(

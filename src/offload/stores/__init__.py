@@ -17,7 +17,8 @@ ENGINES: dict[str, tuple[str, str, str | None, str | None]] = {
     "sqlite": ("offload.stores.sqlite", "SQLiteStore", None, None),
     # redis-py (with hiredis) makes the Redis store's connections: TCP, TLS, unix sockets, Sentinel.
     **{scheme: ("offload.stores.redis", "RedisStore", "redis", "redis")
-       for scheme in ("redis", "rediss", "unix", "redis+unix", "redis+sentinel", "rediss+sentinel")},
+       for scheme in ("redis", "rediss", "unix", "redis+unix", "redis+sentinel", "rediss+sentinel", "redis+cluster",
+                     "rediss+cluster")},
     "postgresql": ("offload.stores.postgres", "PostgresStore", "psycopg", "postgres"),
     "postgres": ("offload.stores.postgres", "PostgresStore", "psycopg", "postgres"),
 }

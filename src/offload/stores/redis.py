@@ -77,7 +77,7 @@ from offload import codec
 from offload.errors import StoreError, StoreUnavailable, StoreURLError
 from offload.jobs import QUEUED, Job, Outcome, ScheduleRun, WorkerInfo
 from offload.stores.base import Store, mark_stored
-from offload.stores.redis_link import DOWN, Link, error_text, parse_url
+from offload.stores.redis_link import DOWN, ClusterLink, Link, error_text, parse_url
 from offload.stores.redis_lua import lua
 
 SCHEMA_VERSION = 1
@@ -162,10 +162,16 @@ class RedisStore(Store):
         if not self.key_prefix or any(c in self.key_prefix for c in "{}"):
             raise StoreURLError(f"invalid Redis URL {self.safe_url!r}: prefix must be non-empty, without braces")
         self._password = target.password
-        self._link = Link(target)
         self.min_replicas = int(target.options.get("min_replicas", "0"))
         self.base = f"{self.key_prefix}:{{{site_id}}}:"
-        self._schema_key = f"{self.key_prefix}:schema"
+        if target.kind == "cluster":
+            # In the site's hash tag, so that every key a call touches lives in one slot. One server keeps the
+            # key it always had (data written before stays readable).
+            self._schema_key = self.base + "schema"
+            self._link: Link = ClusterLink(target, self.base)
+        else:
+            self._schema_key = f"{self.key_prefix}:schema"
+            self._link = Link(target)
         self._lua = lua()
         # Whether scripts run as Redis Functions; settled by _load() (open(), or a call that finds them missing).
         self._functions = self.use_functions

@@ -40,13 +40,15 @@ from offload.errors import StoreURLError
 COMMON_OPTIONS = ("prefix", "timeout", "connect_timeout", "min_replicas")
 SSL_OPTIONS = ("ssl_cert_reqs", "ssl_ca_certs", "ssl_ca_path", "ssl_certfile", "ssl_keyfile", "ssl_password",
                "ssl_check_hostname", "ssl_ciphers")
-SCHEMES = ("redis", "rediss", "unix", "redis+unix", "redis+sentinel", "rediss+sentinel")
+SCHEMES = ("redis", "rediss", "unix", "redis+unix", "redis+sentinel", "rediss+sentinel", "redis+cluster",
+           "rediss+cluster")
 
 #: Failures that mean the store cannot serve now (StoreUnavailable): no connection, a timeout, a server loading
 #: its data, refusing our credentials or at its client limit, a replica (READONLY), a master without its
-#: replicas (MASTERDOWN), no master known to the sentinels.
+#: replicas (MASTERDOWN), no master known to the sentinels, a cluster without a node serving the slot.
 DOWN: tuple[type[BaseException], ...] = (rx.ConnectionError, rx.TimeoutError, rx.ReadOnlyError,
-                                         rx.MasterDownError, OSError)
+                                         rx.MasterDownError, rx.ClusterDownError, rx.TryAgainError,
+                                         rx.RedisClusterException, OSError)
 
 #: The first word of an error reply, which redis-py's parser strips from the message of these classes.
 _CODES: dict[type[BaseException], str] = {
@@ -74,7 +76,7 @@ class Target:
     kind: str
     options: dict[str, str]
     connection: dict[str, Any] = field(default_factory=dict)
-    sentinels: list[tuple[str, int]] = field(default_factory=list)
+    hosts: list[tuple[str, int]] = field(default_factory=list)  # the sentinels, or the cluster's nodes
     service: str = ""
 
     @property
@@ -120,6 +122,8 @@ def parse_url(url: str, safe_url: str) -> Target:
         return _unix_target(parts.path, options, connection, safe_url)
     if "sentinel" in scheme:
         return _sentinel_target(hosts, parts.path, options, connection, safe_url)
+    if "cluster" in scheme:
+        return _cluster_target(hosts, parts.path, options, connection, safe_url)
     try:
         connection.update(host=parts.hostname or "localhost", port=parts.port or 6379,
                           db=int(parts.path.strip("/") or "0"))
@@ -145,18 +149,43 @@ def _unix_target(path: str, options: dict[str, str], connection: dict[str, Any],
 def _sentinel_target(hosts: str, path: str, options: dict[str, str], connection: dict[str, Any],
                      safe_url: str) -> Target:
     form = "redis+sentinel://[:password@]host:26379,host:26379/<service>/<db>"
-    sentinels: list[tuple[str, int]] = []
     service, _, db = path.strip("/").partition("/")
     try:
-        for host in filter(None, hosts.split(",")):
-            name, _, port = host.rpartition(":") if host.rpartition(":")[2].isdigit() else (host, "", "26379")
-            sentinels.append((name.strip("[]") or "localhost", int(port)))
+        sentinels = _hosts(hosts, 26379)
         connection["db"] = int(db or "0")
     except ValueError:
         raise StoreURLError(f"invalid Redis URL {safe_url!r}: use {form}") from None
     if not sentinels or not service:
         raise StoreURLError(f"invalid Redis URL {safe_url!r}: name the sentinels and the service, as in {form}")
     return Target("sentinel", options, connection, sentinels, unquote(service))
+
+
+def _hosts(hosts: str, default_port: int) -> list[tuple[str, int]]:
+    """``host:port,host:port`` (``[v6]:port`` too) as pairs; ValueError for a port that is not a number."""
+    out = []
+    for host in filter(None, hosts.split(",")):
+        name, port = host, ""
+        if host.startswith("["):
+            name, _, port = host[1:].partition("]")
+            port = port.lstrip(":")
+        elif ":" in host:
+            name, port = host.rsplit(":", 1)
+        out.append((name or "localhost", int(port) if port else default_port))
+    return out
+
+
+def _cluster_target(hosts: str, path: str, options: dict[str, str], connection: dict[str, Any],
+                    safe_url: str) -> Target:
+    form = "redis+cluster://[:password@]host:port[,host:port...]"
+    try:
+        nodes = _hosts(hosts, 6379)
+    except ValueError:
+        raise StoreURLError(f"invalid Redis URL {safe_url!r}: use {form} with numeric ports") from None
+    if not nodes:
+        raise StoreURLError(f"invalid Redis URL {safe_url!r}: name at least one node, as in {form}")
+    if path.strip("/") not in ("", "0"):
+        raise StoreURLError(f"invalid Redis URL {safe_url!r}: a Redis Cluster has only database 0")
+    return Target("cluster", options, connection, nodes)
 
 
 def _tls_options(options: dict[str, str], safe_url: str) -> dict[str, Any]:
@@ -201,12 +230,9 @@ def _check_tls(tls: dict[str, Any]) -> None:
         context.set_ciphers(tls["ssl_ciphers"])
 
 
-def _factory(target: Target) -> ConnectionPool:
-    """The redis-py pool whose ``make_connection`` makes our connections (it is never asked for one)."""
-    from redis.connection import Connection, SSLConnection, UnixDomainSocketConnection
-
+def _connection_kwargs(target: Target) -> dict[str, Any]:
     kwargs = dict(target.connection)
-    kind = kwargs.pop("connection_class", None)
+    kwargs.pop("connection_class", None)
     kwargs.update(
         decode_responses=True,
         # Bytes that are not UTF-8 (a foreign or corrupted record) must not break a reply: they come back as
@@ -214,10 +240,17 @@ def _factory(target: Target) -> ConnectionPool:
         encoding_errors="surrogateescape",
         retry=Retry(NoBackoff(), 0),  # never resend: a command may have run before its reply was lost
         protocol=2,
-        socket_keepalive=kind != "unix",
     )
-    if kind == "unix":
-        kwargs.pop("socket_keepalive")
+    if target.kind != "unix":
+        kwargs["socket_keepalive"] = True
+    return kwargs
+
+
+def _factory(target: Target) -> ConnectionPool:
+    """The redis-py pool whose ``make_connection`` makes our connections (it is never asked for one)."""
+    from redis.connection import Connection, SSLConnection, UnixDomainSocketConnection
+
+    kwargs = _connection_kwargs(target)
     if target.kind == "sentinel":
         from redis.sentinel import Sentinel, SentinelConnectionPool
 
@@ -225,13 +258,13 @@ def _factory(target: Target) -> ConnectionPool:
                            "socket_connect_timeout": kwargs["socket_connect_timeout"],
                            "password": target.options.get("sentinel_password") or None,
                            "retry": Retry(NoBackoff(), 0)}
-        manager = Sentinel(target.sentinels, sentinel_kwargs=sentinel_kwargs)
+        manager = Sentinel(target.hosts, sentinel_kwargs=sentinel_kwargs)
         ssl = any(name.startswith("ssl_") for name in kwargs)
         pool: ConnectionPool = SentinelConnectionPool(  # type: ignore[no-untyped-call]
             target.service, manager, is_master=True, check_connection=False, ssl=ssl, **kwargs)
         return pool
     classes = {"tcp": Connection, "ssl": SSLConnection, "unix": UnixDomainSocketConnection}
-    return ConnectionPool(connection_class=classes[kind or "tcp"], **kwargs)
+    return ConnectionPool(connection_class=classes[target.connection.get("connection_class", "tcp")], **kwargs)
 
 
 class Link:
@@ -241,7 +274,7 @@ class Link:
     def __init__(self, target: Target) -> None:
         self.target = target
         self._factory: ConnectionPool | None = None
-        self._idle: list[Any] = []
+        self._idle: dict[str, list[Any]] = {}
         self._every: weakref.WeakSet[Any] = weakref.WeakSet()
         self._lock = threading.Lock()
         self._pid = os.getpid()
@@ -253,29 +286,39 @@ class Link:
         if target.kind == "sentinel":
             master = getattr(self._factory, "master_address", None)
             named = f"the master {master[0]}:{master[1]} " if master else "the master "
-            sentinels = ",".join(f"{h}:{p}" for h, p in target.sentinels)
+            sentinels = ",".join(f"{h}:{p}" for h, p in target.hosts)
             return f"{named}named by sentinels {sentinels} for service {target.service!r}"
         if target.kind == "unix":
             return f"unix socket {target.connection['path']}"
         return f"{target.connection['host']}:{target.connection['port']}"
 
-    def _take(self) -> tuple[Any, int]:
+    def _forked(self) -> None:
+        """In a forked child: forget the parent's connections (never used here)."""
+        self._idle, self._every, self._pid, self._factory = {}, weakref.WeakSet(), os.getpid(), None
+
+    def _pool(self) -> tuple[str, ConnectionPool]:
+        """The name and the redis-py pool of where this exchange goes (called holding the lock)."""
+        if self._factory is None:
+            self._factory = _factory(self.target)
+        return "", self._factory
+
+    def _take(self) -> tuple[Any, str, int]:
         with self._lock:
             if self._pid != os.getpid():
-                self._idle, self._every, self._pid, self._factory = [], weakref.WeakSet(), os.getpid(), None
+                self._forked()
             generation = self.generation
-            if self._idle:
-                return self._idle.pop(), generation
-            if self._factory is None:
-                self._factory = _factory(self.target)
-            conn = self._factory.make_connection()
+            name, pool = self._pool()
+            idle = self._idle.setdefault(name, [])
+            if idle:
+                return idle.pop(), name, generation
+            conn = pool.make_connection()
             self._every.add(conn)
-        return conn, generation
+        return conn, name, generation
 
-    def _give(self, conn: Any, generation: int) -> None:
+    def _give(self, conn: Any, name: str, generation: int) -> None:
         with self._lock:
             if generation == self.generation and self._pid == os.getpid():
-                self._idle.append(conn)
+                self._idle.setdefault(name, []).append(conn)
                 return
         conn.disconnect()
 
@@ -299,7 +342,7 @@ class Link:
         """Send ``count`` packed commands in one round trip and read their replies; an error reply is returned
         as a value (the rest are still read), except those of ``DOWN``, which are raised with the rest of
         redis-py's failures (the connection is then closed)."""
-        conn, generation = self._take()
+        conn, name, generation = self._take()
         replies: list[Any] = []
         try:
             self._drop_if_stale(conn)
@@ -321,15 +364,15 @@ class Link:
             conn.disconnect()
             raise
         finally:
-            self._give(conn, generation)
+            self._give(conn, name, generation)
         return replies
 
     def close(self) -> None:
         with self._lock:
             mine = self._pid == os.getpid()
-            idle = self._idle if mine else []
+            idle = [conn for conns in self._idle.values() for conn in conns] if mine else []
             busy = [conn for conn in self._every if conn not in idle] if mine else []
-            self._idle, self._every = [], weakref.WeakSet()
+            self._idle, self._every = {}, weakref.WeakSet()
             self.generation += 1
         for conn in idle:
             conn.disconnect()
@@ -344,3 +387,63 @@ class Link:
                     sock.shutdown(socket.SHUT_RDWR)
                 except OSError:
                     pass
+
+
+class ClusterLink(Link):
+    """Connections to the Redis Cluster node that serves the slot of ``route_key`` (every key of a call shares
+    its hash tag), found from redis-py's map of the slots. A MOVED or ASK reply means the command did not run:
+    the map is read again and the exchange sent to the node now named, up to three times; a connection error
+    has the map read again before the next call."""
+
+    def __init__(self, target: Target, route_key: str) -> None:
+        super().__init__(target)
+        self.route_key = route_key
+        self._cluster: Any = None
+        self._node = ""
+        self._refresh = False
+
+    def _forked(self) -> None:
+        super()._forked()
+        self._cluster = None
+
+    def _pool(self) -> tuple[str, ConnectionPool]:
+        if self._cluster is None:
+            from redis.cluster import ClusterNode, RedisCluster
+
+            kwargs = _connection_kwargs(self.target)
+            kwargs["ssl"] = any(name.startswith("ssl_") for name in kwargs)
+            nodes = [ClusterNode(h, p) for h, p in self.target.hosts]  # type: ignore[no-untyped-call]
+            self._cluster = RedisCluster(startup_nodes=nodes, **kwargs)
+        elif self._refresh:
+            self._cluster.nodes_manager.initialize()
+        self._refresh = False
+        node = self._cluster.get_node_from_key(self.route_key)
+        self._node = str(node.name)
+        pool: ConnectionPool = node.redis_connection.connection_pool
+        return self._node, pool
+
+    def where(self) -> str:
+        nodes = ",".join(f"{h}:{p}" for h, p in self.target.hosts)
+        node = f"node {self._node} " if self._node else "the node "
+        return f"{node}serving the slot of {self.route_key!r} in the cluster of {nodes}"
+
+    def exchange(self, packed: bytes, count: int, read_timeout: float | None = None) -> list[Any]:
+        moved: BaseException | None = None
+        for _ in range(3):
+            try:
+                replies = super().exchange(packed, count, read_timeout)
+            except DOWN:
+                self._refresh = True
+                raise
+            moved = next((r for r in replies if isinstance(r, rx.AskError)), None)  # MOVED is an ASK subclass
+            if moved is None:
+                return replies
+            self._refresh = True
+        raise rx.ClusterDownError(f"the slot of {self.route_key!r} kept moving: {error_text(moved or Exception())}")
+
+    def close(self) -> None:
+        super().close()
+        with self._lock:
+            cluster, self._cluster = self._cluster, None
+        if cluster is not None:
+            cluster.close()
