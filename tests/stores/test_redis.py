@@ -458,7 +458,7 @@ def test_a_pooled_connection_the_server_closed_is_reopened_before_use(store: Red
     client_id = store._call("CLIENT", "ID")
     assert server.client_kill_filter(_id=client_id) == 1
     deadline = time.monotonic() + 5
-    while not store._link.stale(store._link._idle[0]) and time.monotonic() < deadline:  # the kill is asynchronous
+    while not store._link.stale(store._link._idle[""][0]) and time.monotonic() < deadline:  # the kill is asynchronous
         time.sleep(0.01)
     assert store.count() == 1
     assert store._call("CLIENT", "ID") != client_id
@@ -466,11 +466,11 @@ def test_a_pooled_connection_the_server_closed_is_reopened_before_use(store: Red
 
 def test_a_healthy_pooled_connection_is_kept(store: RedisStore) -> None:
     store.count()
-    (conn,) = store._link._idle
+    (conn,) = store._link._idle[""]
     sock = conn._sock
     for _ in range(20):
         store.count()
-    assert store._link._idle == [conn] and conn._sock is sock
+    assert store._link._idle[""] == [conn] and conn._sock is sock
 
 
 def test_the_session_starts_with_the_user_password_and_database(
@@ -654,11 +654,11 @@ def test_a_store_over_tls(tls_server: int, tls_files: dict[str, str], lua_mode: 
         job = store.enqueue(make_job(payload='[["' + "x" * 200_000 + '"],{}]'), time.time())
         assert [j.id for j in store.claim(["default"], "w", LEASE, 1, time.time())] == [job.id]
         assert not store.wait_for_work(["default"], 0.2)
-        (conn,) = store._link._idle
+        (conn,) = store._link._idle[""]
         sock = conn._sock
         for _ in range(10):  # a session ticket the server sent is not taken for a closed connection
             assert store.count() == 1
-        assert store._link._idle == [conn] and conn._sock is sock
+        assert store._link._idle[""] == [conn] and conn._sock is sock
 
         client_id = store._call("CLIENT", "ID")
         store._call("CLIENT", "KILL", "ID", str(client_id), "SKIPME", "no")  # as the server closing it
