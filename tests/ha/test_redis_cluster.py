@@ -7,9 +7,11 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
 from redis.cluster import key_slot
 
 from offload import Offload
+from offload.errors import StoreError
 from offload.jobs import new_id
 from offload.stores import open_store
 from tests.faults import ledger
@@ -101,3 +103,19 @@ def test_a_moved_slot_is_followed(redis_cluster: Any) -> None:
         assert target.name in store._link.where()  # type: ignore[attr-defined]
     finally:
         store.close()
+
+
+def test_a_cluster_node_named_as_one_server_says_so(redis_cluster: Any) -> None:
+    """A redis:// URL naming a cluster node: the redirection is named (MOVED) with what to do, never taken for a
+    schema from another offload version."""
+    host, port = redis_cluster.addrs[0]
+    client = redis_cluster.cluster_client()
+    try:
+        prefix = next(f"p{n}" for n in range(1000)
+                      if client.get_node_from_key(f"p{n}:schema").name != f"{host}:{port}")
+    finally:
+        client.close()
+    with pytest.raises(StoreError) as info:
+        open_store(f"redis://{host}:{port}/0?prefix={prefix}", "site")
+    message = str(info.value)
+    assert "MOVED" in message and "redis+cluster://" in message and "upgrade" not in message

@@ -71,7 +71,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any, ClassVar
 
-from redis.exceptions import NoScriptError, RedisError, ResponseError
+from redis.exceptions import AskError, NoScriptError, RedisError, ResponseError
 
 from offload import codec
 from offload.errors import StoreError, StoreUnavailable, StoreURLError
@@ -188,6 +188,13 @@ class RedisStore(Store):
             reason = reason.replace(self._password, "***")
         return StoreUnavailable(f"Redis store {self.safe_url} is unavailable ({self._link.where()}): {reason}")
 
+    def _reply_text(self, reply: BaseException) -> str:
+        """An error reply as one line; a redirection, which only a cluster node sends, says what to do."""
+        text = error_text(reply)
+        if isinstance(reply, AskError) and not isinstance(self._link, ClusterLink):
+            text += "; the server is a Redis Cluster node: name the cluster with redis+cluster://host:port"
+        return text
+
     def _exchange(self, commands: Sequence[Sequence[str]], read_timeout: float | None = None,
                   acknowledged: bool = False) -> list[Any]:
         """Send commands in one round trip and return their replies (an error reply is returned, not raised, so
@@ -216,7 +223,7 @@ class RedisStore(Store):
     def _call(self, *args: str) -> Any:
         reply = self._exchange([args], acknowledged=args[0] in _WRITES)[0]
         if isinstance(reply, ResponseError):
-            raise StoreError(f"Redis store {self.safe_url} refused {args[0]!r}: {error_text(reply)}")
+            raise StoreError(f"Redis store {self.safe_url} refused {args[0]!r}: {self._reply_text(reply)}")
         return reply
 
     def _command(self, name: str, args: Sequence[str]) -> tuple[str, ...]:
@@ -234,7 +241,7 @@ class RedisStore(Store):
             self._load()
             reply = self._exchange([self._command(name, args)], acknowledged=acknowledged)[0]
         if isinstance(reply, ResponseError):
-            raise StoreError(f"Redis store {self.safe_url} failed in script {name!r}: {error_text(reply)}")
+            raise StoreError(f"Redis store {self.safe_url} failed in script {name!r}: {self._reply_text(reply)}")
         return reply
 
     def _load(self, tidy: bool = False) -> None:
@@ -257,7 +264,7 @@ class RedisStore(Store):
         replies = self._exchange([("SCRIPT", "LOAD", source) for _, source in self._lua.scripts.values()])
         for reply in replies:
             if isinstance(reply, ResponseError):
-                raise StoreError(f"Redis store {self.safe_url} refused offload's scripts: {error_text(reply)}")
+                raise StoreError(f"Redis store {self.safe_url} refused offload's scripts: {self._reply_text(reply)}")
         self._functions = False
 
     # -- lifecycle ---------------------------------------------------------------------------------------
@@ -273,7 +280,7 @@ class RedisStore(Store):
                                      ("GET", self._schema_key)])
         if isinstance(version, ResponseError):
             raise StoreError(f"Redis store {self.safe_url} ({self._link.where()}) failed to read its schema "
-                             f"version: {error_text(version)}")
+                             f"version: {self._reply_text(version)}")
         if int(version) > SCHEMA_VERSION:
             raise StoreError(
                 f"Redis store {self.safe_url} holds schema version {version} (prefix {self.key_prefix!r}), newer "
@@ -466,7 +473,7 @@ class RedisStore(Store):
                                               ("ZRANGE", self.base + "sched", "0", "0", "WITHSCORES"), ("TIME",)])
         for reply in (queued, head, clock):
             if isinstance(reply, ResponseError):
-                raise StoreError(f"Redis store {self.safe_url} failed to look for work: {error_text(reply)}")
+                raise StoreError(f"Redis store {self.safe_url} failed to look for work: {self._reply_text(reply)}")
         return int(queued) > 0, float(head[1]) if head else None, f"{clock[0]}.{int(clock[1]):06d}"
 
     def _tokens(self, queues: Sequence[str]) -> list[str]:
@@ -522,7 +529,7 @@ class RedisStore(Store):
                     commands.append(self._command("claim", ahead))
                 popped, *reply = self._exchange(commands, read_timeout=block + 5.0, acknowledged=claim is not None)
                 if isinstance(popped, ResponseError):
-                    raise StoreError(f"Redis store {self.safe_url} failed to wait for work: {error_text(popped)}")
+                    raise StoreError(f"Redis store {self.safe_url} failed to wait for work: {self._reply_text(popped)}")
                 if claim is None:
                     if popped is not None and popped[0] != tokens[-1]:
                         return []
@@ -532,7 +539,8 @@ class RedisStore(Store):
                 elif _not_loaded(reply[0]):  # the server lost our Lua while we waited: the claim did not run
                     jobs = self.claim(queues, *claim, time.time())
                 else:
-                    raise StoreError(f"Redis store {self.safe_url} failed in script 'claim': {error_text(reply[0])}")
+                    raise StoreError(f"Redis store {self.safe_url} failed in script 'claim': "
+                                     f"{self._reply_text(reply[0])}")
                 if jobs:
                     return jobs
                 # A timeout, the earliest due time moved, or another worker was quicker: look again.

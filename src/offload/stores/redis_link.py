@@ -8,6 +8,8 @@ URL forms (what redis-py and Celery read, plus Sentinel's host list)::
     unix:///path/redis.sock[?db=0]                         a unix socket (also ``redis+unix://``)
     redis+sentinel://[[user]:password@]host:26379,host:26380/<service>[/<db>]
                                                            the master Sentinel names (``rediss+sentinel://``: TLS)
+    redis+cluster://[[user]:password@]host:port[,host:port...]
+                                                           a Redis Cluster (``ClusterLink``; ``rediss+cluster://``)
 
 Query options: ``prefix`` (read by the store), ``timeout`` and ``connect_timeout`` (seconds), ``db`` (for
 socket URLs, which have no path of their own for it), ``min_replicas`` (a write is acknowledged once that many
@@ -18,7 +20,8 @@ own) and, with TLS, redis-py's ``ssl_cert_reqs``, ``ssl_ca_certs``, ``ssl_ca_pat
 The pool is a list of idle redis-py connections made by a redis-py pool (for Sentinel, its
 ``SentinelConnectionPool``, whose connections ask the sentinels for the master each time they connect). It is
 kept here rather than taken from redis-py's pool, whose bookkeeping costs each call ~5 us: a command is never
-resent after it may have run, and a connection the server closed is noticed before use and reopened.
+resent after it may have run, and a connection the server closed is noticed before use and reopened. Commands are
+written to the connection's socket and replies read from its (hiredis) parser directly, for the same reason.
 """
 
 from __future__ import annotations
@@ -260,8 +263,10 @@ def _factory(target: Target) -> ConnectionPool:
                            "socket_connect_timeout": kwargs["socket_connect_timeout"],
                            "password": target.options.get("sentinel_password") or None,
                            "retry": Retry(NoBackoff(), 0)}
-        manager = Sentinel(target.hosts, sentinel_kwargs=sentinel_kwargs)
         ssl = any(name.startswith("ssl_") for name in kwargs)
+        if ssl:  # rediss+sentinel://: the sentinels are asked over TLS too, with the same options
+            sentinel_kwargs.update(ssl=True, **{k: v for k, v in kwargs.items() if k.startswith("ssl_")})
+        manager = Sentinel(target.hosts, sentinel_kwargs=sentinel_kwargs)
         pool: ConnectionPool = SentinelConnectionPool(  # type: ignore[no-untyped-call]
             target.service, manager, is_master=True, check_connection=False, ssl=ssl, **kwargs)
         return pool
