@@ -1,8 +1,9 @@
 """The Redis engine: ``redis://[:password@]host:6379/0``, ``rediss://`` (TLS), ``unix:///path.sock?db=0`` and
-``redis+sentinel://host:26379,host:26380/<service>/<db>`` (the URL forms and their options: ``redis_link.py``);
-needs Redis 6.2 or later, with ``maxmemory-policy noeviction`` (the default): an evicted key would leave the
-indexes below inconsistent. What survives a server crash is what the server's persistence settings keep; what a
-Sentinel failover can lose is told in docs/redis.md (``min_replicas`` narrows it).
+``redis+sentinel://host:26379,host:26380/<service>/<db>`` and ``redis+cluster://host:port[,host:port...]`` (the
+URL forms and their options: ``redis_link.py``); needs Redis 6.2 or later, with ``maxmemory-policy noeviction``
+(the default): an evicted key would leave the indexes below inconsistent. What survives a server crash is what the
+server's persistence settings keep; what a Sentinel failover can lose is told in docs/stores.md (``min_replicas``
+narrows it).
 
 Query options read here: ``prefix`` (key prefix, default ``offload``) and ``min_replicas`` (each write is
 followed, in the same round trip, by ``WAIT <n> 1000``; fewer replicas acknowledging it is StoreUnavailable).
@@ -32,7 +33,7 @@ Cluster hash tag, so one site lives in one slot); queues are stored as ``<site_i
     B workers, B wseen HASH   worker id -> info JSON; ZSET worker id by last_seen
     B runs             HASH   schedule name -> ``<last slot>|<job id>``
     B rec:<kind>       HASH   record key -> JSON
-    <prefix>:schema    STRING schema version
+    <prefix>:schema    STRING schema version (on a Redis Cluster: ``B schema``, in the site's slot)
 
 Every state transition is one Lua script (``stores/lua/*.lua``) run in one round trip whatever the batch size;
 index writes are grouped into one command per key and transition. On Redis 7.0+ the scripts and the
