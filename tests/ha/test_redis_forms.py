@@ -60,3 +60,31 @@ def test_min_replicas_waits_for_a_replica_and_says_when_none_acknowledged(redis_
         assert two.count() == 2, "the write was made; only its acknowledgement fell short (reads wait for none)"
     finally:
         two.close()
+
+
+def test_a_coordinated_failover_is_followed_without_writing_to_the_demoted_master(redis_sentinel_set: Any) -> None:
+    """SENTINEL FAILOVER: the old master stays up as a replica. Connections to it answer READONLY (or are closed
+    by the role change): the call fails as unavailable, the idle ones are dropped, and the next call asks the
+    sentinels and reaches the new master."""
+    sentinels = redis_sentinel_set
+    store = open_store(sentinels.sentinel_url + "?prefix=coord", "site")
+    try:
+        store.enqueue(make_job(), time.time())
+        old = sentinels.master_addr()
+        sentinels.sentinels[0].client().execute_command("SENTINEL", "FAILOVER", sentinels.service)
+        new = sentinels.wait_for_failover(old)
+        sentinels.wait_replica_of(sentinels.node_at(old), new[1])
+        failures: list[str] = []
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                job = store.enqueue(make_job(), time.time())
+                break
+            except StoreUnavailable as exc:
+                failures.append(str(exc))
+                assert time.monotonic() < deadline, failures
+        assert len(failures) <= 1, failures  # at most the one call on the pooled connection to the old master
+        assert sentinels.node_at(new).client().exists(f"coord:{{site}}:j:{job.id}") == 1
+        assert store.count() == 2
+    finally:
+        store.close()

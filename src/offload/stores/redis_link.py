@@ -370,12 +370,22 @@ class Link:
                     # UNBLOCKED: a master turning into a replica ends its clients' BLPOPs with it.
                     raise reply
                 replies.append(reply)
-        except BaseException:
+        except BaseException as exc:
             conn.disconnect()
+            if isinstance(exc, DOWN):
+                # The server went away or changed role (a failover): the idle connections to it would each fail
+                # once more; the next call connects afresh (for Sentinel, asking the sentinels again).
+                self._drop_idle(name)
             raise
         finally:
             self._give(conn, name, generation)
         return replies
+
+    def _drop_idle(self, name: str) -> None:
+        with self._lock:
+            idle = self._idle.pop(name, []) if self._pid == os.getpid() else []
+        for conn in idle:
+            conn.disconnect()
 
     def close(self) -> None:
         with self._lock:
