@@ -108,7 +108,8 @@ def process_facts() -> dict[str, Any]:
     with open("/proc/self/cmdline", "rb") as f:
         cmdline = f.read().split(b"\0")
     return {"pid": os.getpid(), "ppid": os.getppid(), "sid": os.getsid(0),
-            "cmdline": [part.decode() for part in cmdline if part], "stdin": os.readlink("/proc/self/fd/0")}
+            "cmdline": [part.decode() for part in cmdline if part], "stdin": os.readlink("/proc/self/fd/0"),
+            "drivers": sorted(m for m in sys.modules if m.split(".")[0] in ("redis", "hiredis", "psycopg"))}
 
 
 def at_exit_write(path: str) -> int:
