@@ -441,6 +441,24 @@ def test_counts_per_queue_and_state(store: Store) -> None:
     assert store.counts() == {"a": {QUEUED: 1, FINISHED: 1}, "b": {SCHEDULED: 1}}
 
 
+def test_waiting_since_is_the_oldest_waiting_job_per_queue(store: Store) -> None:
+    t0 = time.time()
+    store.enqueue_many([make_job("a", now=t0), make_job("a", now=t0, run_at=t0 + 30),
+                        make_job("b", now=t0, run_at=t0 + 60), make_job("c", now=t0),
+                        make_job("d", now=t0, run_at=t0 + 20), make_job("e", now=t0, run_at=t0 + 20)], t0)
+    store.enqueue(make_job("a", now=t0 + 5), t0 + 5)
+    store.enqueue(make_job("d", now=t0 + 15), t0 + 15)
+    store.enqueue(make_job("e", now=t0 + 40), t0 + 40)
+    claim_one(store, ["c"], now=t0 + 1)
+    near = {"abs": 1e-3}
+    assert store.waiting_since(t0 + 41) == pytest.approx({"a": t0, "d": t0 + 15, "e": t0 + 20}, **near)
+    assert store.waiting_since(t0 + 100) == pytest.approx(
+        {"a": t0, "b": t0 + 60, "d": t0 + 15, "e": t0 + 20}, **near)
+    head = claim_one(store, ["a"], now=t0 + 41)
+    assert head.enqueued_at == pytest.approx(t0, **near)
+    assert store.waiting_since(t0 + 41)["a"] == pytest.approx(t0 + 5, **near)
+
+
 def test_purge_deletes_done_jobs_older_than_the_cutoff(store: Store) -> None:
     now = time.time()
     store.enqueue_many([make_job() for _ in range(4)], now)

@@ -16,6 +16,7 @@ State machine (what each verb may do):
     settle release started -> queued (attempt given back, back at the head of its queue)
     requeue_expired started (lease over) -> queued (at its old place, ahead of later jobs), or failed (reason
                    "abandoned") once attempts are spent
+    waiting_since  (reads only) per queue, since when its oldest waiting job has been due
     cancel         scheduled | queued | started -> canceled (a started job's lease is revoked)
     retry_now      failed | canceled | scheduled -> queued (attempts reset to 0 for failed/canceled)
     to_front       queued -> queued, at the head of its queue (its enqueued_at, its place, just before the head's)
@@ -183,6 +184,12 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def counts(self) -> dict[str, dict[str, int]]:
         """``{queue: {state: n}}`` for every queue of this site holding jobs (zero counts omitted)."""
+
+    @abc.abstractmethod
+    def waiting_since(self, now: float) -> dict[str, float]:
+        """``{queue: t}`` for every queue with waiting work: ``t`` is the earliest moment one of its waiting jobs
+        became due (a queued job's ``enqueued_at``, a scheduled job's ``run_at`` once due at ``now``), so
+        ``now - t`` is the queue's latency. Queues without waiting work are absent."""
 
     @abc.abstractmethod
     def cancel(self, job_id: str, now: float) -> Job | None:

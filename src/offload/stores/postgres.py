@@ -495,6 +495,19 @@ class PostgresStore(Store):
             out.setdefault(self.unqname(queue), {})[state] = int(n)
         return out
 
+    def waiting_since(self, now: float) -> dict[str, float]:
+        with self.link.session() as conn:
+            rows = _literal(conn).execute(
+                f'SELECT queue, min(t) FROM ('
+                f' SELECT queue, min(coalesce(enqueued_at, created_at)) AS t FROM "{self.schema}".jobs'
+                f"  WHERE site = %s AND state = 'queued' GROUP BY queue"
+                f' UNION ALL SELECT queue, min(run_at) FROM "{self.schema}".jobs'
+                f"  WHERE site = %s AND state = 'scheduled' AND run_at <= %s GROUP BY queue"
+                f") AS w GROUP BY queue",
+                (self.site_id, self.site_id, now),
+            ).fetchall()
+        return {self.unqname(queue): float(t) for queue, t in rows}
+
     def cancel(self, job_id: str, now: float) -> Job | None:
         rows = self._query("cancel", {"id": job_id, "now": now})
         return self._job(rows[0]) if rows else None

@@ -573,6 +573,16 @@ class SQLiteStore(Store):
             out.setdefault(self.unqname(queue), {})[state] = n
         return out
 
+    def waiting_since(self, now: float) -> dict[str, float]:
+        rows = self._conn().execute(
+            "SELECT queue, min(t) FROM ("
+            " SELECT queue, min(coalesce(enqueued_at, created_at)) AS t FROM jobs"
+            "  WHERE site=? AND state='queued' GROUP BY queue"
+            " UNION ALL SELECT queue, min(run_at) FROM jobs"
+            "  WHERE site=? AND state='scheduled' AND run_at <= ? GROUP BY queue"
+            ") GROUP BY queue", (self.site_id, self.site_id, now))
+        return {self.unqname(queue): float(t) for queue, t in rows}
+
     def cancel(self, job_id: str, now: float) -> Job | None:
         with self._write() as conn:
             conn.execute(
