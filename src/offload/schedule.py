@@ -45,6 +45,7 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from offload.app import Offload
+    from offload.jobs import Job
 
 log = logging.getLogger("offload")
 
@@ -237,17 +238,32 @@ class Scheduler:
         return min(s.next_slot(now) for s in self.schedules.values())
 
     def _enqueue(self, schedule: Schedule, slot: float, now: float) -> None:
-        options: dict[str, Any] = {"title": f"{schedule.name} (periodic)", "meta": {"schedule": schedule.name,
-                                                                                    "slot": slot}}
-        if schedule.queue:
-            options["queue"] = schedule.queue
-        if schedule.timeout is not None:
-            options["timeout"] = schedule.timeout
-        if schedule.task is not None:
-            job = self.app.build_job(None, schedule.args, schedule.kwargs, task=schedule.task, now=now, **options)
-        else:
-            job = self.app.build_job(schedule.func, schedule.args, schedule.kwargs, now=now, **options)
+        job = schedule_job(self.app, schedule, now, slot)
         if self.app.store.enqueue_periodic(schedule.name, slot, job, now):
             log.info("Periodic %s: enqueued job %s for %s", schedule.name, job.id,
                      dt.datetime.fromtimestamp(slot, dt.timezone.utc).isoformat())
         self.known[schedule.name] = max(slot, self.known.get(schedule.name, slot))
+
+
+def schedule_job(app: Offload, schedule: Schedule, now: float, slot: float | None = None) -> Job:
+    """The job a schedule enqueues for ``slot`` (None: run now, outside the slots, from the dashboard or API)."""
+    meta: dict[str, Any] = {"schedule": schedule.name, "slot": slot}
+    if slot is None:
+        meta = {"schedule": schedule.name, "run_now": True}
+    options: dict[str, Any] = {"title": f"{schedule.name} (periodic)", "meta": meta}
+    if schedule.queue:
+        options["queue"] = schedule.queue
+    if schedule.timeout is not None:
+        options["timeout"] = schedule.timeout
+    if schedule.task is not None:
+        return app.build_job(None, schedule.args, schedule.kwargs, task=schedule.task, now=now, **options)
+    return app.build_job(schedule.func, schedule.args, schedule.kwargs, now=now, **options)
+
+
+def run_now(app: Offload, name: str) -> Job:
+    """Enqueue one run of schedule ``name`` now, besides its slots (the next slot still runs as usual)."""
+    schedule = all_schedules(app).get(name)
+    if schedule is None:
+        raise KeyError(f"there is no periodic schedule named {name!r}")
+    now = time.time()
+    return app.store.enqueue(schedule_job(app, schedule, now), now)

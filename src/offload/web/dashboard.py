@@ -87,7 +87,7 @@ def require_login() -> Response | None:
     if session_role() is None:
         return _login_page(403)
     if request.method == "POST" and not _csrf_ok():
-        return _error_page(400, "The form has expired (CSRF token missing or wrong); reload the page and try again.")
+        return error_page(400, "The form has expired (CSRF token missing or wrong); reload the page and try again.")
     return None
 
 
@@ -107,10 +107,10 @@ def security_headers(response: Response) -> Response:
 
 @bp.errorhandler(StoreError)
 def store_failed(exc: StoreError) -> Response:
-    return _error_page(503, "The job store cannot be reached; this page will retry.")
+    return error_page(503, "The job store cannot be reached; this page will retry.")
 
 
-def _error_page(status: int, message: str) -> Response:
+def error_page(status: int, message: str) -> Response:
     html = render_template("error.html", status=status, message=message)
     return Response(html, status=status, mimetype="text/html")
 
@@ -176,7 +176,7 @@ def jobs() -> Response | str:
         if not 1 <= page <= 1_000_000:
             raise ValueError("page out of range")
     except (InvalidQueueName, ValueError) as exc:
-        return _error_page(400, f"Bad filter: {exc}")
+        return error_page(400, f"Bad filter: {exc}")
     queues = [queue] if queue else None
     states = list(PENDING_STATES) if state == "pending" else ([state] if state else None)
     total = offload.store.count(queues, states)
@@ -192,7 +192,7 @@ def jobs() -> Response | str:
 def job(job_id: str) -> Response | str:
     found = _find_job(job_id)
     if found is None:
-        return _error_page(404, f'There is no job with ID "{job_id}"')
+        return error_page(404, f'There is no job with ID "{job_id}"')
     data = found.to_dict()
     percent = None
     if found.progress and isinstance(found.progress.get("total"), (int, float)) and found.progress["total"]:
@@ -217,7 +217,7 @@ def _find_job(job_id: str) -> Job | None:
 
 
 # -- actions -----------------------------------------------------------------------------------------------------
-def _run(name: str, data: dict[str, Any], done: str) -> Response | None:
+def run_action(name: str, data: dict[str, Any], done: str) -> Response | None:
     """Run an action for the logged-in user; flash the outcome. A role that may not do it gets a 403 page."""
     role = session_role()
     assert role is not None
@@ -226,7 +226,7 @@ def _run(name: str, data: dict[str, Any], done: str) -> Response | None:
                   f"{request.remote_addr or 'an unknown address'} (dashboard)")
         get_action(name)(ActionContext(web_state().offload, role, caller), data)
     except NotAuthorized as exc:
-        return _error_page(403, exc.message)
+        return error_page(403, exc.message)
     except ActionError as exc:
         flash(exc.detail or exc.message, "error")
         return None
@@ -234,26 +234,26 @@ def _run(name: str, data: dict[str, Any], done: str) -> Response | None:
     return None
 
 
-def _back(default: str) -> BaseResponse:
+def back(default: str) -> BaseResponse:
     return redirect(_local_target(request.form.get("next"), default))
 
 
 @bp.route("/jobs/<job_id>/cancel", methods=["POST"])
 def cancel(job_id: str) -> Response | BaseResponse:
-    denied = _run("job_cancel", {"id": job_id}, f"Canceled job {job_id}")
-    return denied or _back(url_for(".job", job_id=job_id))
+    denied = run_action("job_cancel", {"id": job_id}, f"Canceled job {job_id}")
+    return denied or back(url_for(".job", job_id=job_id))
 
 
 @bp.route("/jobs/<job_id>/retry", methods=["POST"])
 def retry(job_id: str) -> Response | BaseResponse:
-    denied = _run("job_retry", {"id": job_id}, f"Queued job {job_id} again")
-    return denied or _back(url_for(".job", job_id=job_id))
+    denied = run_action("job_retry", {"id": job_id}, f"Queued job {job_id} again")
+    return denied or back(url_for(".job", job_id=job_id))
 
 
 @bp.route("/queues/<queue>/clear", methods=["POST"])
 def clear(queue: str) -> Response | BaseResponse:
-    denied = _run("job_clear", {"queues": [queue]}, f'Cleared the waiting jobs of queue "{queue}"')
-    return denied or _back(url_for(".overview"))
+    denied = run_action("job_clear", {"queues": [queue]}, f'Cleared the waiting jobs of queue "{queue}"')
+    return denied or back(url_for(".overview"))
 
 
 # -- template helpers --------------------------------------------------------------------------------------------
