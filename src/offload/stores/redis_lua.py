@@ -48,7 +48,8 @@ _PER_CALL = {"B", "null"}
 #: an EVAL script may run out of memory (its first write is one Redis allows then), so that workers and
 #: operators can still empty a full server.
 _FLAGS = {"fetch": "no-writes", "select": "no-writes", "waiting": "no-writes", "claim": "allow-oom",
-          "settle": "allow-oom", "cancel": "allow-oom", "delete": "allow-oom", "purge": "allow-oom", "clear": "allow-oom"}
+          "settle": "allow-oom", "cancel": "allow-oom", "delete": "allow-oom", "purge": "allow-oom",
+          "clear": "allow-oom"}
 
 
 class Lua:
