@@ -1,0 +1,123 @@
+"""Every dashboard page in headless Chromium at a desktop width (1400 px) and a phone's (390 px): the page lays
+out without horizontal scroll (``document.documentElement.scrollWidth`` within the viewport; wide tables scroll
+inside their cards), the header with "Log out" fits, run-now works from the browser, and a read-only session
+sees no mutation controls. Screenshots go to ``test-artifacts/dashboard/pages/``; with
+``OFFLOAD_DOCS_SCREENSHOTS=1`` the desktop ones are also written to ``docs/img/`` for docs/dashboard.md.
+
+SQLite only: the pages read the store through the same verbs on every engine, which test_pages.py covers.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from offload.jobs import WorkerInfo
+from tests.conftest import service_missing
+from tests.web.conftest import ADMIN, READ, ROOT, Site, start_server
+from tests.web.pages_data import Seeded, make_pages_site, seed
+from tests.web.test_browser import ARTIFACTS, PAGE_WAIT_MS, _browser_missing, browser, confirm_click  # noqa: F401
+
+DOCS_IMG = ROOT / "docs" / "img"
+PAGES = [("/", "Overview"), ("/queues", "Queues"), ("/jobs", "Jobs"), ("/workers", "Workers"),
+         ("/scheduled", "Scheduled"), ("/retrying", "Retrying"), ("/failed", "Failed"),
+         ("/schedules", "Periodic schedules"), ("/webhooks", "Webhooks")]
+
+
+@pytest.fixture(scope="module")
+def served_pages(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Site, Seeded, str]]:
+    reason = _browser_missing()
+    if reason:
+        service_missing("Chromium", reason)
+    tmp = tmp_path_factory.mktemp("pages")
+    site = make_pages_site("sqlite", tmp)
+    data = seed(site)
+    now = time.time()
+    site.offload.store.register_worker(WorkerInfo("mail-worker-1", "app-host-1", 4242, ["mail", "default"], 4,
+                                                  now - 3600, now + 3600, jobs=[data.waiting[0].id]))
+    _, base = start_server(site, env={"OFFLOAD_CONFIG": str(tmp / "offload.ini")})
+    yield site, data, base
+    site.stop_all()
+
+
+def _open(browser: Any, base: str, width: int, token: str) -> Any:
+    context = browser.new_context(viewport={"width": width, "height": 900})
+    context.set_default_timeout(PAGE_WAIT_MS)
+    tab = context.new_page()
+    errors: list[str] = []
+    tab.on("pageerror", lambda exc: errors.append(str(exc)))
+    tab.errors = errors
+    tab.goto(base + "/login")
+    tab.fill("#token", token)
+    tab.click("button[type=submit]")
+    tab.wait_for_selector("h1:has-text('Overview')")
+    return tab
+
+
+def _check_layout(tab: Any, width: int, path: str) -> None:
+    scroll_width = tab.evaluate("document.documentElement.scrollWidth")
+    assert scroll_width <= width, f"{path} at {width} px lays out {scroll_width} px wide"
+    logout = tab.locator("header button:has-text('Log out')").bounding_box()
+    header = tab.locator("header.top").bounding_box()
+    assert logout and header, path
+    assert logout["x"] >= 0 and logout["x"] + logout["width"] <= width, f"Log out outside the viewport on {path}"
+    assert header["y"] <= logout["y"] and logout["y"] + logout["height"] <= header["y"] + header["height"], (
+        f"Log out outside the header on {path}")
+
+
+@pytest.mark.parametrize("width", [1400, 390])
+def test_every_page_fits_its_width(served_pages: tuple[Site, Seeded, str], browser: Any, width: int) -> None:
+    site, data, base = served_pages
+    tab = _open(browser, base, width, ADMIN)
+    shots = ARTIFACTS / "pages"
+    shots.mkdir(parents=True, exist_ok=True)
+    for path, heading in [*PAGES, (f"/jobs/{data.failed.id}", "Import catalogue")]:
+        tab.goto(base + path)
+        tab.wait_for_selector(f"h1:has-text('{heading}')")
+        _check_layout(tab, width, path)
+        name = (path.strip("/").replace("/", "-") or "overview")
+        if path.startswith("/jobs/"):
+            name = "job"
+        tab.screenshot(path=str(shots / f"{name}-{width}.png"), full_page=True)
+        if width == 1400 and os.environ.get("OFFLOAD_DOCS_SCREENSHOTS"):
+            DOCS_IMG.mkdir(parents=True, exist_ok=True)
+            tab.screenshot(path=str(DOCS_IMG / f"{name}.png"), full_page=True)
+    # The wide tables scroll inside their cards at a phone's width.
+    if width == 390:
+        tab.goto(base + "/queues")
+        wrapper = tab.locator("#queue-list").locator("xpath=..")
+        assert wrapper.evaluate("el => el.scrollWidth > el.clientWidth"), "the queue table should scroll in its card"
+    tab.context.close()
+    assert tab.errors == [], f"JavaScript errors on the page: {tab.errors}"
+
+
+def test_run_now_from_the_browser_and_read_only_controls(served_pages: tuple[Site, Seeded, str],
+                                                        browser: Any) -> None:
+    from playwright.sync_api import expect
+
+    site, data, base = served_pages
+    reader = _open(browser, base, 390, READ)
+    for path, heading in PAGES:
+        reader.goto(base + path)
+        reader.wait_for_selector(f"h1:has-text('{heading}')")
+        assert reader.locator("main form[data-confirm]").count() == 0, path
+    reader.context.close()
+
+    tab = _open(browser, base, 1400, ADMIN)
+    tab.goto(base + "/schedules")
+    question = confirm_click(tab, "tr[data-schedule='nightly-report'] button:has-text('Run now')")
+    assert question == 'Enqueue a run of schedule "nightly-report" now?'
+    expect(tab.locator(".flash.ok")).to_have_text('Enqueued a run of schedule "nightly-report"')
+    assert [j.title for j in site.offload.list_jobs(["reports"], ["queued"])] == ["nightly-report (periodic)"]
+    tab.goto(base + "/scheduled")
+    confirm_click(tab, f"tr[data-job-id='{data.scheduled.id}'] button:has-text('Run now')")
+    expect(tab.locator(".flash.ok")).to_have_text(f"Queued job {data.scheduled.id} again")
+    assert site.offload.get_job(data.scheduled.id).state == "queued"
+    expect(tab.locator(f"tr[data-job-id='{data.scheduled.id}']")).to_have_count(0)
+    tab.context.close()
+    assert tab.errors == []
