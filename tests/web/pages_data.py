@@ -4,6 +4,7 @@ through Flask's test client and in Chromium."""
 
 from __future__ import annotations
 
+import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -12,7 +13,8 @@ from offload.events import webhooks
 from offload.jobs import Job
 from offload.retry import RetryPolicy
 from tests import jobfuncs
-from tests.web.conftest import Site, make_site
+from tests.events.conftest import Receiver
+from tests.web.conftest import TASK_MODULE, Site, make_site, subprocess_env
 
 INI = """\
 [offload]
@@ -36,11 +38,12 @@ class Seeded:
 def make_pages_site(engine: str, tmp_path: Path, **settings: Any) -> Site:
     ini = tmp_path / "offload.ini"
     ini.write_text(INI)
-    return make_site(engine, tmp_path, config=ini, **settings)
+    return make_site(engine, tmp_path, config=ini, webhooks__allowed_hosts="127.0.0.1", **settings)
 
 
-def seed(site: Site) -> Seeded:
-    """Jobs and a webhook on ``site``; runs a burst worker on the default queue."""
+def seed(site: Site, deliveries: bool = False) -> Seeded:
+    """Jobs and a webhook on ``site``; runs a burst worker on the default queue (and, with ``deliveries``, a
+    second webhook with two deliveries)."""
     app = site.offload
     failed = app.enqueue(jobfuncs.fail, ["catalogue.csv is missing"], title="Import catalogue", max_attempts=1)
     retrying = app.enqueue(jobfuncs.fail, ["mirror is down"], title="Fetch mirror", max_attempts=3,
@@ -50,4 +53,23 @@ def seed(site: Site) -> Seeded:
     scheduled = app.enqueue(jobfuncs.noop, title="Reminder mail", queue="mail", delay=7200)
     waiting = [app.enqueue(jobfuncs.noop, title=f"Welcome mail {i}", queue="mail") for i in range(3)]
     hook = webhooks.add(app, "https://hooks.example.org/secret-path/abc", description="catalogue sync")
+    if deliveries:
+        deliver_twice(site)
     return Seeded(failed, retrying, scheduled, waiting, hook["id"])
+
+
+def deliver_twice(site: Site) -> None:
+    """A webhook on a local receiver that refuses the first test event and takes the second: two deliveries
+    in its log, each made by a real burst worker."""
+    receiver = Receiver(statuses=[503, 200])
+    try:
+        hook = webhooks.add(site.offload, receiver.url, routing_keys=["dataset.*"], description="search index")
+        for _ in range(2):
+            webhooks.send_test(site.offload, hook["id"])
+            out = subprocess.run(site.command("worker", "--burst", "--import", TASK_MODULE, "webhooks"),
+                                 capture_output=True, text=True, cwd=site.tmp, timeout=60,
+                                 env=subprocess_env(OFFLOAD_WEBHOOKS_ALLOWED_HOSTS="127.0.0.1"))
+            assert out.returncode == 0, out.stderr
+        assert len(receiver.requests) == 2, out.stderr
+    finally:
+        receiver.close()

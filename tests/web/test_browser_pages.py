@@ -12,7 +12,6 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -36,7 +35,7 @@ def served_pages(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Sit
         service_missing("Chromium", reason)
     tmp = tmp_path_factory.mktemp("pages")
     site = make_pages_site("sqlite", tmp)
-    data = seed(site)
+    data = seed(site, deliveries=True)
     now = time.time()
     site.offload.store.register_worker(WorkerInfo("mail-worker-1", "app-host-1", 4242, ["mail", "default"], 4,
                                                   now - 3600, now + 3600, jobs=[data.waiting[0].id]))

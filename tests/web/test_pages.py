@@ -13,7 +13,7 @@ import pytest
 
 from offload.jobs import WorkerInfo
 from tests.web.conftest import ADMIN, ENGINES, READ, Site
-from tests.web.pages_data import Seeded, make_pages_site, seed
+from tests.web.pages_data import Seeded, deliver_twice, make_pages_site, seed
 from tests.web.test_dashboard import csrf, login, text
 
 PAGES = ("/queues", "/workers", "/scheduled", "/retrying", "/failed", "/schedules", "/webhooks")
@@ -120,10 +120,15 @@ def test_periodic_schedules_show_next_run_and_run_now(seeded: tuple[Site, Seeded
 
 def test_webhooks_page_lists_endpoints_and_hides_paths_from_readers(seeded: tuple[Site, Seeded]) -> None:
     site, data = seeded
+    deliver_twice(site)
     login(site.client, ADMIN)
     page = text(site.client.get("/webhooks"))
     assert data.webhook_id in page and "https://hooks.example.org/secret-path/abc" in page
     assert "catalogue sync" in page and "No deliveries yet." in page
+    local = page[page.index("search index"):]
+    rows = re.findall(r'<td class="num">(\d+|-)</td>\s*<td class="num">(\d+ ms|-)</td>', local)
+    assert [status for status, _ in rows] == ["200", "503"], "newest first, with status and latency"
+    assert all(latency.endswith(" ms") for _, latency in rows)
     reader = site.app.test_client()
     login(reader, READ)
     page = text(reader.get("/webhooks"))
