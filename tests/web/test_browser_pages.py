@@ -18,9 +18,9 @@ import pytest
 
 from offload.jobs import WorkerInfo
 from tests.conftest import service_missing
-from tests.web.conftest import ADMIN, READ, ROOT, Site, start_server
+from tests.web.conftest import ADMIN, PAGE_WAIT_MS, READ, ROOT, Site, browser_missing, start_server
 from tests.web.pages_data import Seeded, make_pages_site, seed
-from tests.web.test_browser import ARTIFACTS, PAGE_WAIT_MS, _browser_missing, browser, confirm_click  # noqa: F401
+from tests.web.test_browser import ARTIFACTS, confirm_click
 
 DOCS_IMG = ROOT / "docs" / "img"
 PAGES = [("/", "Overview"), ("/queues", "Queues"), ("/jobs", "Jobs"), ("/workers", "Workers"),
@@ -30,7 +30,7 @@ PAGES = [("/", "Overview"), ("/queues", "Queues"), ("/jobs", "Jobs"), ("/workers
 
 @pytest.fixture(scope="module")
 def served_pages(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Site, Seeded, str]]:
-    reason = _browser_missing()
+    reason = browser_missing()
     if reason:
         service_missing("Chromium", reason)
     tmp = tmp_path_factory.mktemp("pages")
@@ -71,7 +71,7 @@ def _check_layout(tab: Any, width: int, path: str) -> None:
 
 @pytest.mark.parametrize("width", [1400, 390])
 def test_every_page_fits_its_width(served_pages: tuple[Site, Seeded, str], browser: Any, width: int) -> None:
-    site, data, base = served_pages
+    _, data, base = served_pages
     tab = _open(browser, base, width, ADMIN)
     shots = ARTIFACTS / "pages"
     shots.mkdir(parents=True, exist_ok=True)
