@@ -61,7 +61,8 @@ from psycopg.rows import TupleRow
 
 from offload import codec
 from offload.errors import StoreError
-from offload.jobs import QUEUED, SCHEDULED, STARTED, Job, Outcome, ScheduleRun, WorkerInfo
+from offload.jobs import QUEUED, SCHEDULED, STARTED, Job, JobQuery, Outcome, ScheduleRun, SearchResult, WorkerInfo
+from offload.stores import search_sql
 from offload.stores.base import Store, mark_stored
 from offload.stores.postgres_link import Connection, Link
 from offload.stores.postgres_schema import migration_block, migrations
@@ -458,6 +459,26 @@ class PostgresStore(Store):
         with self.link.session() as conn:
             rows = _literal(conn).execute(query, {**params, "limit": limit, "offset": offset}).fetchall()
         return [self._job(r) for r in rows]
+
+    def search(self, query: JobQuery, limit: int = 25, offset: int = 0) -> SearchResult:
+        if query.plain:
+            return super().search(query, limit, offset)
+        where, params = self._where(list(query.queues) if query.queues is not None else None,
+                                    list(query.states) if query.states is not None else None)
+
+        def mark(value: Any) -> str:
+            name = f"p{len(params)}"
+            params[name] = value
+            return f"%({name})s"
+
+        clauses = " AND ".join([where, *search_sql.conditions(query, mark, "j")])
+        table = f'"{self.schema}".jobs j'
+        with self.link.session() as conn:
+            total = _literal(conn).execute(f"SELECT count(*) FROM {table} WHERE {clauses}", params).fetchone()
+            rows = _literal(conn).execute(
+                f"SELECT {columns('j')} FROM {table} WHERE {clauses} ORDER BY {search_sql.order_by(query, 'j')} "
+                "LIMIT %(limit)s OFFSET %(offset)s", {**params, "limit": limit, "offset": offset}).fetchall()
+        return SearchResult([self._job(r) for r in rows], int(total[0]) if total else 0)
 
     # Each pending state has a partial index whose rows are only that state's jobs; counting one state
     # through its index costs what is pending, however long the history (a condition on several states at

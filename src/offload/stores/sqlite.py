@@ -34,10 +34,13 @@ from offload.jobs import (
     QUEUED,
     SCHEDULED,
     Job,
+    JobQuery,
     Outcome,
     ScheduleRun,
+    SearchResult,
     WorkerInfo,
 )
+from offload.stores import search_sql
 from offload.stores.base import Store, mark_stored
 from offload.stores.memory import abandoned_error
 from offload.stores.sqlite_schema import MIGRATIONS
@@ -559,6 +562,24 @@ class SQLiteStore(Store):
             [*params, limit, offset],
         ).fetchall()
         return [self._job(r) for r in rows]
+
+    def search(self, query: JobQuery, limit: int = 25, offset: int = 0) -> SearchResult:
+        queues = list(query.queues) if query.queues is not None else None
+        states = list(query.states) if query.states is not None else None
+        if query.plain:
+            return super().search(query, limit, offset)
+        where, params = self._where(queues, states)
+
+        def mark(value: Any) -> str:
+            params.append(value)
+            return "?"
+
+        clauses = " AND ".join([where, *search_sql.conditions(query, mark)])
+        conn = self._conn()
+        total = conn.execute(f"SELECT count(*) FROM jobs WHERE {clauses}", params).fetchone()[0]
+        rows = conn.execute(f"SELECT {_COLUMNS} FROM jobs WHERE {clauses} ORDER BY {search_sql.order_by(query)} "
+                            "LIMIT ? OFFSET ?", [*params, limit, offset]).fetchall()
+        return SearchResult([self._job(r) for r in rows], int(total))
 
     # Counting reads job_counts, kept up to date by triggers on jobs (schema version 2): no history scan.
     def count(self, queues: Sequence[str] | None = None, states: Sequence[str] | None = None) -> int:
