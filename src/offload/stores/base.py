@@ -40,7 +40,6 @@ from typing import Any, ClassVar
 
 from offload.jobs import QUEUED, Job, JobQuery, Outcome, ScheduleRun, SearchResult, WorkerInfo
 
-
 #: How many of its newest jobs an engine without a search index examines for a search with text, a time range or
 #: another order (``Store.search``'s fallback).
 SEARCH_SCAN_LIMIT = 20_000
