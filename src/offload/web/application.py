@@ -13,7 +13,7 @@ from werkzeug.exceptions import HTTPException
 
 from offload import registry
 from offload.app import Offload
-from offload.web import api, dashboard, pages  # noqa: F401  (pages adds its routes to dashboard.bp)
+from offload.web import api, dashboard, jobs_page, pages  # noqa: F401  (they add routes to dashboard.bp)
 from offload.web.actions import ActionError, load_action_modules
 from offload.web.auth import TokenTable
 from offload.web.state import EXTENSION_KEY, WebState

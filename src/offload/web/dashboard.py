@@ -11,16 +11,16 @@ from __future__ import annotations
 
 import hmac
 import json
-import math
 import secrets
 import time
+from collections.abc import Callable
 from typing import Any
 
 from flask import Blueprint, Response, flash, redirect, render_template, request, session, url_for
 from werkzeug.wrappers.response import Response as BaseResponse
 
-from offload.errors import InvalidQueueName, JobNotFound, StoreError
-from offload.jobs import CANCELED, FAILED, PENDING_STATES, SCHEDULED, STATES, Job, check_job_id, check_queue_name
+from offload.errors import JobNotFound, StoreError
+from offload.jobs import CANCELED, FAILED, PENDING_STATES, SCHEDULED, STATES, Job, check_job_id
 from offload.web import metrics
 from offload.web.actions import ActionContext, ActionError, NotAuthorized, get_action
 from offload.web.auth import digest
@@ -162,32 +162,6 @@ def overview() -> str:
     )
 
 
-@bp.route("/jobs")
-def jobs() -> Response | str:
-    offload = web_state().offload
-    queue = request.args.get("queue", "")
-    state = request.args.get("state", "")
-    try:
-        if queue:
-            check_queue_name(queue)
-        if state and state not in (*STATES, "pending"):
-            raise ValueError(f"unknown state {state!r}")
-        page = int(request.args.get("page", "1"))
-        if not 1 <= page <= 1_000_000:
-            raise ValueError("page out of range")
-    except (InvalidQueueName, ValueError) as exc:
-        return error_page(400, f"Bad filter: {exc}")
-    queues = [queue] if queue else None
-    states = list(PENDING_STATES) if state == "pending" else ([state] if state else None)
-    total = offload.store.count(queues, states)
-    pages = max(1, math.ceil(total / PAGE_SIZE))
-    found = offload.store.list(queues, states, PAGE_SIZE, (page - 1) * PAGE_SIZE, descending=True)
-    return render_template(
-        "jobs.html", jobs=found, queue=queue, state=state, page=page, pages=pages, total=total,
-        all_queues=sorted(set(offload.store.counts()) | ({queue} if queue else set())), states=STATES,
-    )
-
-
 @bp.route("/jobs/<job_id>")
 def job(job_id: str) -> Response | str:
     found = _find_job(job_id)
@@ -217,20 +191,21 @@ def _find_job(job_id: str) -> Job | None:
 
 
 # -- actions -----------------------------------------------------------------------------------------------------
-def run_action(name: str, data: dict[str, Any], done: str) -> Response | None:
-    """Run an action for the logged-in user; flash the outcome. A role that may not do it gets a 403 page."""
+def run_action(name: str, data: dict[str, Any], done: str | Callable[[Any], str]) -> Response | None:
+    """Run an action for the logged-in user; flash the outcome (``done``, or ``done(result)``). A role that may
+    not do it gets a 403 page."""
     role = session_role()
     assert role is not None
     try:
         caller = (f"{web_state().tokens.describe_digest(session.get(SESSION_DIGEST))} from "
                   f"{request.remote_addr or 'an unknown address'} (dashboard)")
-        get_action(name)(ActionContext(web_state().offload, role, caller), data)
+        result = get_action(name)(ActionContext(web_state().offload, role, caller), data)
     except NotAuthorized as exc:
         return error_page(403, exc.message)
     except ActionError as exc:
         flash(exc.detail or exc.message, "error")
         return None
-    flash(done, "ok")
+    flash(done if isinstance(done, str) else done(result), "ok")
     return None
 
 
