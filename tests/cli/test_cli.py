@@ -175,6 +175,23 @@ def test_list_says_when_it_printed_only_some(cli: Cli) -> None:
     assert cli("list", "--limit", "5").stderr == "" and cli("list", "--offset", "3").stderr == ""
 
 
+def test_list_searches_by_text_id_time_and_sorts(cli: Cli) -> None:
+    old = cli.app.enqueue(jobfuncs.noop, title="Import catalogue", queue="a")
+    report = cli.app.enqueue(jobfuncs.add, [1, 2], title="Monthly report", queue="b")
+    later = cli.app.enqueue(jobfuncs.noop, title="Import mirror", queue="a")
+    assert cli("list", "-q", "IMPORT", "--ids").stdout.split() == [old.id, later.id]
+    assert cli("list", "-q", "import", "--desc", "--ids").stdout.split() == [later.id, old.id]
+    assert cli("list", "-q", "jobfuncs:add", "--ids").stdout.split() == [report.id]
+    assert cli("list", "--id", report.id, "--ids").stdout.split() == [report.id]
+    assert cli("list", "b", "-q", "import").stdout == 'There are no queued jobs in queue(s) "b" matching the filter.\n'
+    assert cli("list", "--since", "2000-01-01", "--until", "2000-01-02").stdout.startswith("There are no")
+    assert len(cli("list", "--since", "2000-01-01T00:00", "--ids").stdout.split()) == 3
+    out = cli("list", "-q", "import", "--limit", "1", "--ids")
+    assert out.stdout.split() == [old.id] and "Showing 1 of 2 queued jobs" in out.stderr
+    assert cli("list", "--sort", "payload").returncode == 2
+    assert cli("list", "--since", "yesterday").returncode == 2
+
+
 def test_list_names_the_states_it_looked_at(cli: Cli) -> None:
     cli.app.enqueue(jobfuncs.noop, queue="q")
     assert cli("list", "--state", "failed", "-s", "canceled").stdout == "There are no failed or canceled jobs.\n"
