@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from offload.jobs import WorkerInfo
+from tests import jobfuncs
 from tests.conftest import service_missing
 from tests.web.conftest import ADMIN, PAGE_WAIT_MS, READ, ROOT, Site, browser_missing, start_server
 from tests.web.pages_data import Seeded, make_pages_site, seed
@@ -118,5 +119,49 @@ def test_run_now_from_the_browser_and_read_only_controls(served_pages: tuple[Sit
     expect(tab.locator(".flash.ok")).to_have_text(f"Queued job {data.scheduled.id} again")
     assert site.offload.get_job(data.scheduled.id).state == "queued"
     expect(tab.locator(f"tr[data-job-id='{data.scheduled.id}']")).to_have_count(0)
+    tab.context.close()
+    assert tab.errors == []
+
+
+def test_search_filters_and_bulk_retry_in_the_browser(served_pages: tuple[Site, Seeded, str], browser: Any) -> None:
+    from playwright.sync_api import expect
+
+    site, _, base = served_pages
+    parts = [site.offload.enqueue(jobfuncs.fail, [f"part {i}"], title=f"Import part {i}", queue="imports",
+                                  max_attempts=1) for i in range(3)]
+    export = site.offload.enqueue(jobfuncs.fail, ["disk"], title="Export part", queue="imports", max_attempts=1)
+    site.run_worker("imports")
+    tab = _open(browser, base, 390, ADMIN)
+    tab.goto(base + "/jobs")
+    rows = tab.locator("#job-list tbody tr")
+
+    tab.fill("input[name=q]", "import part")
+    tab.select_option("select[name=state]", "failed")
+    tab.click("#job-filters button[type=submit]")
+    expect(tab.locator("#job-total")).to_contain_text("(3 jobs)")
+    assert sorted(rows.evaluate_all("rs => rs.map(r => r.dataset.jobId)")) == sorted(j.id for j in parts)
+    _check_layout(tab, 390, "/jobs (filtered)")
+
+    tab.goto(base + "/jobs")
+    tab.select_option("select[name=queue]", "imports")
+    tab.select_option("select[name=state]", "failed")
+    tab.click("#job-filters button[type=submit]")
+    expect(tab.locator("#job-total")).to_contain_text("(4 jobs)")
+    tab.goto(base + "/jobs")
+    tab.fill("input[name=id]", export.id)
+    tab.click("#job-filters button[type=submit]")
+    expect(rows).to_have_count(1)
+    expect(rows.first).to_have_attribute("data-job-id", export.id)
+    tab.goto(base + "/jobs")
+    tab.fill("input[name=from]", "2099-01-01T00:00")
+    tab.click("#job-filters button[type=submit]")
+    expect(tab.locator("p.empty")).to_have_text("No jobs match.")
+
+    tab.goto(base + "/jobs?q=import+part&state=failed")
+    question = confirm_click(tab, "#bulk-actions button:has-text('Retry')")
+    assert question == "Retry the 3 jobs matching this filter?"
+    expect(tab.locator(".flash.ok")).to_have_text("Queued 3 job(s) again")
+    assert [site.offload.get_job(j.id).state for j in parts] == ["queued"] * 3
+    assert site.offload.get_job(export.id).state == "failed"
     tab.context.close()
     assert tab.errors == []
