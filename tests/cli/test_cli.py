@@ -121,16 +121,17 @@ def test_clear_of_a_queue_that_does_not_exist_clears_nothing(cli: Cli) -> None:
     assert cli.app.store.count(["mail"], ["queued"]) == 1
 
 
-def on_a_terminal(cli: Cli, *args: str, answer: bytes | None) -> tuple[int, str]:
+def on_a_terminal(cli: Cli, *args: str, answer: bytes | None, env: dict[str, str] | None = None) -> tuple[int, str]:
     """Run the command with a pseudo-terminal as stdin and stdout; type ``answer`` at its prompt."""
     import pty
     import select
 
     leader, follower = pty.openpty()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("OFFLOAD_")}
-    env.update({"OFFLOAD_STORE": cli.url, "OFFLOAD_SITE_ID": "cli", "PYTHONPATH": str(ROOT)})
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("OFFLOAD_") and k not in ("NO_COLOR", "TERM")}
+    full_env.update({"OFFLOAD_STORE": cli.url, "OFFLOAD_SITE_ID": "cli", "PYTHONPATH": str(ROOT), "TERM": "xterm"})
+    full_env.update(env or {})
     proc = subprocess.Popen([sys.executable, "-m", "offload", *args], stdin=follower, stdout=follower,
-                            stderr=follower, env=env, cwd=cli.tmp)
+                            stderr=follower, env=full_env, cwd=cli.tmp)
     os.close(follower)
     output = b""
     try:

@@ -31,6 +31,7 @@ from offload.schedule import Scheduler, all_schedules
 from offload.version import __version__
 from offload.worker.pool import Assigned, Child
 from offload.worker.settle import (
+    PER_JOB,
     outcome_for_corrupt,
     outcome_for_crash,
     outcome_for_lost_result,
@@ -326,7 +327,7 @@ class Supervisor:
         assigned.started_wall = wall or time.time()
         job = assigned.job
         assigned.deadline = self._deadline(job, now)
-        log.info("Job %s started (attempt %d of %d)", job.describe(), job.attempts, job.max_attempts)
+        log.info("Job %s started (attempt %d of %d)", job.describe(), job.attempts, job.max_attempts, extra=PER_JOB)
 
     def _deadline(self, job: Job, started: float) -> float | None:
         """When a job started at ``started`` is killed: its time limit, plus the grace after JobTimeout."""
