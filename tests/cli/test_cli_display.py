@@ -9,11 +9,19 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
+
+import pytest
 
 from tests import jobfuncs
-from tests.cli.test_cli import ROOT, Cli, cli, on_a_terminal  # noqa: F401  (cli is a fixture)
+from tests.cli.test_cli import ROOT, Cli, on_a_terminal
 
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+@pytest.fixture
+def cli(tmp_path: Path) -> Cli:
+    return Cli(tmp_path)
 
 
 def _seed(cli: Cli) -> None:
