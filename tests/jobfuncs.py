@@ -130,3 +130,12 @@ def fail_once(marker: str) -> str:
             f.write("failed once")
         raise ValueError("the first attempt fails")
     return "second time lucky"
+
+
+def progress_then_sleep(done: int, total: int, seconds: float) -> str:
+    """Report ``done`` of ``total`` steps, then stay running (a job for the dashboard's workers page)."""
+    job = current_job()
+    assert job is not None
+    job.set_progress(done, total, "steps")
+    time.sleep(seconds)
+    return "slept"

@@ -10,16 +10,14 @@ SQLite only: the pages read the store through the same verbs on every engine, wh
 from __future__ import annotations
 
 import os
-import time
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from offload.jobs import WorkerInfo
 from tests import jobfuncs
 from tests.conftest import service_missing
-from tests.web.conftest import ADMIN, PAGE_WAIT_MS, READ, ROOT, Site, browser_missing, start_server
+from tests.web.conftest import ADMIN, PAGE_WAIT_MS, READ, ROOT, Site, browser_missing, start_server, wait_until
 from tests.web.pages_data import Seeded, make_pages_site, seed
 from tests.web.test_browser import ARTIFACTS, confirm_click
 
@@ -37,9 +35,12 @@ def served_pages(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Sit
     tmp = tmp_path_factory.mktemp("pages")
     site = make_pages_site("sqlite", tmp)
     data = seed(site, deliveries=True)
-    now = time.time()
-    site.offload.store.register_worker(WorkerInfo("mail-worker-1", "app-host-1", 4242, ["mail", "default"], 4,
-                                                  now - 3600, now + 3600, jobs=[data.waiting[0].id]))
+    # A real worker with a job running (and reporting progress) for the workers page.
+    running = site.offload.enqueue(jobfuncs.progress_then_sleep, [3, 10, 600], title="Rebuild search index",
+                                   queue="longrun")
+    site.start("worker", "--name", "app-host.4242.worker", "--concurrency", "2", "longrun")
+    wait_until(lambda: (site.offload.get_job(running.id).progress or {}).get("done") == 3)
+    wait_until(lambda: any(running.id in w.jobs for w in site.offload.workers()))
     _, base = start_server(site, env={"OFFLOAD_CONFIG": str(tmp / "offload.ini")})
     yield site, data, base
     site.stop_all()
@@ -84,9 +85,10 @@ def test_every_page_fits_its_width(served_pages: tuple[Site, Seeded, str], brows
         if path.startswith("/jobs/"):
             name = "job"
         tab.screenshot(path=str(shots / f"{name}-{width}.png"), full_page=True)
-        if width == 1400 and os.environ.get("OFFLOAD_DOCS_SCREENSHOTS"):
+        if os.environ.get("OFFLOAD_DOCS_SCREENSHOTS") and (width == 1400 or name in ("overview", "jobs")):
             DOCS_IMG.mkdir(parents=True, exist_ok=True)
-            tab.screenshot(path=str(DOCS_IMG / f"{name}.png"), full_page=True)
+            suffix = "" if width == 1400 else "-phone"
+            tab.screenshot(path=str(DOCS_IMG / f"{name}{suffix}.png"), full_page=width != 1400)
     # The wide tables scroll inside their cards at a phone's width.
     if width == 390:
         tab.goto(base + "/queues")

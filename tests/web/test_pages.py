@@ -5,14 +5,15 @@ read-only session even when the form is forged."""
 from __future__ import annotations
 
 import re
+import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from offload.jobs import WorkerInfo
-from tests.web.conftest import ADMIN, ENGINES, READ, Site
+from tests import jobfuncs
+from tests.web.conftest import ADMIN, ENGINES, READ, Site, wait_until
 from tests.web.pages_data import Seeded, deliver_twice, make_pages_site, seed
 from tests.web.test_dashboard import csrf, login, text
 
@@ -59,20 +60,28 @@ def test_queues_show_counts_latency_and_unserved_queues(seeded: tuple[Site, Seed
     default = _row(page, "data-queue", "default")
     assert re.search(r'class="num latency"[^>]*>-<', default), "nothing waits in default"
     assert "unserved" not in default
-    site.offload.store.register_worker(WorkerInfo("w-mail", "host-a", 4242, ["mail"], 2, time.time(), time.time()))
-    assert "unserved" not in _row(text(site.client.get("/queues")), "data-queue", "mail")
+    # A worker that serves mail (busy with a long job of an earlier queue, so the mail jobs stay waiting).
+    busy = site.offload.enqueue(jobfuncs.sleep, [120], queue="hold")
+    site.start("worker", "--concurrency", "1", "hold", "mail")
+    wait_until(lambda: site.offload.get_job(busy.id).state == "started")
+    mail = _row(text(site.client.get("/queues")), "data-queue", "mail")
+    assert "unserved" not in mail and re.search(r'class="num workers"[^>]*>1<', mail)
+    site.offload.cancel(busy.id)
 
 
 def test_workers_page_lists_host_pid_queues_and_heartbeat(seeded: tuple[Site, Seeded]) -> None:
-    site, data = seeded
+    site, _ = seeded
     login(site.client, ADMIN)
     assert "There are no running workers." in site.client.get("/workers").text
-    now = time.time()
-    site.offload.store.register_worker(WorkerInfo("w-1", "host-a", 4242, ["mail", "default"], 3, now - 600, now,
-                                                  jobs=[data.waiting[0].id]))
-    row = _row(text(site.client.get("/workers")), "data-worker", "w-1")
-    for shown in ("host-a", "4242", "mail, default", ">3<", "Welcome mail 0", " ago"):
+    job = site.offload.enqueue(jobfuncs.progress_then_sleep, [3, 10, 120], title="Rebuild index", queue="longrun")
+    proc = site.start("worker", "--name", "pages-worker", "--concurrency", "2", "longrun", "reports")
+    wait_until(lambda: (site.offload.get_job(job.id).progress or {}).get("done") == 3)
+    wait_until(lambda: "Rebuild index" in site.client.get("/workers").text)
+    row = _row(text(site.client.get("/workers")), "data-worker", "pages-worker")
+    for shown in (socket.gethostname(), f">{proc.pid}<", "longrun, reports", ">2<", "Rebuild index", "3/10",
+                  " ago"):
         assert shown in row, shown
+    site.offload.cancel(job.id)
 
 
 def test_scheduled_and_retrying_are_told_apart_with_run_times(seeded: tuple[Site, Seeded]) -> None:
