@@ -9,7 +9,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from offload import codec, funcs, registry, taskstatus
+from offload import codec, funcs, registry, taskstatus, tracing
 from offload.config import NO_LIMIT, Config
 from offload.errors import (
     InvalidJobState,
@@ -248,6 +248,7 @@ class Offload:
         else:
             meta.setdefault("title", title)
             meta = codec.to_jsonable(meta, "meta")
+        tracing.carry(meta)
         job_id = fields.pop("id", None)
         run_at = fields.get("run_at")
         return Job(
@@ -352,7 +353,8 @@ class Offload:
         if connection is not None:
             stored = self._enqueue_in(connection, [job], job.created_at)[0]
         else:
-            stored = self.store.enqueue(job, job.created_at)
+            with tracing.enqueue_span([job]):
+                stored = self.store.enqueue(job, job.created_at)
         if key is not None:
             taskstatus.attach(self.store, key, stored)
         return stored
@@ -431,7 +433,8 @@ class Offload:
         if connection is not None:
             stored = self._enqueue_in(connection, jobs, now)
         else:
-            stored = self.store.enqueue_many(jobs, now)
+            with tracing.enqueue_span(jobs):
+                stored = self.store.enqueue_many(jobs, now)
         for i, key in keys.items():
             taskstatus.attach(self.store, key, stored[i])
         return stored
