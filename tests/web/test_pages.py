@@ -59,6 +59,7 @@ def test_queues_show_counts_latency_and_unserved_queues(seeded: tuple[Site, Seed
     assert "unserved" in mail and "Clear" in mail
     default = _row(page, "data-queue", "default")
     assert re.search(r'class="num latency"[^>]*>-<', default), "nothing waits in default"
+    assert re.search(r'class="num hour-finished">1<', default) and re.search(r'class="num hour-failed">2<', default)
     assert "unserved" not in default
     # A worker that serves mail (busy with a long job of an earlier queue, so the mail jobs stay waiting).
     busy = site.offload.enqueue(jobfuncs.sleep, [120], queue="hold")

@@ -149,8 +149,12 @@ def overview() -> str:
     queues = [{"name": name, "counts": row, "total": sum(row.values())} for name, row in by_queue.items()]
     totals = {s: sum(row[s] for row in by_queue.values()) for s in STATES}
     now = time.time()
-    recent = metrics.recent_done_jobs(offload, now)
-    series = metrics.throughput(recent)
+    range_name = request.args.get("range", "hour")
+    if range_name not in metrics.RANGES:
+        range_name = "hour"
+    chart_queue = request.args.get("queue", "")
+    chart_queues = [chart_queue] if chart_queue in counts else sorted(counts)
+    series = metrics.history_chart(offload, chart_queues, range_name, now)
     workers = []
     for info in offload.workers():
         running = [job for job in (offload.store.get(jid) for jid in info.jobs[:MAX_WORKER_JOBS_SHOWN]) if job]
@@ -158,7 +162,7 @@ def overview() -> str:
     return render_template(
         "overview.html", queues=queues, totals=totals, workers=workers, series=json.dumps(series),
         finished=sum(int(row["finished"]) for row in series), failed=sum(int(row["failed"]) for row in series),
-        truncated=recent.truncated, scan_limit=metrics.RECENT_SCAN_LIMIT,
+        range_name=range_name, ranges=metrics.RANGES, chart_queue=chart_queue if chart_queue in counts else "",
     )
 
 

@@ -15,6 +15,7 @@ from werkzeug.wrappers.response import Response as BaseResponse
 
 from offload.events import webhooks
 from offload.jobs import FAILED, SCHEDULED, STATES, Job
+from offload.web import metrics
 from offload.web.actions import ActionContext, get_action
 from offload.web.dashboard import MAX_WORKER_JOBS_SHOWN, PAGE_SIZE, back, bp, error_page, run_action, session_role
 from offload.web.state import web_state
@@ -49,6 +50,7 @@ def queues() -> str:
             "waiting": row["queued"] + row["scheduled"],
         })
         rows[-1]["unserved"] = rows[-1]["latency"] is not None and not rows[-1]["workers"]
+        rows[-1]["hour"] = metrics.last_hour(offload, name, now)
     return render_template("queues.html", queues=rows)
 
 

@@ -46,7 +46,9 @@
       var w = Math.max(1, step - 2);
       var hFinished = plot * row.finished / max;
       var hFailed = plot * row.failed / max;
-      var when = new Date(row.t * 1000).toISOString().slice(11, 16) + " UTC";
+      var iso = new Date(row.t * 1000).toISOString();
+      var when = (svg.getAttribute("data-bar") === "day" ? iso.slice(0, 10) :
+        svg.getAttribute("data-bar") === "hour" ? iso.slice(0, 10) + " " + iso.slice(11, 16) : iso.slice(11, 16)) + " UTC";
       [["finished", hFinished, height - bottom - hFinished], ["failed", hFailed, height - bottom - hFinished - hFailed]]
         .forEach(function (bar) {
           if (bar[1] <= 0) { return; }
@@ -58,7 +60,7 @@
         });
     });
     var start = el("text", {x: left, y: height - 2, "class": "tick"});
-    start.textContent = "60 min ago";
+    start.textContent = svg.getAttribute("data-start-label") || "";
     svg.appendChild(start);
     var end = el("text", {x: width - 2, y: height - 2, "class": "tick end"});
     end.textContent = "now";
