@@ -118,7 +118,8 @@ def test_periodic_schedules_show_next_run_and_run_now(seeded: tuple[Site, Seeded
     page = text(site.client.get("/schedules"))
     row = _row(page, "data-schedule", "nightly-report")
     assert "cron 0 3 * * *" in row and "tests.jobfuncs:noop" in row and "never" in row
-    assert re.search(r'class="next-run">\d{4}-\d\d-\d\d 03:00:00 UTC<', row)
+    assert re.search(r'class="next-run"><time datetime="\d{4}-\d\d-\d\dT03:00:00Z" title="[^"]+">in [\d.]+ '
+                     r'(min|h)</time> <small>\d{4}-\d\d-\d\d 03:00:00 UTC</small>', row), row
     response = site.client.post("/schedules/nightly-report/run", data={"csrf_token": csrf(page)})
     assert response.status_code == 302
     runs = site.offload.list_jobs(["reports"], ["queued"])

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from typing import Any
 
 from flask import Blueprint, Response, flash, redirect, render_template, request, session, url_for
+from markupsafe import Markup
 from werkzeug.wrappers.response import Response as BaseResponse
 
 from offload.errors import JobNotFound, StoreError
@@ -243,6 +244,17 @@ def when(ts: float | None) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(ts))
 
 
+@bp.app_template_filter("ago")
+def ago(ts: float | None) -> Markup:
+    """``3 s ago`` (or ``in 5 min``) in a ``<time>`` whose title is the absolute time."""
+    if ts is None:
+        return Markup("-")
+    delta = time.time() - ts
+    text = f"{seconds(abs(delta))} ago" if delta >= 0 else f"in {seconds(-delta)}"
+    iso = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))
+    return Markup('<time datetime="{}" title="{}">{}</time>').format(iso, when(ts), text)
+
+
 @bp.app_template_filter("seconds")
 def seconds(value: float | None) -> str:
     if value is None:
@@ -251,7 +263,11 @@ def seconds(value: float | None) -> str:
         return f"{value * 1000:.0f} ms"
     if value < 120:
         return f"{value:.1f} s"
-    return f"{value / 60:.1f} min"
+    if value < 7200:
+        return f"{value / 60:.1f} min"
+    if value < 172800:
+        return f"{value / 3600:.1f} h"
+    return f"{value / 86400:.1f} d"
 
 
 @bp.app_context_processor
