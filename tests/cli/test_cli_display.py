@@ -98,3 +98,15 @@ def test_burst_draws_a_progress_bar_on_a_terminal(cli: Cli) -> None:
     assert code == 0, output
     assert "Running jobs" in output and "30/30" in output, output
     assert "Burst done: 30 job(s) finished, 0 failed" in output
+
+
+def test_pause_and_resume_commands(cli: Cli) -> None:
+    _seed(cli)
+    out = cli("pause", "mail")
+    assert out.returncode == 0 and out.stdout == 'Paused queue "mail"\n'
+    assert "mail (paused)" in cli("info").stdout
+    assert cli("resume", "mail").stdout == 'Resumed queue "mail"\n'
+    assert cli("resume", "mail").stdout == 'Queue "mail" was not paused\n'
+    assert "(paused)" not in cli("queues").stdout
+    out = cli("pause", "bad queue")
+    assert out.returncode == 1 and "invalid queue name" in out.stderr

@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from offload import paused
 from tests import jobfuncs
 from tests.conftest import service_missing
 from tests.web.conftest import ADMIN, PAGE_WAIT_MS, READ, ROOT, Site, browser_missing, start_server, wait_until
@@ -116,6 +117,16 @@ def test_run_now_from_the_browser_and_read_only_controls(served_pages: tuple[Sit
     assert question == 'Enqueue a run of schedule "nightly-report" now?'
     expect(tab.locator(".flash.ok")).to_have_text('Enqueued a run of schedule "nightly-report"')
     assert [j.title for j in site.offload.list_jobs(["reports"], ["queued"])] == ["nightly-report (periodic)"]
+    # Pause and resume a queue from the Queues page.
+    tab.goto(base + "/queues")
+    question = confirm_click(tab, "tr[data-queue='mail'] button:has-text('Pause')")
+    assert question.startswith('Pause queue "mail"?')
+    expect(tab.locator("tr[data-queue='mail'] .badge.paused")).to_have_text("paused")
+    assert paused.paused(site.offload.store) == {"mail"}
+    confirm_click(tab, "tr[data-queue='mail'] button:has-text('Resume')")
+    expect(tab.locator(".flash.ok")).to_have_text('Resumed queue "mail"')
+    expect(tab.locator("tr[data-queue='mail'] .badge.paused")).to_have_count(0)
+    assert paused.paused(site.offload.store) == set()
     tab.goto(base + "/scheduled")
     confirm_click(tab, f"tr[data-job-id='{data.scheduled.id}'] button:has-text('Run now')")
     expect(tab.locator(".flash.ok")).to_have_text(f"Queued job {data.scheduled.id} again")

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from offload import paused
 from tests import jobfuncs
 from tests.web.conftest import ADMIN, ENGINES, READ, Site, wait_until
 from tests.web.pages_data import Seeded, deliver_twice, make_pages_site, seed
@@ -68,6 +69,22 @@ def test_queues_show_counts_latency_and_unserved_queues(seeded: tuple[Site, Seed
     mail = _row(text(site.client.get("/queues")), "data-queue", "mail")
     assert "unserved" not in mail and re.search(r'class="num workers"[^>]*>1<', mail)
     site.offload.cancel(busy.id)
+
+
+def test_pause_and_resume_from_the_queues_page(seeded: tuple[Site, Seeded]) -> None:
+    site, _ = seeded
+    login(site.client, ADMIN)
+    page = text(site.client.get("/queues"))
+    assert 'Pause queue "mail"? Workers will take none of its jobs' in page
+    response = site.client.post("/queues/mail/pause", data={"csrf_token": csrf(page)})
+    assert response.status_code == 302 and paused.paused(site.offload.store) == {"mail"}
+    page = text(site.client.get("/queues"))
+    mail = _row(page, "data-queue", "mail")
+    assert 'class="badge state-scheduled paused">paused<' in mail and ">Resume</button>" in mail
+    assert 'Paused queue "mail"' in page
+    assert site.client.post("/queues/mail/resume", data={"csrf_token": csrf(page)}).status_code == 302
+    assert paused.paused(site.offload.store) == set()
+    assert ">Pause</button>" in _row(text(site.client.get("/queues")), "data-queue", "mail")
 
 
 def test_workers_page_lists_host_pid_queues_and_heartbeat(seeded: tuple[Site, Seeded]) -> None:
@@ -151,12 +168,13 @@ def test_read_only_sessions_see_no_controls_and_forged_forms_are_refused(seeded:
     login(site.client, READ)
     for path in PAGES:
         page = site.client.get(path).text
-        assert not re.search(r"<button[^>]*>(Retry|Run now|Clear|Cancel)</button>", page), path
+        assert not re.search(r"<button[^>]*>(Retry|Run now|Clear|Cancel|Pause|Resume)</button>", page), path
         assert "data-confirm" not in page, path
     token = csrf(site.client.get("/queues").text)
     forged = [(f"/jobs/{data.scheduled.id}/retry", data.scheduled.id, "scheduled"),
               (f"/jobs/{data.failed.id}/retry", data.failed.id, "failed"),
               ("/queues/mail/clear", data.waiting[0].id, "queued"),
+              ("/queues/mail/pause", None, None),
               ("/schedules/nightly-report/run", None, None)]
     for url, job_id, state in forged:
         response = site.client.post(url, data={"csrf_token": token})
@@ -164,3 +182,4 @@ def test_read_only_sessions_see_no_controls_and_forged_forms_are_refused(seeded:
         if job_id:
             assert site.offload.get_job(job_id).state == state, url
     assert site.offload.list_jobs(["reports"], ["queued"]) == []
+    assert paused.paused(site.offload.store) == set()

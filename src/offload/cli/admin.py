@@ -9,6 +9,7 @@ import time
 
 import click
 
+from offload import paused
 from offload.cli.common import app_for, friendly, time_text
 from offload.cli.info import queue_table, worker_table
 from offload.cli.table import colour_on
@@ -50,6 +51,28 @@ def workers(ctx: click.Context, as_json: bool) -> None:
         return
     colour = colour_on()
     click.echo("\n".join(worker_table(found, time.time(), colour)), color=colour)
+
+
+@click.command()
+@click.argument("queues", nargs=-1, required=True)
+@click.pass_context
+@friendly
+def pause(ctx: click.Context, queues: tuple[str, ...]) -> None:
+    """Pause QUEUES: workers take none of their jobs (within 2 seconds) until they are resumed."""
+    for queue in queues:
+        paused.pause(app_for(ctx).store, queue, "offload pause")
+        click.echo(f'Paused queue "{queue}"')
+
+
+@click.command()
+@click.argument("queues", nargs=-1, required=True)
+@click.pass_context
+@friendly
+def resume(ctx: click.Context, queues: tuple[str, ...]) -> None:
+    """Resume paused QUEUES."""
+    for queue in queues:
+        was = paused.resume(app_for(ctx).store, queue)
+        click.echo(f'Resumed queue "{queue}"' if was else f'Queue "{queue}" was not paused')
 
 
 @click.command("tasks")
