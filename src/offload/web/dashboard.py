@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hmac
 import json
+import math
 import secrets
 import time
 from collections.abc import Callable
@@ -259,6 +260,8 @@ def ago(ts: float | None) -> Markup:
 def seconds(value: float | None) -> str:
     if value is None:
         return "-"
+    if math.isinf(value):
+        return "> 1 h"  # above the run-time histogram's last bound
     if value < 1:
         return f"{value * 1000:.0f} ms"
     if value < 120:
