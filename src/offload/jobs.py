@@ -305,12 +305,14 @@ MAX_SEARCH_TEXT = 200
 @dataclass(frozen=True)
 class JobQuery:
     """A job search: every given criterion must hold. ``text`` is a case-insensitive substring of the title, the
-    function path or the task name; ``created_after`` is inclusive, ``created_before`` exclusive."""
+    function path or the task name; ``args`` a case-insensitive substring of the arguments as stored (offload's JSON
+    of ``[args, kwargs]``, e.g. ``"user_id": 42``); ``created_after`` is inclusive, ``created_before`` exclusive."""
 
     queues: tuple[str, ...] | None = None
     states: tuple[str, ...] | None = None
     job_id: str | None = None
     text: str | None = None
+    args: str | None = None
     created_after: float | None = None
     created_before: float | None = None
     sort: str = "created_at"
@@ -322,13 +324,14 @@ class JobQuery:
         for state in self.states or ():
             if state not in STATES:
                 raise ValueError(f"unknown state {state!r}; states are {', '.join(STATES)}")
-        if self.text is not None and not 0 < len(self.text) <= MAX_SEARCH_TEXT:
-            raise ValueError(f"search text must be 1-{MAX_SEARCH_TEXT} characters")
+        for name, value in (("search text", self.text), ("argument text", self.args)):
+            if value is not None and not 0 < len(value) <= MAX_SEARCH_TEXT:
+                raise ValueError(f"{name} must be 1-{MAX_SEARCH_TEXT} characters")
 
     @property
     def plain(self) -> bool:
         """Only queues and states, in creation order: what ``Store.list`` and ``Store.count`` answer."""
-        return (self.job_id is None and self.text is None and self.created_after is None
+        return (self.job_id is None and self.text is None and self.args is None and self.created_after is None
                 and self.created_before is None and self.sort == "created_at")
 
     def matches(self, job: Job) -> bool:
@@ -341,6 +344,8 @@ class JobQuery:
         if self.created_after is not None and job.created_at < self.created_after:
             return False
         if self.created_before is not None and job.created_at >= self.created_before:
+            return False
+        if self.args is not None and self.args.lower() not in job.payload.lower():
             return False
         if self.text is not None:
             needle = self.text.lower()

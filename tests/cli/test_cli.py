@@ -184,6 +184,8 @@ def test_list_searches_by_text_id_time_and_sorts(cli: Cli) -> None:
     assert cli("list", "-q", "import", "--desc", "--ids").stdout.split() == [later.id, old.id]
     assert cli("list", "-q", "jobfuncs:add", "--ids").stdout.split() == [report.id]
     assert cli("list", "--id", report.id, "--ids").stdout.split() == [report.id]
+    assert cli("list", "--args", "[1,2]", "--ids").stdout.split() == [report.id]
+    assert cli("list", "--args", "[1, 2]").stdout == "There are no queued jobs matching the filter.\n"
     assert cli("list", "b", "-q", "import").stdout == 'There are no queued jobs in queue(s) "b" matching the filter.\n'
     assert cli("list", "--since", "2000-01-01", "--until", "2000-01-02").stdout.startswith("There are no")
     assert len(cli("list", "--since", "2000-01-01T00:00", "--ids").stdout.split()) == 3

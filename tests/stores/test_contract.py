@@ -464,8 +464,9 @@ def _search_site(store: Store) -> tuple[float, list]:
     t0 = time.time() - 1000
     jobs = [make_job("imports", now=t0, title="Import catalogue 2024"),
             make_job("imports", now=t0 + 10, title="Reindex search", func="tests.jobfuncs:add"),
-            make_job("mail", now=t0 + 20, title="Welcome mail", task="mail.Send_Welcome", func=None),
-            make_job("mail", now=t0 + 30, title="100%_done report"),
+            make_job("mail", now=t0 + 20, title="Welcome mail", task="mail.Send_Welcome", func=None,
+                     payload='[[42],{"x":4}]'),
+            make_job("mail", now=t0 + 30, title="100%_done report", payload='[["50%"],{"x":3}]'),
             make_job("imports", now=t0 + 40, title=None, func="tests.jobfuncs:import_rows")]
     for job in jobs:
         store.enqueue(job, job.created_at)
@@ -490,6 +491,9 @@ def test_search_by_text_queue_state_and_time_range(store: Store) -> None:
     assert ids(created_after=t0 + 10, created_before=t0 + 30) == [jobs[1].id, jobs[2].id]
     assert ids(job_id=jobs[3].id) == [jobs[3].id]
     assert ids(job_id=jobs[3].id, queues=("imports",)) == []
+    assert ids(args='"X":4') == [jobs[2].id], "argument text, any case"
+    assert ids(args='"x":3', text="import") == [jobs[0].id, jobs[4].id]
+    assert ids(args="%") == [jobs[3].id], "LIKE wildcards are literal"
     assert ids(job_id="0" * 32) == []
 
 

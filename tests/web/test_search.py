@@ -30,6 +30,8 @@ def test_job_list_and_search_filter_by_text_queue_state_and_time(site: Site) -> 
     assert sorted(ids) == sorted(made["a-import"] + made["b-import"])
     ids = site.result("job_list", {"state": ["all"], "q": "IMPORT", "queues": ["a"], "ids_only": True})
     assert sorted(ids) == sorted(made["a-import"] + made["a-done"])
+    ids = site.result("job_list", {"state": ["all"], "args": '"disk"', "ids_only": True})
+    assert ids == made["b-export"]
     one = made["b-export"][0]
     assert site.result("job_list", {"state": ["all"], "id": one, "ids_only": True}) == [one]
     found = site.result("job_search", {"q": "batch", "limit": 2})

@@ -24,6 +24,7 @@ TIME_FORMATS = ["%Y-%m-%d", "%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:
 @click.option("--state", "-s", "states", multiple=True, type=click.Choice([*STATES, "pending", "all"]),
               help="filter by state (repeatable; default queued)")
 @click.option("--search", "-q", "text", help="text in the title, function path or task name (any case)")
+@click.option("--args", "args_text", help='text in the arguments as stored, JSON (any case), e.g. \'"user_id": 42\'')
 @click.option("--id", "job_id", help="the job with this id (exact)")
 @click.option("--since", type=click.DateTime(TIME_FORMATS), help="created at or after (UTC)")
 @click.option("--until", type=click.DateTime(TIME_FORMATS), help="created before (UTC)")
@@ -36,10 +37,10 @@ TIME_FORMATS = ["%Y-%m-%d", "%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:
 @click.pass_context
 @friendly
 def list_(ctx: click.Context, queues: tuple[str, ...], states: tuple[str, ...], text: str | None,
-          job_id: str | None, since: dt.datetime | None, until: dt.datetime | None, sort: str, descending: bool,
-          limit: int, offset: int, ids_only: bool, as_json: bool) -> None:
+          args_text: str | None, job_id: str | None, since: dt.datetime | None, until: dt.datetime | None,
+          sort: str, descending: bool, limit: int, offset: int, ids_only: bool, as_json: bool) -> None:
     """List jobs: one line per job, "<created> <id> <queue> "<title>"" (CKAN's format). By default the queued
-    jobs of every queue, oldest first; --search, --id, --since and --until narrow the list, --sort and --desc
+    jobs of every queue, oldest first; --search, --args, --id, --since and --until narrow the list, --sort and --desc
     order it. A note on stderr says when more jobs match than were printed."""
     wanted: list[str] | None = []
     for state in states or (QUEUED,):
@@ -51,8 +52,8 @@ def list_(ctx: click.Context, queues: tuple[str, ...], states: tuple[str, ...], 
     for queue in queues:
         check_queue_name(queue)
     query = JobQuery(queues=queues or None, states=tuple(wanted) if wanted is not None else None, job_id=job_id,
-                     text=text or None, created_after=_utc(since), created_before=_utc(until), sort=sort,
-                     descending=descending)
+                     text=text or None, args=args_text or None, created_after=_utc(since),
+                     created_before=_utc(until), sort=sort, descending=descending)
     found = app_for(ctx).store.search(query, limit, offset)
     jobs = found.jobs
     if found.total > offset + len(jobs):

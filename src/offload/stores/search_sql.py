@@ -19,7 +19,7 @@ def _like(text: str) -> str:
 
 
 def conditions(query: JobQuery, mark: Mark, alias: str = "") -> list[str]:
-    """SQL conditions for the id, text and time range of ``query`` (columns prefixed with ``alias``)."""
+    """SQL conditions for the id, text, arguments and time range of ``query`` (columns prefixed with ``alias``)."""
     a = f"{alias}." if alias else ""
     out: list[str] = []
     if query.job_id is not None:
@@ -28,6 +28,8 @@ def conditions(query: JobQuery, mark: Mark, alias: str = "") -> list[str]:
         pattern = _like(query.text)
         out.append("(" + " OR ".join(f"lower(coalesce({a}{column}, '')) LIKE {mark(pattern)} ESCAPE '\\'"
                                      for column in ("title", "func", "task")) + ")")
+    if query.args is not None:
+        out.append(f"lower({a}payload) LIKE {mark(_like(query.args))} ESCAPE '\\'")
     if query.created_after is not None:
         out.append(f"{a}created_at >= {mark(query.created_after)}")
     if query.created_before is not None:

@@ -116,6 +116,7 @@ def _states(requested: list[str]) -> list[str] | None:
 FILTER_PARAMS = {
     "id": String(max_length=200, help="a job id (exact)"),
     "q": String(max_length=200, help="text in the title, function path or task name (any case)"),
+    "args": String(max_length=200, help='text in the arguments as stored, JSON (any case), e.g. "user_id": 42'),
     "created_after": Number(maximum=1e11, help="created at or after this time (UTC seconds since the epoch)"),
     "created_before": Number(maximum=1e11, help="created before this time (UTC seconds since the epoch)"),
     "sort": String(choices=SORT_FIELDS, default="created_at", help="the time to order by (default created_at)"),
@@ -127,7 +128,7 @@ def job_query(data: dict[str, Any], default_states: list[str] | None = None) -> 
     states = _states(data["state"]) if data.get("state") is not None else default_states
     return JobQuery(queues=tuple(data["queues"]) if data["queues"] else None,
                     states=tuple(states) if states is not None else None,
-                    job_id=data.get("id") or None, text=data.get("q") or None,
+                    job_id=data.get("id") or None, text=data.get("q") or None, args=data.get("args") or None,
                     created_after=data.get("created_after"), created_before=data.get("created_before"),
                     sort=data.get("sort") or "created_at", descending=data.get("order") == "desc")
 

@@ -18,7 +18,7 @@ from offload.jobs import PENDING_STATES, SORT_FIELDS, STATES, JobQuery, check_jo
 from offload.web.dashboard import PAGE_SIZE, back, bp, error_page, run_action
 from offload.web.state import web_state
 
-FILTER_FIELDS = ("id", "q", "queue", "state", "from", "to", "sort", "order")
+FILTER_FIELDS = ("id", "q", "args", "queue", "state", "from", "to", "sort", "order")
 TIME_FORMATS = ("%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M", "%Y-%m-%d %H:%M:%S", "%Y-%m-%d")
 DONE = {"retry": "Queued {done} job(s) again", "cancel": "Canceled {done} job(s)", "delete": "Deleted {done} job(s)"}
 
@@ -48,7 +48,7 @@ def parse_filter(values: Mapping[str, str]) -> tuple[JobQuery, dict[str, str]]:
         raise ValueError(f"cannot sort by {given['sort']!r}")
     query = JobQuery(
         queues=(given["queue"],) if given["queue"] else None, states=tuple(states) if states else None,
-        job_id=given["id"] or None, text=given["q"] or None,
+        job_id=given["id"] or None, text=given["q"] or None, args=given["args"] or None,
         created_after=_utc(given["from"], "from") if given["from"] else None,
         created_before=_utc(given["to"], "to") if given["to"] else None,
         sort=given["sort"] or "created_at", descending=given["order"] != "asc",
@@ -60,7 +60,7 @@ def _action_data(query: JobQuery) -> dict[str, Any]:
     """``job_bulk``'s filter parameters for ``query``."""
     return {"queues": list(query.queues) if query.queues else None,
             "state": list(query.states) if query.states else ["all"],
-            "id": query.job_id, "q": query.text, "created_after": query.created_after,
+            "id": query.job_id, "q": query.text, "args": query.args, "created_after": query.created_after,
             "created_before": query.created_before}
 
 
