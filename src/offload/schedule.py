@@ -209,6 +209,34 @@ def all_schedules(app: Offload) -> dict[str, Schedule]:
     return found
 
 
+DISABLED_KIND = "offload.schedule.disabled"
+ENABLED_KIND = "offload.schedule.enabled"
+
+
+def disable(app: Offload, name: str, by: str = "") -> None:
+    """Stop a schedule enqueueing (in every worker, from its next tick) until it is enabled again."""
+    app.store.put_record(DISABLED_KIND, _check_name(name), {"at": time.time(), "by": by})
+
+
+def enable(app: Offload, name: str, now: float | None = None) -> bool:
+    """Enable a disabled schedule; it runs from its next slot (the slots missed meanwhile are not caught up).
+    False if it was not disabled."""
+    if not app.store.delete_record(DISABLED_KIND, _check_name(name)):
+        return False
+    app.store.put_record(ENABLED_KIND, name, {"at": time.time() if now is None else now})
+    return True
+
+
+def disabled(app: Offload) -> set[str]:
+    return {name for name, _ in app.store.list_records(DISABLED_KIND)}
+
+
+def _check_name(name: str) -> str:
+    if not _NAME_RE.fullmatch(name):
+        raise ValueError(f"invalid schedule name {name!r}")
+    return name
+
+
 class Scheduler:
     """Enqueues due slots; called by the worker's supervisor loop via ``tick()``."""
 
@@ -227,8 +255,14 @@ class Scheduler:
         if not self.loaded:
             self.known = {n: r.last_slot for n, r in self.app.store.schedule_runs().items()}
             self.loaded = True
+        off = disabled(self.app)
+        enabled_at = {name: float(data.get("at", 0)) for name, data in self.app.store.list_records(ENABLED_KIND)}
         for schedule in self.schedules.values():
+            if schedule.name in off:
+                continue
             slot = schedule.latest_slot(now)
+            if slot < enabled_at.get(schedule.name, 0.0):
+                continue  # missed while disabled: not caught up
             last = self.known.get(schedule.name)
             if last is not None and slot <= last:
                 continue

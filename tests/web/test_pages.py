@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from offload import paused
+from offload import paused, schedule
 from tests import jobfuncs
 from tests.web.conftest import ADMIN, ENGINES, READ, Site, wait_until
 from tests.web.pages_data import Seeded, deliver_twice, make_pages_site, seed
@@ -83,7 +83,7 @@ def test_pause_and_resume_from_the_queues_page(seeded: tuple[Site, Seeded]) -> N
     assert 'class="badge state-scheduled paused">paused<' in mail and ">Resume</button>" in mail
     assert 'Paused queue "mail"' in page
     assert site.client.post("/queues/mail/resume", data={"csrf_token": csrf(page)}).status_code == 302
-    assert paused.paused(site.offload.store) == set()
+    assert paused.paused(site.offload.store) == set() and schedule.disabled(site.offload) == set()
     assert ">Pause</button>" in _row(text(site.client.get("/queues")), "data-queue", "mail")
 
 
@@ -144,6 +144,17 @@ def test_periodic_schedules_show_next_run_and_run_now(seeded: tuple[Site, Seeded
     assert "Enqueued a run of schedule" in site.client.get("/schedules").text
     response = site.client.post("/schedules/no-such/run", data={"csrf_token": csrf(page)}, follow_redirects=True)
     assert "there is no periodic schedule named" in text(response)
+    # Disable and enable.
+    assert site.client.post("/schedules/nightly-report/disable", data={"csrf_token": csrf(page)}).status_code == 302
+    assert schedule.disabled(site.offload) == {"nightly-report"}
+    row = _row(text(site.client.get("/schedules")), "data-schedule", "nightly-report")
+    assert ">disabled</span>" in row and ">Enable</button>" in row
+    assert site.result("schedule_list")[0]["enabled"] is False
+    assert site.client.post("/schedules/nightly-report/enable", data={"csrf_token": csrf(page)}).status_code == 302
+    assert schedule.disabled(site.offload) == set()
+    assert ">Disable</button>" in _row(text(site.client.get("/schedules")), "data-schedule", "nightly-report")
+    status, body = site.call("schedule_disable", {"name": "no-such"})
+    assert status == 404 and "no periodic schedule" in str(body["error"])
 
 
 def test_webhooks_page_lists_endpoints_and_hides_paths_from_readers(seeded: tuple[Site, Seeded]) -> None:
@@ -168,13 +179,15 @@ def test_read_only_sessions_see_no_controls_and_forged_forms_are_refused(seeded:
     login(site.client, READ)
     for path in PAGES:
         page = site.client.get(path).text
-        assert not re.search(r"<button[^>]*>(Retry|Run now|Clear|Cancel|Pause|Resume)</button>", page), path
+        assert not re.search(r"<button[^>]*>(Retry|Run now|Clear|Cancel|Pause|Resume|Enable|Disable)</button>",
+                             page), path
         assert "data-confirm" not in page, path
     token = csrf(site.client.get("/queues").text)
     forged = [(f"/jobs/{data.scheduled.id}/retry", data.scheduled.id, "scheduled"),
               (f"/jobs/{data.failed.id}/retry", data.failed.id, "failed"),
               ("/queues/mail/clear", data.waiting[0].id, "queued"),
               ("/queues/mail/pause", None, None),
+              ("/schedules/nightly-report/disable", None, None),
               ("/schedules/nightly-report/run", None, None)]
     for url, job_id, state in forged:
         response = site.client.post(url, data={"csrf_token": token})

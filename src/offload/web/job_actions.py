@@ -278,16 +278,19 @@ def worker_list(ctx: ActionContext, data: dict[str, Any]) -> list[dict[str, Any]
 
 @action("schedule_list", role="read", result={"type": "array", "items": {"type": "object"}})
 def schedule_list(ctx: ActionContext, data: dict[str, Any]) -> list[dict[str, Any]]:
-    """Periodic jobs (declared in imported task modules and in the ini file) with their last and next run."""
+    """Periodic jobs (declared in imported task modules and in the ini file) with their last and next run, and
+    whether they are enabled."""
     found = schedule.all_schedules(ctx.offload)
     runs = ctx.offload.store.schedule_runs()
+    off = schedule.disabled(ctx.offload)
     now = time.time()
     rows = []
     for name in sorted(found):
         entry = found[name]
         last = runs.get(name)
         rows.append({**entry.to_dict(), "spec": entry.spec, "last_run": last.last_slot if last else None,
-                     "last_job_id": last.job_id if last else None, "next_run": entry.next_slot(now)})
+                     "last_job_id": last.job_id if last else None, "next_run": entry.next_slot(now),
+                     "enabled": name not in off})
     return rows
 
 

@@ -125,6 +125,18 @@ def schedule_run(name: str) -> Response | BaseResponse:
     return denied or back(url_for(".schedules"))
 
 
+@bp.route("/schedules/<name>/disable", methods=["POST"])
+def schedule_disable(name: str) -> Response | BaseResponse:
+    denied = run_action("schedule_disable", {"name": name}, f'Disabled schedule "{name}"')
+    return denied or back(url_for(".schedules"))
+
+
+@bp.route("/schedules/<name>/enable", methods=["POST"])
+def schedule_enable(name: str) -> Response | BaseResponse:
+    denied = run_action("schedule_enable", {"name": name}, f'Enabled schedule "{name}": it runs from its next slot')
+    return denied or back(url_for(".schedules"))
+
+
 @bp.route("/webhooks")
 def webhook_list() -> str:
     offload = web_state().offload

@@ -1,5 +1,5 @@
-"""``schedule_run``: enqueue one run of a periodic schedule now, besides its slots (admin). ``schedule_list`` is
-with the job actions."""
+"""``schedule_run`` (enqueue one run of a periodic schedule now, besides its slots), ``schedule_disable`` and
+``schedule_enable`` (admin). ``schedule_list`` is with the job actions."""
 
 from __future__ import annotations
 
@@ -21,3 +21,29 @@ def schedule_run(ctx: ActionContext, data: dict[str, Any]) -> dict[str, Any]:
         raise NotFound(f"there is no periodic schedule named {data['name']!r}") from None
     audit(ctx, "schedule_run", f"schedule {data['name']} run now as job {job.id}")
     return job_dict(job)
+
+
+@action("schedule_disable", role="admin", params={
+    "name": String(required=True, max_length=100, help="the schedule's name"),
+}, result={"type": "object", "properties": {"name": {"type": "string"}, "enabled": {"type": "boolean"}}})
+def schedule_disable(ctx: ActionContext, data: dict[str, Any]) -> dict[str, Any]:
+    """Stop a periodic schedule enqueueing until it is enabled again."""
+    _known(ctx, data["name"])
+    schedule.disable(ctx.offload, data["name"], ctx.caller)
+    audit(ctx, "schedule_disable", f"schedule {data['name']}")
+    return {"name": data["name"], "enabled": False}
+
+
+@action("schedule_enable", role="admin", params={
+    "name": String(required=True, max_length=100, help="the schedule's name"),
+}, result={"type": "object", "properties": {"name": {"type": "string"}, "enabled": {"type": "boolean"}}})
+def schedule_enable(ctx: ActionContext, data: dict[str, Any]) -> dict[str, Any]:
+    """Enable a disabled periodic schedule: it runs from its next slot (missed slots are not caught up)."""
+    _known(ctx, data["name"])
+    schedule.enable(ctx.offload, data["name"])
+    return {"name": data["name"], "enabled": True}
+
+
+def _known(ctx: ActionContext, name: str) -> None:
+    if name not in schedule.all_schedules(ctx.offload):
+        raise NotFound(f"there is no periodic schedule named {name!r}")
