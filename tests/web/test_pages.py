@@ -168,6 +168,14 @@ def test_webhooks_page_lists_endpoints_and_hides_paths_from_readers(seeded: tupl
     rows = re.findall(r'<td class="num">(\d+|-)</td>\s*<td class="num">(\d+ ms|-)</td>', local)
     assert [status for status, _ in rows] == ["200", "503"], "newest first, with status and latency"
     assert all(latency.endswith(" ms") for _, latency in rows)
+    # The refused delivery's job failed: it can be delivered again; a test event can be sent.
+    failed_jobs = site.offload.list_jobs(["webhooks"], ["failed"])
+    assert len(failed_jobs) == 1 and local.count(">Redeliver</button>") == 1
+    response = site.client.post(f"/jobs/{failed_jobs[0].id}/retry", data={"csrf_token": csrf(page)})
+    assert response.status_code == 302 and site.offload.get_job(failed_jobs[0].id).state == "queued"
+    hook_id = re.search(r'data-webhook="([0-9a-f]+)">\s*<h2><code>[0-9a-f]+</code> http://127', page).group(1)
+    response = site.client.post(f"/webhooks/{hook_id}/test", data={"csrf_token": csrf(page)})
+    assert response.status_code == 302 and site.offload.store.count(["webhooks"], ["queued"]) == 2
     reader = site.app.test_client()
     login(reader, READ)
     page = text(reader.get("/webhooks"))
@@ -179,7 +187,7 @@ def test_read_only_sessions_see_no_controls_and_forged_forms_are_refused(seeded:
     login(site.client, READ)
     for path in PAGES:
         page = site.client.get(path).text
-        assert not re.search(r"<button[^>]*>(Retry|Run now|Clear|Cancel|Pause|Resume|Enable|Disable)</button>",
+        assert not re.search(r"<button[^>]*>(Retry|Run now|Clear|Cancel|Pause|Resume|Enable|Disable|Redeliver|Send a test event)</button>",
                              page), path
         assert "data-confirm" not in page, path
     token = csrf(site.client.get("/queues").text)

@@ -146,8 +146,18 @@ def webhook_list() -> str:
         view = webhooks.public_view(offload, record)
         if not admin:
             view["url"] = webhooks.safe_url(view["url"])
-        rows.append({"hook": view, "deliveries": webhooks.deliveries(offload, record["id"], DELIVERIES_SHOWN)})
+        deliveries = webhooks.deliveries(offload, record["id"], DELIVERIES_SHOWN)
+        for delivery in deliveries:
+            job = offload.store.get(delivery["job_id"]) if delivery.get("job_id") else None
+            delivery["job_state"] = job.state if job else None
+        rows.append({"hook": view, "deliveries": deliveries})
     return render_template("webhooks.html", hooks=rows)
+
+
+@bp.route("/webhooks/<webhook_id>/test", methods=["POST"])
+def webhook_test(webhook_id: str) -> Response | BaseResponse:
+    denied = run_action("webhook_test", {"id": webhook_id}, f"Queued a test event for webhook {webhook_id}")
+    return denied or back(url_for(".webhook_list"))
 
 
 def page_links() -> list[tuple[str, str]]:
