@@ -562,17 +562,21 @@ class Offload:
             return 0
         return self.store.clear(None if queues is None else list(queues))
 
-    def purge(self, older_than: float | None = None) -> int:
+    def purge(self, older_than: float | None = None, progress: Callable[[int], object] | None = None,
+              batch: int = 10_000) -> int:
         """Delete finished, failed and canceled jobs that ended more than ``older_than`` seconds ago
-        (default ``offload.jobs.keep``)."""
+        (default ``offload.jobs.keep``), ``batch`` at a time; ``progress(n)`` is called after each batch."""
         keep = self.config["offload.jobs.keep"] if older_than is None else older_than
         if isinstance(keep, bool) or not isinstance(keep, (int, float)) or not (math.isfinite(keep) and keep >= 0):
             raise ValueError(f"older_than must be a number of seconds >= 0, not {older_than!r}")
+        cutoff = time.time() - keep
         total = 0
         while True:
-            n = self.store.purge(time.time() - keep)
+            n = self.store.purge(cutoff, batch)
             total += n
-            if n < 10_000:
+            if progress is not None:
+                progress(n)
+            if n < batch:
                 return total
 
     def workers(self, stale_after: float = 30.0) -> list[WorkerInfo]:

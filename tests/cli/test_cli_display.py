@@ -110,3 +110,19 @@ def test_pause_and_resume_commands(cli: Cli) -> None:
     assert "(paused)" not in cli("queues").stdout
     out = cli("pause", "bad queue")
     assert out.returncode == 1 and "invalid queue name" in out.stderr
+
+
+def test_purge_and_clear_draw_a_progress_bar_on_a_terminal_only(cli: Cli) -> None:
+    jobs = cli.app.enqueue_many([jobfuncs.noop] * 30, queue="old")
+    for job in jobs:
+        cli.app.cancel(job.id)
+    cli.app.enqueue_many([jobfuncs.noop] * 12, queue="a")
+    cli.app.enqueue_many([jobfuncs.noop] * 3, queue="b", delay=600)
+    code, output = on_a_terminal(cli, "purge", "--older-than", "0", answer=None)
+    assert code == 0 and "Purging" in output and "30/30" in output and "Purged 30 job(s)" in output, output
+    code, output = on_a_terminal(cli, "clear", "a", "b", answer=None)
+    assert code == 0 and "Clearing" in output and "15/15" in output, output
+    assert 'Cleared queue(s) "a", "b" (15 job(s))' in output
+    cli.app.enqueue(jobfuncs.noop, queue="c")
+    out = cli("clear", "c")
+    assert out.stdout == 'Cleared queue(s) "c" (1 job(s))\n' and out.stderr == "", "nothing extra when piped"

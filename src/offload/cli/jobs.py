@@ -13,8 +13,19 @@ import click
 from offload import codec
 from offload.cli.common import app_for, created_text, friendly, time_text
 from offload.errors import OffloadError
-from offload.jobs import FAILED, PENDING_STATES, QUEUED, SCHEDULED, SORT_FIELDS, STATES, JobQuery, check_queue_name
+from offload.jobs import (
+    DONE_STATES,
+    FAILED,
+    PENDING_STATES,
+    QUEUED,
+    SCHEDULED,
+    SORT_FIELDS,
+    STATES,
+    JobQuery,
+    check_queue_name,
+)
 
+PURGE_BATCH = 1000  # on a terminal, so that the bar moves
 TIME_FORMATS = ["%Y-%m-%d", "%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M", "%Y-%m-%d %H:%M:%S"]
 
 
@@ -191,7 +202,16 @@ def clear(ctx: click.Context, queues: tuple[str, ...], yes: bool) -> None:
     if not queues and names and not yes and sys.stdin.isatty():
         waiting = app.store.count(names, [QUEUED, SCHEDULED])
         click.confirm(f"Delete the {waiting} waiting job(s) of every queue ({', '.join(names)})?", abort=True)
-    count = app.clear(names) if names else 0
+    if names and sys.stderr.isatty():
+        count = 0
+        with click.progressbar(length=max(1, app.store.count(names, [QUEUED, SCHEDULED])), label="Clearing",
+                               file=sys.stderr, show_pos=True) as bar:
+            for name in names:
+                cleared = app.clear([name])
+                count += cleared
+                bar.update(cleared)
+    else:
+        count = app.clear(names) if names else 0
     click.echo(f"Cleared queue(s) {', '.join(json.dumps(q) for q in names)} ({count} job(s))")
 
 
@@ -250,7 +270,14 @@ def enqueue(ctx: click.Context, path: str, args_json: str | None, kwargs_json: s
 @friendly
 def purge(ctx: click.Context, older_than: float | None) -> None:
     """Delete finished, failed and canceled jobs older than the retention period now."""
-    count = app_for(ctx).purge(older_than)
+    app = app_for(ctx)
+    if sys.stderr.isatty():
+        # The done jobs of every age: an upper bound of what goes; the bar ends when the purge does.
+        with click.progressbar(length=max(1, app.store.count(None, list(DONE_STATES))), label="Purging",
+                               file=sys.stderr, show_pos=True) as bar:
+            count = app.purge(older_than, progress=bar.update, batch=PURGE_BATCH)
+    else:
+        count = app.purge(older_than)
     click.echo(f"Purged {count} job(s)")
 
 
