@@ -183,3 +183,26 @@ def test_search_filters_and_bulk_retry_in_the_browser(served_pages: tuple[Site, 
     assert site.offload.get_job(export.id).state == "failed"
     tab.context.close()
     assert tab.errors == []
+
+
+def test_the_pages_work_from_the_keyboard(served_pages: tuple[Site, Seeded, str], browser: Any) -> None:
+    from playwright.sync_api import expect
+
+    _, _, base = served_pages
+    tab = _open(browser, base, 1400, ADMIN)
+    tab.goto(base + "/")
+    tab.keyboard.press("Tab")  # the brand link
+    tab.keyboard.press("Tab")  # Overview
+    tab.keyboard.press("Tab")  # Queues
+    assert tab.evaluate("document.activeElement.textContent") == "Queues"
+    outline = tab.evaluate("getComputedStyle(document.activeElement).outlineStyle")
+    assert outline not in ("", "none"), "the focused link is visibly marked"
+    tab.keyboard.press("Enter")
+    expect(tab.locator("h1")).to_have_text("Queues")
+    tab.goto(base + "/jobs")
+    tab.focus("input[name=q]")
+    tab.keyboard.type("welcome")
+    tab.keyboard.press("Enter")  # submits the filter form
+    expect(tab.locator("#job-total")).to_contain_text("(3 jobs)")
+    tab.context.close()
+    assert tab.errors == []
