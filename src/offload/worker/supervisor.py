@@ -195,7 +195,7 @@ class Supervisor:
             self.closed.set()
             with self.lock:
                 self._shutdown()
-        self._store_call(self.history.flush, time.time())
+        self._history_call(self.history.flush, time.time())
         discarded = f", {self.discarded} result(s) discarded (lease lost)" if self.discarded else ""
         log.info("Worker %s (PID %d) stopped: %d job(s) finished, %d failed%s",
                  self.id, os.getpid(), self.info.processed, self.info.failed, discarded)
@@ -597,9 +597,16 @@ class Supervisor:
         if self._due("paused", paused.CHECK_SECONDS):
             self._check_paused()
         if self._due("history", HISTORY_FLUSH_SECONDS):
-            self._store_call(self.history.flush, time.time())
+            self._history_call(self.history.flush, time.time())
         if self._due("history-prune", HISTORY_PRUNE_SECONDS):
-            self._store_call(history.prune, self.store, self.opts.queues, time.time())
+            self._history_call(history.prune, self.store, self.opts.queues, time.time())
+
+    def _history_call(self, fn: Any, *args: Any) -> None:
+        """A metrics-history write: never a reason for the worker to stop (an outage is retried later)."""
+        try:
+            self._store_call(fn, *args)
+        except Exception as exc:
+            log.warning("Worker %s: could not write its metrics history: %s", self.id, exc)
 
     def _serving(self) -> list[str]:
         """The queues to claim from: the worker's, less the paused ones."""
