@@ -50,13 +50,27 @@ def matching_ids(app: Offload, query: JobQuery, limit: int = BULK_LIMIT) -> list
 
 def apply(app: Offload, action: str, query: JobQuery, expected: int | None = None) -> BulkResult:
     """Run ``action`` (retry, cancel or delete) on every job ``query`` matches."""
-    verbs: dict[str, Callable[[str], object]] = {"retry": app.retry, "cancel": app.cancel, "delete": app.delete}
-    if action not in verbs:
-        raise ValueError(f"unknown bulk action {action!r}; use one of {', '.join(BULK_ACTIONS)}")
+    _check(action)
     ids = matching_ids(app, query)
     if expected is not None and expected != len(ids):
         raise SelectionChanged(f"the filter now matches {len(ids)} jobs, not the {expected} confirmed; review the "
                                "list and confirm again")
+    return apply_ids(app, action, ids)
+
+
+def _check(action: str) -> None:
+    if action not in BULK_ACTIONS:
+        raise ValueError(f"unknown bulk action {action!r}; use one of {', '.join(BULK_ACTIONS)}")
+
+
+def apply_ids(app: Offload, action: str, ids: list[str]) -> BulkResult:
+    """Run ``action`` on the jobs with these ids (a selection); unknown ids and jobs whose state does not allow
+    it are skipped and counted."""
+    _check(action)
+    if len(ids) > BULK_LIMIT:
+        raise ValueError(f"a bulk action takes at most {BULK_LIMIT} jobs, not {len(ids)}")
+    ids = list(dict.fromkeys(ids))
+    verbs: dict[str, Callable[[str], object]] = {"retry": app.retry, "cancel": app.cancel, "delete": app.delete}
     done = skipped = 0
     for job_id in ids:
         try:

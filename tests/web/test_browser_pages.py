@@ -181,6 +181,16 @@ def test_search_filters_and_bulk_retry_in_the_browser(served_pages: tuple[Site, 
     expect(tab.locator(".flash.ok")).to_have_text("Queued 3 job(s) again")
     assert [site.offload.get_job(j.id).state for j in parts] == ["queued"] * 3
     assert site.offload.get_job(export.id).state == "failed"
+
+    # A selection: nothing selected is refused; two selected are canceled, the third is left.
+    tab.goto(base + "/jobs?q=import+part")
+    assert confirm_click(tab, "#job-selection button:has-text('Cancel selected')") == "Select jobs first."
+    tab.check(f"input[name=ids][value='{parts[0].id}']")
+    tab.check(f"input[name=ids][value='{parts[2].id}']")
+    question = confirm_click(tab, "#job-selection button:has-text('Cancel selected')")
+    assert question == "Cancel the 2 selected job(s)?"
+    expect(tab.locator(".flash.ok")).to_have_text("Canceled 2 job(s)")
+    assert [site.offload.get_job(j.id).state for j in parts] == ["canceled", "queued", "canceled"]
     tab.context.close()
     assert tab.errors == []
 

@@ -85,3 +85,23 @@ def test_dashboard_filters_and_bulk_cancel_with_confirmation(site: Site) -> None
     response = reader.post("/jobs/bulk", data={"csrf_token": csrf(page), "action": "delete", "state": "failed",
                                                    "expected": "2"})
     assert response.status_code == 403 and site.offload.get_job(made["b-export"][0]).state == "failed"
+
+
+def test_bulk_on_a_selection(site: Site) -> None:
+    made = _failures(site)
+    chosen = [made["a-import"][0], made["b-export"][0]]
+    result = site.result("job_bulk", {"action": "retry", "ids": [*chosen, made["a-done"][0], "0" * 32]})
+    assert result == {"action": "retry", "matched": 4, "done": 2, "skipped": 2}, "finished and unknown: skipped"
+    assert {site.offload.get_job(i).state for i in chosen} == {"queued"}
+    assert site.offload.get_job(made["a-import"][1]).state == "failed"
+    status, body = site.call("job_bulk", {"action": "delete", "ids": ["bad id!"]})
+    assert status == 409 and "ids" in body["error"]
+    login(site.client, ADMIN)
+    page = site.client.get("/jobs?state=failed").text
+    response = site.client.post("/jobs/bulk-selected", data={"csrf_token": csrf(page), "action": "delete",
+                                                             "ids": made["a-import"][1:] + made["b-import"]})
+    assert response.status_code == 302
+    assert all(site.offload.store.get(i) is None for i in made["a-import"][1:] + made["b-import"])
+    assert "Deleted 2 job(s)" in text(site.client.get("/jobs"))
+    assert site.client.post("/jobs/bulk-selected", data={"csrf_token": csrf(page), "action": "delete"}).status_code \
+        == 400

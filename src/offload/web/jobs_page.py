@@ -106,3 +106,19 @@ def bulk_action() -> Response | BaseResponse:
 
     denied = run_action("job_bulk", {"action": action, **_action_data(query), "expected": expected}, done)
     return denied or back(url_for(".jobs"))
+
+
+@bp.route("/jobs/bulk-selected", methods=["POST"])
+def bulk_selected() -> Response | BaseResponse:
+    ids = request.form.getlist("ids")
+    if not ids:
+        return error_page(400, "No jobs were selected.")
+    action = request.form.get("action", "")
+    message = DONE.get(action, "Done {done} job(s)")
+
+    def done(result: dict[str, Any]) -> str:
+        text = message.format(done=result["done"])
+        return text + (f"; {result['skipped']} skipped (their state does not allow it)" if result["skipped"] else "")
+
+    denied = run_action("job_bulk", {"action": action, "ids": ids}, done)
+    return denied or back(url_for(".jobs"))

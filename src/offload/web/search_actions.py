@@ -7,6 +7,7 @@ from typing import Any
 
 from offload import bulk
 from offload.errors import SelectionChanged
+from offload.jobs import check_job_id
 from offload.web.actions import (
     ActionContext,
     Conflict,
@@ -18,6 +19,11 @@ from offload.web.actions import (
     audit,
 )
 from offload.web.job_actions import FILTER_PARAMS, JOB_SCHEMA, QUEUES, STATE_CHOICES, job_dict, job_query, state_name
+
+
+def _job_id(value: str) -> str:
+    return check_job_id(value)
+
 
 STATE = StringList(help="states: scheduled, queued, started, finished, failed, canceled, pending (the first three) "
                         "or all (the default)", item=state_name, default=["all"],
@@ -44,14 +50,23 @@ def job_search(ctx: ActionContext, data: dict[str, Any]) -> dict[str, Any]:
 @action("job_bulk", role="admin", params={
     "action": String(required=True, choices=bulk.BULK_ACTIONS, help="retry, cancel or delete"),
     "queues": QUEUES, "state": STATE, **FILTER_PARAMS,
+    "ids": StringList(help="act on these job ids (a selection) instead of on the filter", item=_job_id,
+                      item_schema={"type": "string", "maxLength": 200}),
     "expected": Integer(minimum=0, maximum=bulk.BULK_LIMIT,
                         help="the number of jobs the caller confirmed; if the filter matches another number, "
                              "nothing is done"),
 }, result={"type": "object", "properties": {"action": {"type": "string"}, "matched": {"type": "integer"},
                                             "done": {"type": "integer"}, "skipped": {"type": "integer"}}})
 def job_bulk(ctx: ActionContext, data: dict[str, Any]) -> dict[str, Any]:
-    """Retry, cancel or delete every job a filter matches (at most 10,000). Jobs whose state does not allow the
-    action are skipped and counted. Returns how many matched, were acted on and were skipped."""
+    """Retry, cancel or delete every job a filter matches (at most 10,000), or the jobs ``ids`` names. Jobs whose
+    state does not allow the action (and unknown ids) are skipped and counted. Returns how many matched, were
+    acted on and were skipped."""
+    if data["ids"] is not None:
+        if len(data["ids"]) > bulk.BULK_LIMIT:
+            raise ValidationError({"ids": [f"at most {bulk.BULK_LIMIT} ids"]})
+        result = bulk.apply_ids(ctx.offload, data["action"], data["ids"])
+        audit(ctx, "job_bulk", f"{data['action']} of {result.done} selected job(s)")
+        return result.to_dict()
     try:
         query = job_query(data)
         result = bulk.apply(ctx.offload, data["action"], query, data["expected"])

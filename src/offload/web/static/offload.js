@@ -6,12 +6,32 @@
   var SVG = "http://www.w3.org/2000/svg";
   var STORAGE_KEY = "offload-auto-refresh";
 
-  // Forms that change something carry data-confirm: ask before submitting.
+  // Forms that change something carry data-confirm: ask before submitting. A selection form (data-selection)
+  // asks its clicked button's question with the number of checked boxes, and refuses an empty selection.
   document.addEventListener("submit", function (event) {
-    var question = event.target.getAttribute("data-confirm");
+    var form = event.target;
+    var question = form.getAttribute("data-confirm");
+    if (form.hasAttribute("data-selection")) {
+      var checked = document.querySelectorAll('input[name="ids"][form="' + form.id + '"]:checked').length;
+      if (!checked) {
+        window.alert("Select jobs first.");
+        event.preventDefault();
+        return;
+      }
+      var button = event.submitter;
+      question = ((button && button.getAttribute("data-question")) || "Go on?").replace("{n}", String(checked));
+    }
     if (question && !window.confirm(question)) {
       event.preventDefault();
     }
+  });
+
+  // The header checkbox of a selectable list checks or clears every box on the page.
+  document.addEventListener("change", function (event) {
+    if (event.target.id !== "select-all") { return; }
+    Array.prototype.forEach.call(document.querySelectorAll('input[name="ids"]'), function (box) {
+      box.checked = event.target.checked;
+    });
   });
 
   function el(name, attrs) {
@@ -75,8 +95,10 @@
     return window.localStorage.getItem(STORAGE_KEY) !== "off";
   }
 
+  // Not while the user types or picks, nor while jobs are selected (a refresh would clear the selection).
   function busy() {
     var active = document.activeElement;
+    if (document.querySelector('input[name="ids"]:checked')) { return true; }
     return active && /^(INPUT|SELECT|TEXTAREA)$/.test(active.tagName) && active.id !== "auto-refresh";
   }
 
