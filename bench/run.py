@@ -131,14 +131,13 @@ def offload_source() -> str:
 
 #: What offload's adapter and the floor import in offload's venv: offload itself, psycopg (its PostgreSQL
 #: driver, the ``postgres`` extra) and redis-py, the bench's own client for resetting Redis and reading its
-#: version. offload's Redis store speaks RESP itself, so no extra of offload brings redis-py: a venv made with
-#: ``.[all]`` or ``.[redis,postgres]`` lacks it, and every offload cell on Redis failed there.
-OFFLOAD_IMPORTS = "import offload, redis, psycopg"
+#: version (offload's ``redis`` extra brings it too, with hiredis).
+OFFLOAD_IMPORTS = "import offload, redis, hiredis, psycopg"
 
 
 def offload_python() -> Path:
     """offload's own venv: the repository's .venv if it has everything the adapter imports, else
-    bench/.venvs/offload, made here: offload editable with its ``postgres`` extra, plus the pinned clients of
+    bench/.venvs/offload, made here: offload editable with its ``redis`` and ``postgres`` extras, plus the pins of
     bench/peers/requirements/offload.txt (reinstalled when that file changes)."""
     repo_python = REPO / ".venv" / "bin" / "python"
     if repo_python.exists() and _imports_ok(repo_python):
@@ -149,11 +148,11 @@ def offload_python() -> Path:
     stamp = venv / ".bench-requirements"
     digest = hashlib.sha256(requirements.read_bytes()).hexdigest()
     if not (python.exists() and stamp.exists() and stamp.read_text() == digest and _imports_ok(python)):
-        log(f"  installing offload (editable, postgres extra) and {_show(requirements)} into {_show(venv)}")
+        log(f"  installing offload (editable, redis and postgres extras) and {_show(requirements)} into {_show(venv)}")
         if venv.exists():
             shutil.rmtree(venv)
         subprocess.run([base_python(), "-m", "venv", str(venv)], check=True)
-        _pip(python, "-e", f"{REPO}[postgres]", "-r", str(requirements))
+        _pip(python, "-e", f"{REPO}[redis,postgres]", "-r", str(requirements))
         if not _imports_ok(python):
             raise subprocess.CalledProcessError(1, f"{python} -c '{OFFLOAD_IMPORTS}' after installing")
         stamp.write_text(digest)

@@ -108,7 +108,8 @@ def process_facts() -> dict[str, Any]:
     with open("/proc/self/cmdline", "rb") as f:
         cmdline = f.read().split(b"\0")
     return {"pid": os.getpid(), "ppid": os.getppid(), "sid": os.getsid(0),
-            "cmdline": [part.decode() for part in cmdline if part], "stdin": os.readlink("/proc/self/fd/0")}
+            "cmdline": [part.decode() for part in cmdline if part], "stdin": os.readlink("/proc/self/fd/0"),
+            "drivers": sorted(m for m in sys.modules if m.split(".")[0] in ("redis", "hiredis", "psycopg"))}
 
 
 def at_exit_write(path: str) -> int:
@@ -139,3 +140,17 @@ def progress_then_sleep(done: int, total: int, seconds: float) -> str:
     job.set_progress(done, total, "steps")
     time.sleep(seconds)
     return "slept"
+
+
+def snooze_times(ledger_path: str, times: int, seconds: float) -> int:
+    """Writes a ledger line per run (``ledger``) and snoozes ``seconds`` for the first ``times`` runs; returns
+    the attempt number it finished on."""
+    import offload
+
+    ledger(ledger_path, "run")
+    with open(ledger_path) as f:
+        runs = len(f.read().splitlines())
+    if runs <= times:
+        raise offload.Snooze(seconds)
+    job = current_job()
+    return job.attempt if job else 0

@@ -31,7 +31,7 @@ from offload.errors import (
     StoreURLError,
     TaskNotFound,
 )
-from offload.retry import Retry, RetryPolicy
+from offload.retry import Retry, RetryPolicy, Snooze
 from offload.version import __version__
 
 # Not imported at run time (typing alone is ~10 ms, and every executor imports this package on its way up).
@@ -95,6 +95,7 @@ __all__ = [
     "RetryPolicy",
     "Schedule",
     "SerializationError",
+    "Snooze",
     "StoreDriverMissing",
     "StoreError",
     "StoreURLError",
@@ -114,7 +115,10 @@ __all__ = [
     "get_queue",
     "list_jobs",
     "notify",
+    "pause",
+    "paused",
     "periodic",
+    "resume",
     "retry",
     "send_task",
     "task",
@@ -177,6 +181,21 @@ def retry(job_id: str) -> Job:
 
 def clear(queues: Sequence[str] | None = None) -> int:
     return default_app().clear(queues)
+
+
+def pause(queue: str) -> bool:
+    """Pause a queue: workers take none of its jobs until ``resume(queue)``; False if it was paused already."""
+    return default_app().pause(queue)
+
+
+def resume(queue: str) -> bool:
+    """Resume a paused queue; False if it was not paused."""
+    return default_app().resume(queue)
+
+
+def paused() -> dict[str, float]:
+    """The paused queues of the default site: name -> when it was paused."""
+    return default_app().paused()
 
 
 def task_status(entity_type: str, entity_id: str, task_type: str) -> dict[str, Any] | None:

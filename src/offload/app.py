@@ -28,6 +28,7 @@ from offload.jobs import (
     Job,
     WorkerInfo,
     check_job_id,
+    check_priority,
     check_queue_name,
     new_id,
     new_ids,
@@ -44,7 +45,7 @@ MAX_RUN_AT = 253402300799.0  # 9999-12-31T23:59:59Z, the last moment a datetime 
 # RQ options CKAN code passes through rq_kwargs that have no meaning here and are safe to ignore.
 _IGNORED_RQ_KWARGS = {"result_ttl", "ttl", "failure_ttl"}
 _ENQUEUE_OPTIONS = {"rq_kwargs", "max_attempts", "max_retries", "retry", "at", "delay", "unique_key", "job_id",
-                    "meta", "task_status"}
+                    "meta", "task_status", "priority"}
 
 
 # enqueue options that make a job differ from its neighbours in one enqueue_many: no shared template then.
@@ -303,6 +304,8 @@ class Offload:
             if not isinstance(unique_key, str) or not 0 < len(unique_key) <= 500:
                 raise ValueError("unique_key must be a non-empty string of at most 500 characters")
             fields["unique_key"] = unique_key
+        if options.get("priority") is not None:
+            fields["priority"] = check_priority(options["priority"])
         run_at = _when(options.get("at"), options.get("delay"), now)
         if run_at is not None:
             fields["run_at"] = run_at
@@ -342,7 +345,8 @@ class Offload:
         Connection or Session) in its open transaction, on the PostgreSQL store's database: the job is written
         in that transaction, so it exists (and wakes a worker) only once the transaction commits, and is gone
         if it rolls back. ``task_status=(entity_type, entity_id, task_type)`` makes the job that entity's status
-        for that task type (see ``offload.taskstatus``)."""
+        for that task type (see ``offload.taskstatus``). ``priority``: 0 (the default) to 9; within its queue
+        a job runs after every waiting job of a lower number, and in enqueue order among equals."""
         key = _task_key(options)
         job = self.build_job(fn, args, kwargs, title, queue, timeout, **options)
         return self._store_one(job, key, connection)
@@ -522,6 +526,19 @@ class Offload:
             raise ValueError("limit must be between 0 and 100000 and offset >= 0")
         return self.store.list(list(queues) if queues else None, list(states) if states else None, limit, offset,
                                descending)
+
+    def pause(self, queue: str) -> bool:
+        """Pause ``queue`` in the store: every worker stops taking its jobs within a second (running ones go on;
+        new ones can still be enqueued). False if it was paused already."""
+        return self.store.pause(check_queue_name(queue), time.time())
+
+    def resume(self, queue: str) -> bool:
+        """Let workers take the jobs of a paused ``queue`` again. False if it was not paused."""
+        return self.store.resume(check_queue_name(queue))
+
+    def paused(self) -> dict[str, float]:
+        """The paused queues: name -> when it was paused (seconds since the epoch)."""
+        return self.store.paused()
 
     def cancel(self, job_id: str) -> Job:
         """Cancel a scheduled, queued or running job (a running job's process is stopped)."""

@@ -45,6 +45,17 @@ def check_job_id(job_id: object) -> str:
     return job_id
 
 
+#: Priorities within a queue: 0 runs first (the default), 9 last.
+PRIORITIES = range(10)
+
+
+def check_priority(priority: object) -> int:
+    """``priority`` if it is an int from 0 to 9, else ValueError naming the value."""
+    if isinstance(priority, bool) or not isinstance(priority, int) or priority not in PRIORITIES:
+        raise ValueError(f"invalid priority {priority!r}: use a whole number from 0 (first) to 9 (last)")
+    return priority
+
+
 def new_id() -> str:
     """A random 128-bit id in hex, like ``uuid4().hex`` but without building a UUID object."""
     return os.urandom(16).hex()
@@ -109,6 +120,8 @@ class Job:
     progress: dict[str, Any] | None = None
     meta: dict[str, Any] = field(default_factory=dict)
     unique_key: str | None = None
+    #: Order within its queue: 0 (the default) first, 9 last; FIFO among equals.
+    priority: int = 0
     # Set on the Job returned by enqueue when an equal pending job already existed (nothing was added).
     duplicate: bool = field(default=False, compare=False)
     # Set by a store that could not decode this job's record (corrupted, or written by something else): what is
@@ -201,6 +214,7 @@ class Job:
             "progress": self.progress,
             "meta": self.meta,
             "unique_key": self.unique_key,
+            "priority": self.priority,
         }
 
 
@@ -223,14 +237,15 @@ def record_problem(job: Job) -> str | None:
     for name, value, kind, optional in checks:
         if not (isinstance(value, kind) or (optional and value is None)):
             return f"its {name} is a {type(value).__name__}, not a JSON {'object' if kind is dict else 'array'}"
-    numbers: tuple[tuple[Any, bool], ...] = ((job.attempts, False), (job.max_attempts, False), (job.timeout, True))
+    numbers: tuple[tuple[Any, bool], ...] = ((job.attempts, False), (job.max_attempts, False), (job.timeout, True),
+                                             (job.priority, False))
     for value, optional in numbers:
         if isinstance(value, bool) or not (isinstance(value, (int, float)) or (optional and value is None)):
-            return "its attempts, max_attempts or timeout is not a number"
+            return "its attempts, max_attempts, timeout or priority is not a number"
     return None
 
 
-OutcomeKind = Literal["finish", "fail", "retry", "release"]
+OutcomeKind = Literal["finish", "fail", "retry", "release", "snooze"]
 
 
 @dataclass
@@ -241,6 +256,8 @@ class Outcome:
     ``retry``: failed but goes back to ``scheduled`` until ``retry_at`` (``error`` recorded).
     ``release``: never ran (prefetched, or its child was killed for another job): back to ``queued`` and the
     attempt taken at claim is given back.
+    ``snooze``: the job asked to run later (``offload.Snooze``): back to ``scheduled`` until ``retry_at``, the
+    attempt given back, no error recorded.
     ``payload`` (retry only): the arguments of the next attempts, when the job asked for new ones.
     ``max_attempts`` (retry, fail): the job's new attempt budget, when the job asked for another (``max_retries``).
     """

@@ -135,6 +135,22 @@ class Retry(OffloadError):
         return fields
 
 
+#: The longest a job may snooze: a year and a day, like the longest timeout.
+MAX_SNOOZE = 366 * 86400.0
+
+
+class Snooze(OffloadError):
+    """The job asked to run again later: this attempt ends and the job is scheduled ``seconds`` from now,
+    without using up an attempt and without recording an error (waiting on something outside: a rate-limited
+    API, a file not there yet). ``seconds``: a number from 0 to 366 days."""
+
+    def __init__(self, seconds: float) -> None:
+        if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not 0 <= seconds <= MAX_SNOOZE:
+            raise ValueError(f"invalid snooze {seconds!r}: give the seconds to wait, a number from 0 to {MAX_SNOOZE:g}")
+        super().__init__(f"snooze for {seconds:g} s")
+        self.seconds = float(seconds)
+
+
 def _seconds_until(eta: Any) -> float:
     import datetime as dt
     import time

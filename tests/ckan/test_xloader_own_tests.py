@@ -24,6 +24,14 @@ pytestmark = pytest.mark.timeout(2400)
 MODULES = ["ckanext/xloader/tests/test_action.py", "ckanext/xloader/tests/test_jobs.py"]
 #: The tests that reach the call sites named above.
 CALL_SITES = ("test_duplicated_submits", "test_xloader_data_into_datastore", "test_data_with_rq_job_timeout")
+#: xloader tests that race a clock, and fail now and then on stock CKAN as on offload; one that did not pass is run
+#: again alone, up to RACE_TRIES times, and must pass once. ``test_data_with_rq_job_timeout`` gives its job a 2 s
+#: limit and expects the limit to fall inside the file's download or load (the only places the job catches
+#: ``JobTimeoutException``): when loading the 4 MB file takes less than 2 s, or the limit falls between the load
+#: and the resource update, it fails (1 run in 3 on stock CKAN on an idle machine here, as on offload).
+#: offload's own deterministic check of that call site is row 31 of tests/ckan/in_ckan/rows_ckan.py.
+CLOCK_RACES = ("test_data_with_rq_job_timeout",)
+RACE_TRIES = 4
 
 
 @pytest.fixture(scope="module")
@@ -60,6 +68,15 @@ def test_xloaders_own_tests_pass_on_offload_as_on_stock_ckan(suite: ckan_suite.S
     run = suite.run(MODULES, tmp_path / "offload.xml", offload=True, extra=plugins)
     on_offload = ckan_suite.outcomes(tmp_path / "offload.xml")
     summary = run.stdout[-6000:] + run.stderr[-4000:]
+    for name in CLOCK_RACES:
+        for attempt in range(RACE_TRIES):
+            ids = [t for t, outcome in on_offload.items() if t.endswith(f"::{name}") and outcome != "passed"]
+            if not ids:
+                break
+            junit = tmp_path / f"race-{name}-{attempt}.xml"
+            again = suite.run(MODULES, junit, offload=True, keywords=name, extra=plugins)
+            summary += f"\n--- {name} again ({attempt + 1}):\n" + again.stdout[-3000:]
+            on_offload.update(ckan_suite.outcomes(junit))
     assert set(on_offload) == set(on_stock), summary
     worse = sorted(t for t, outcome in on_stock.items() if outcome == "passed" and on_offload[t] != "passed")
     assert not worse, f"pass on stock CKAN, not on offload: {worse}\n{summary}"

@@ -89,6 +89,17 @@ class Servers:
             self._shared["postgresql"] = self.fresh_postgres()
         return self._shared["postgresql"]
 
+    def redis_cluster(self) -> Any:
+        """Three Redis Cluster masters (tests/ha), shared like the other servers."""
+        if "redis-cluster" not in self._shared:
+            from tests.ha.servers import RedisCluster
+
+            cluster = RedisCluster()
+            self._owned.append(cluster)
+            cluster.start()
+            self._shared["redis-cluster"] = cluster
+        return self._shared["redis-cluster"]
+
     def fresh_redis(self, appendonly: bool = False) -> Any:
         server = _servers_module().RedisServer(appendonly=appendonly)
         server.start()
@@ -110,6 +121,9 @@ class Servers:
             return f"{self.redis().url}?prefix=faults-{tag}"
         if engine == "postgresql":
             return f"{self.postgres().url}?schema=faults_{tag}"
+        if engine == "redis-cluster":
+            nodes = ",".join(f"{host}:{port}" for host, port in self.redis_cluster().addrs)
+            return f"redis+cluster://{nodes}?prefix=faults-{tag}"
         raise ValueError(f"unknown engine {engine!r}")
 
     def release(self, server: Any) -> None:

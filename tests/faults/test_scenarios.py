@@ -31,6 +31,14 @@ def test_kill_storm(engine: str, servers: Servers, tmp_path: Path) -> None:
     assert result["kills"] == 3 and result["lost"] == 0
 
 
+@pytest.mark.ha
+def test_kill_storm_on_a_redis_cluster(servers: Servers, tmp_path: Path) -> None:
+    # The same storm on three Redis Cluster masters (the site's keys on the shard of its hash tag).
+    result = scenarios.kill_storm("redis-cluster", servers, tmp_path, jobs=1500, max_kills=3, job_seconds=0.03)
+    assert result["verdict"] == "pass", explain(result)
+    assert result["kills"] == 3 and result["lost"] == 0
+
+
 @pytest.mark.parametrize(("engine", "mode"), [(e, m) for e in ENGINES for m in scenarios.RESTART_MODES[e]])
 def test_store_restart(engine: str, mode: str, servers: Servers, tmp_path: Path) -> None:
     result = scenarios.store_restart(engine, servers, tmp_path, mode=mode, produce=2.0, down=2.0, after=2.0,

@@ -169,7 +169,8 @@ class RedisProcess:
 
 
 class RedisSentinelSet:
-    """A Redis master, one replica and three Sentinels monitoring the master as ``service`` with quorum 2.
+    """A Redis master, one replica (``replicas``: more) and three Sentinels monitoring the master as ``service``
+    with quorum 2.
 
     Settings chosen for fast, deterministic tests:
 
@@ -195,17 +196,17 @@ class RedisSentinelSet:
     service = "mymaster"
 
     def __init__(self, *, down_after_ms: int = 1000, failover_timeout_ms: int = 2000,
-                 appendonly: bool = True) -> None:
+                 appendonly: bool = True, replicas: int = 1) -> None:
         _binary("redis-server")
         self.dir = Path(tempfile.mkdtemp(prefix="offload-sentinel-"))
         self.startup_seconds: float | None = None
-        ports = [free_port(), free_port()]
+        ports = [free_port() for _ in range(1 + replicas)]
         data = ["save \"\"", f"appendonly {'yes' if appendonly else 'no'}", "appendfsync everysec",
                 "repl-diskless-sync-delay 0", f"replica-announce-ip {HOST}"]
         self.nodes = [
             RedisProcess(self.dir / "redis-a", [f"port {ports[0]}", *data], address=(HOST, ports[0])),
-            RedisProcess(self.dir / "redis-b", [f"port {ports[1]}", *data, f"replicaof {HOST} {ports[0]}"],
-                         address=(HOST, ports[1])),
+            *(RedisProcess(self.dir / f"redis-{'bcdefgh'[i]}", [f"port {port}", *data, f"replicaof {HOST} {ports[0]}"],
+                           address=(HOST, port)) for i, port in enumerate(ports[1:])),
         ]
         sentinel_ports = [free_port() for _ in range(3)]
         ids = [secrets.token_hex(20) for _ in sentinel_ports]
@@ -220,7 +221,7 @@ class RedisSentinelSet:
                 f"sentinel down-after-milliseconds {name} {down_after_ms}",
                 f"sentinel failover-timeout {name} {failover_timeout_ms}",
                 f"sentinel parallel-syncs {name} 1",
-                f"sentinel known-replica {name} {HOST} {ports[1]}",
+                *(f"sentinel known-replica {name} {HOST} {port}" for port in ports[1:]),
                 *(f"sentinel known-sentinel {name} {HOST} {p} {ids[j]}"
                   for j, p in enumerate(sentinel_ports) if j != i),
             ]
@@ -250,10 +251,12 @@ class RedisSentinelSet:
         """Start master, replica (until its link is up: sentinels then see it at once) and the sentinels
         (until each sees the master up, the replica linked and both peers connected)."""
         began = time.monotonic()
-        master, replica = self.nodes
+        master, *replicas = self.nodes
         master.start()
-        replica.start()
-        self.wait_replica_of(replica, master.port)
+        for replica in replicas:
+            replica.start()
+        for replica in replicas:
+            self.wait_replica_of(replica, master.port)
         for sentinel in self.sentinels:
             sentinel.start()
         wait_until(self._sentinels_ready, READY_TIMEOUT, interval=0.02,
@@ -266,8 +269,9 @@ class RedisSentinelSet:
             replicas = client.sentinel_slaves(self.service)
             peers = client.sentinel_sentinels(self.service)
             return (master["is_master"] and not master["is_sdown"] and not master["is_odown"]
-                    and len(replicas) == 1 and replicas[0]["is_slave"] and not replicas[0]["is_disconnected"]
-                    and not replicas[0]["is_sdown"] and replicas[0].get("master-link-status") == "ok"
+                    and len(replicas) == len(self.nodes) - 1
+                    and all(r["is_slave"] and not r["is_disconnected"] and not r["is_sdown"]
+                            and r.get("master-link-status") == "ok" for r in replicas)
                     and len(peers) == 2
                     and all(not p["is_disconnected"] and not p["is_sdown"] for p in peers))
 
@@ -291,9 +295,9 @@ class RedisSentinelSet:
         raise RuntimeError("no sentinel answered")
 
     def replica_addr(self) -> Addr:
-        """The data node that is not the master (according to Sentinel)."""
+        """The (first) data node that is not the master (according to Sentinel)."""
         master = self.master_addr()
-        (other,) = [n for n in self.nodes if n.address != master]
+        other = next(n for n in self.nodes if n.address != master)
         assert other.address is not None
         return other.address
 

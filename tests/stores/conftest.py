@@ -11,7 +11,18 @@ from offload.jobs import QUEUED, SCHEDULED, Job, new_id
 from offload.stores import Store, open_store
 from tests.conftest import engine_url
 
-ENGINES = ["memory", "sqlite", "redis", "postgresql", "postgresql-pgbouncer", "postgresql-pgbouncer-statement"]
+ENGINES = ["memory", "sqlite", "redis", "redis-unix", "redis-tls", "redis-sentinel", "redis-cluster", "postgresql",
+           "postgresql-pgbouncer", "postgresql-pgbouncer-statement"]
+#: Engine variants on servers of tests/ha (started once per run): their tests are marked ``ha``.
+REDIS_VARIANTS = ("redis-unix", "redis-tls", "redis-sentinel", "redis-cluster")
+
+
+@pytest.hookimpl(tryfirst=True)  # before -m selects on markers
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        if callspec is not None and callspec.params.get("engine") in REDIS_VARIANTS:
+            item.add_marker(pytest.mark.ha)
 
 
 @pytest.fixture(params=ENGINES)
@@ -24,7 +35,42 @@ def store_url(engine: str, tmp_path: Any, request: pytest.FixtureRequest) -> str
     if engine.startswith("postgresql-pgbouncer"):
         mode = "statement" if engine.endswith("statement") else "transaction"
         return str(request.getfixturevalue("pgbouncers")(mode))
+    if engine in REDIS_VARIANTS:
+        return str(request.getfixturevalue("redis_servers")(engine))
     return engine_url(engine, tmp_path)
+
+
+@pytest.fixture(scope="session")
+def redis_servers() -> Iterator[Callable[[str], str]]:
+    """Store URLs of the Redis variants, each on its own servers from tests/ha (free loopback ports), started on
+    first use and kept for the run: a unix socket only (``unix://``), TLS only with client certificates
+    (``rediss://`` with the ``ssl_*`` options), a master, a replica and three sentinels (``redis+sentinel://``),
+    three cluster masters (``redis+cluster://`` naming one of them)."""
+    from tests.ha.servers import RedisCluster, RedisSentinelSet, RedisTLS, RedisUnixSocket
+
+    started: dict[str, Any] = {}
+
+    def url(engine: str) -> str:
+        if engine not in started:
+            server = {"redis-unix": RedisUnixSocket, "redis-tls": RedisTLS, "redis-sentinel": RedisSentinelSet,
+                      "redis-cluster": RedisCluster}[engine]()
+            started[engine] = server
+            server.start()
+        server = started[engine]
+        if engine == "redis-tls":
+            return (f"rediss://localhost:{server.port}/0?prefix=offload-test&ssl_ca_certs={server.ca}"
+                    f"&ssl_certfile={server.client_cert}&ssl_keyfile={server.client_key}")
+        if engine == "redis-sentinel":
+            return f"{server.sentinel_url}?prefix=offload-test"
+        if engine == "redis-cluster":
+            return f"redis+cluster://{server.addrs[0][0]}:{server.addrs[0][1]}?prefix=offload-test"
+        return f"{server.url}&prefix=offload-test"
+
+    try:
+        yield url
+    finally:
+        for server in started.values():
+            server.cleanup()
 
 
 @pytest.fixture(scope="session")

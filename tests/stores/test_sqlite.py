@@ -13,19 +13,48 @@ from offload.stores.sqlite import _BATCH, SQLiteStore, _batches
 from tests.stores.conftest import make_job
 
 
-def test_upgrade_to_counters_backfills_them(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def old_database(tmp_path: Path, version: int, queues: list[str], monkeypatch) -> tuple[str, list[str]]:  # type: ignore[no-untyped-def]
+    """A database at schema ``version`` holding one queued job per entry of ``queues``, written as offload then
+    did (the columns of schema 1). Returns its URL and the job ids in enqueue order."""
     url = f"sqlite:///{tmp_path}/old.db"
-    monkeypatch.setattr("offload.stores.sqlite.MIGRATIONS", sqlite_schema.MIGRATIONS[:1])
+    monkeypatch.setattr("offload.stores.sqlite.MIGRATIONS", sqlite_schema.MIGRATIONS[:version])
     old = SQLiteStore(url, "site")
     old.open()
-    old.enqueue_many([make_job("a") for _ in range(3)] + [make_job("b")], time.time())
-    assert old.migrate() == 1
+    assert old.migrate() == version
     old.close()
+    conn = sqlite3.connect(f"{tmp_path}/old.db")
+    ids = [make_job().id for _ in queues]
+    now = time.time() - 100
+    with conn:
+        for i, (job_id, queue) in enumerate(zip(ids, queues, strict=True)):
+            conn.execute("INSERT INTO jobs (site, id, queue, func, payload, state, created_at, enqueued_at) "
+                         "VALUES ('site', ?, ?, 'tests.jobfuncs:noop', '[[],{}]', 'queued', ?, ?)",
+                         (job_id, f"site:{queue}", now + i, now + i))
+    conn.close()
     monkeypatch.setattr("offload.stores.sqlite.MIGRATIONS", sqlite_schema.MIGRATIONS)
+    return url, ids
+
+
+def test_upgrade_to_counters_backfills_them(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    url, _ = old_database(tmp_path, 1, ["a", "a", "a", "b"], monkeypatch)
     new = SQLiteStore(url, "site")
     new.open()
     assert new.migrate() == len(sqlite_schema.MIGRATIONS)
     assert new.counts() == {"a": {"queued": 3}, "b": {"queued": 1}}
+    new.close()
+
+
+def test_upgrade_to_priorities_keeps_waiting_jobs_in_order_at_priority_0(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    url, ids = old_database(tmp_path, 2, ["a", "a", "a"], monkeypatch)
+    new = SQLiteStore(url, "site")
+    new.open()
+    assert new.migrate() == len(sqlite_schema.MIGRATIONS) >= 3
+    assert [new.get(i).priority for i in ids] == [0, 0, 0]
+    urgent = make_job("a", priority=0)
+    later = make_job("a", priority=1)
+    new.enqueue_many([later, urgent], time.time())
+    assert [j.id for j in new.claim(["a"], "w", 30, 5, time.time())] == [*ids, urgent.id, later.id]
+    assert new.paused() == {}
     new.close()
 
 
@@ -104,6 +133,7 @@ def test_a_bulk_insert_stores_the_same_rows_as_single_inserts(tmp_path: Path) ->
                 timeout=None if i % 2 else 9.5,
                 unique_key=f"{tag}{i}" if i % 6 == 0 else None,
                 payload=f"[[{i}],{{}}]",
+                priority=i % 10,
             )
             for i in range(300)
         ]
@@ -113,8 +143,9 @@ def test_a_bulk_insert_stores_the_same_rows_as_single_inserts(tmp_path: Path) ->
     assert not any(job.duplicate for job in store.enqueue_many(jobs("b"), now))
     conn = sqlite3.connect(store.path)
     query = "SELECT * FROM jobs WHERE id LIKE ? ORDER BY seq"
-    single = [(r[1], r[2][1:], *r[3:-1], (r[-1] or "")[1:]) for r in conn.execute(query, ("s%",))]
-    bulk = [(r[1], r[2][1:], *r[3:-1], (r[-1] or "")[1:]) for r in conn.execute(query, ("b%",))]
+    # The columns but seq, the ids and unique keys without their tag (unique_key is last but priority)
+    single = [(r[1], r[2][1:], *r[3:-2], (r[-2] or "")[1:], r[-1]) for r in conn.execute(query, ("s%",))]
+    bulk = [(r[1], r[2][1:], *r[3:-2], (r[-2] or "")[1:], r[-1]) for r in conn.execute(query, ("b%",))]
     assert len(bulk) == 300 and bulk == single
     conn.close()
     store.close()

@@ -12,7 +12,7 @@ from tests import jobfuncs
 from tests.web.conftest import ADMIN, READ, Site
 
 CREATED_RE = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d")
-WRITE_ACTIONS = ["job_cancel", "job_retry", "job_clear", "job_enqueue"]
+WRITE_ACTIONS = ["job_cancel", "job_retry", "job_clear", "job_enqueue", "queue_pause", "queue_resume"]
 READ_ACTIONS = ["job_list", "job_show", "queue_list", "worker_list", "schedule_list", "help_show", "action_list"]
 
 
@@ -306,8 +306,8 @@ def test_queue_list_counts_per_state(site: Site) -> None:
     site.offload.cancel(site.offload.enqueue(jobfuncs.noop, queue="b").id)
     zero = dict.fromkeys(["scheduled", "queued", "started", "finished", "failed", "canceled"], 0)
     assert site.result("queue_list", token=READ) == [
-        {"name": "a", "counts": {**zero, "queued": 2}, "total": 2},
-        {"name": "b", "counts": {**zero, "canceled": 1}, "total": 1},
+        {"name": "a", "counts": {**zero, "queued": 2}, "total": 2, "paused": False, "paused_at": None},
+        {"name": "b", "counts": {**zero, "canceled": 1}, "total": 1, "paused": False, "paused_at": None},
     ]
 
 

@@ -15,7 +15,6 @@ from typing import Any
 
 import pytest
 
-from offload import paused
 from tests import jobfuncs
 from tests.conftest import service_missing
 from tests.web.conftest import ADMIN, PAGE_WAIT_MS, READ, ROOT, Site, browser_missing, start_server, wait_until
@@ -122,11 +121,11 @@ def test_run_now_from_the_browser_and_read_only_controls(served_pages: tuple[Sit
     question = confirm_click(tab, "tr[data-queue='mail'] button:has-text('Pause')")
     assert question.startswith('Pause queue "mail"?')
     expect(tab.locator("tr[data-queue='mail'] .badge.paused")).to_have_text("paused")
-    assert paused.paused(site.offload.store) == {"mail"}
+    assert set(site.offload.paused()) == {"mail"}
     confirm_click(tab, "tr[data-queue='mail'] button:has-text('Resume')")
     expect(tab.locator(".flash.ok")).to_have_text('Resumed queue "mail"')
     expect(tab.locator("tr[data-queue='mail'] .badge.paused")).to_have_count(0)
-    assert paused.paused(site.offload.store) == set()
+    assert site.offload.paused() == {}
     tab.goto(base + "/scheduled")
     confirm_click(tab, f"tr[data-job-id='{data.scheduled.id}'] button:has-text('Run now')")
     expect(tab.locator(".flash.ok")).to_have_text(f"Queued job {data.scheduled.id} again")

@@ -208,3 +208,28 @@ def test_mounted_under_a_prefix_in_a_host_app(sqlite_site: Site) -> None:
     doc = client.get("/admin/jobs/api/3/openapi.json", headers={"Authorization": READ}).get_json()
     assert doc["servers"] == [{"url": "/admin/jobs"}]
     assert client.get("/admin/jobs/healthz").status_code == 200
+
+
+def test_pause_and_resume_a_queue_from_the_overview(admin: Site) -> None:
+    admin.offload.enqueue(jobfuncs.noop, queue="mail")
+    page = admin.client.get("/").text
+    assert 'action="/queues/mail/pause"' in page and 'class="paused"' not in page
+    assert admin.client.post("/queues/mail/pause", data={}).status_code == 400  # no CSRF token: refused
+    assert admin.offload.paused() == {}
+    response = admin.client.post("/queues/mail/pause", data={"csrf_token": csrf(page), "next": "/"})
+    assert response.status_code == 302 and set(admin.offload.paused()) == {"mail"}
+    page = text(admin.client.get("/"))
+    assert 'Paused queue "mail": workers take none of its jobs' in page
+    assert re.search(r'<tr data-queue="mail">\s*<th><a [^>]*>mail</a> <span class="paused">paused</span>', page)
+    assert 'action="/queues/mail/resume"' in page
+    admin.client.post("/queues/mail/resume", data={"csrf_token": csrf(page), "next": "/"})
+    assert admin.offload.paused() == {}
+
+
+def test_read_role_cannot_pause(site: Site) -> None:
+    login(site.client, READ)
+    site.offload.enqueue(jobfuncs.noop, queue="mail")
+    page = site.client.get("/").text
+    assert ">Pause</button>" not in page
+    response = site.client.post("/queues/mail/pause", data={"csrf_token": csrf(page)})
+    assert response.status_code == 403 and site.offload.paused() == {}

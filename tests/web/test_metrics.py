@@ -62,6 +62,10 @@ def test_metrics_after_a_real_worker_run(site: Site) -> None:
     assert 0 <= samples['offload_job_duration_seconds_sum{queue="default"}'] < 60
     assert samples["offload_workers_alive"] == 0
     assert samples["offload_recent_scan_truncated"] == 0
+    assert not any(k.startswith("offload_queue_paused{") for k in samples)
+    site.offload.pause("later")
+    samples = parse(site.client.get("/metrics", headers={"Authorization": READ}).text)
+    assert samples['offload_queue_paused{queue="later"}'] == 1
     # From the metrics history the worker left in the store, and the queues' latency.
     assert samples['offload_queue_run_seconds_count{queue="default"}'] == 3
     assert samples['offload_queue_run_seconds_bucket{queue="default",le="+Inf"}'] == 3

@@ -17,6 +17,7 @@ from tests import jobfuncs
 from tests.worker.conftest import Workers
 
 
+@pytest.mark.parametrize("workers", ["sqlite", "redis"], indirect=True)
 def test_the_first_executor_is_forked_and_its_replacement_spawned(workers: Workers) -> None:
     first = workers.app.enqueue(jobfuncs.process_facts)
     second = workers.app.enqueue(jobfuncs.process_facts)
@@ -34,6 +35,8 @@ def test_the_first_executor_is_forked_and_its_replacement_spawned(workers: Worke
         assert facts["ppid"] == proc.pid
         assert facts["sid"] == facts["pid"], "each executor leads its own session (its job's group is killable)"
         assert facts["stdin"] == "/dev/null"
+        # The store's driver (redis-py, hiredis) loads in the supervisor only, after the first executors forked.
+        assert facts["drivers"] == [], facts["drivers"]
 
 
 def test_a_forked_executor_ends_as_an_interpreter_does(workers: Workers, tmp_path: Path) -> None:

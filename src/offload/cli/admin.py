@@ -1,5 +1,5 @@
-"""``offload migrate``, ``queues``, ``workers``, ``tasks``, ``schedules``, ``config`` and ``demo``: the store, the
-workers and the site's setup."""
+"""``offload migrate``, ``queues``, ``pause``, ``resume``, ``workers``, ``tasks``, ``schedules``, ``config`` and
+``demo``: the store, the queues, the workers and the site's setup."""
 
 from __future__ import annotations
 
@@ -9,7 +9,6 @@ import time
 
 import click
 
-from offload import paused
 from offload.cli.common import app_for, friendly, time_text
 from offload.cli.info import queue_table, worker_table
 from offload.cli.table import colour_on
@@ -29,14 +28,44 @@ def migrate(ctx: click.Context) -> None:
 @click.pass_context
 @friendly
 def queues(ctx: click.Context, as_json: bool) -> None:
-    """Jobs per queue and state."""
-    counts = app_for(ctx).store.counts()
+    """Jobs per queue and state, and which queues are paused (JSON: ``"paused": true`` in a paused queue's
+    counts)."""
+    app = app_for(ctx)
+    counts: dict[str, dict[str, object]] = {name: dict(n) for name, n in app.store.counts().items()}
+    paused = app.paused()
+    for name in paused:
+        counts.setdefault(name, {})["paused"] = True
     if as_json:
         click.echo(json.dumps(counts, indent=2, sort_keys=True))
         return
     now = time.time()
     colour = colour_on()
     click.echo("\n".join(queue_table(app_for(ctx), now, app_for(ctx).workers(), colour)), color=colour)
+
+
+@click.command()
+@click.argument("queue")
+@click.pass_context
+@friendly
+def pause(ctx: click.Context, queue: str) -> None:
+    """Pause QUEUE: every worker stops taking its jobs within a second (running ones finish) until `offload
+    resume QUEUE`. Jobs can still be enqueued into it."""
+    if app_for(ctx).pause(queue):
+        click.echo(f'Paused queue "{queue}"')
+    else:
+        click.echo(f'Queue "{queue}" was paused already')
+
+
+@click.command()
+@click.argument("queue")
+@click.pass_context
+@friendly
+def resume(ctx: click.Context, queue: str) -> None:
+    """Resume a paused QUEUE: workers take its jobs again."""
+    if app_for(ctx).resume(queue):
+        click.echo(f'Resumed queue "{queue}"')
+    else:
+        click.echo(f'Queue "{queue}" was not paused')
 
 
 @click.command()
@@ -51,28 +80,6 @@ def workers(ctx: click.Context, as_json: bool) -> None:
         return
     colour = colour_on()
     click.echo("\n".join(worker_table(found, time.time(), colour)), color=colour)
-
-
-@click.command()
-@click.argument("queues", nargs=-1, required=True)
-@click.pass_context
-@friendly
-def pause(ctx: click.Context, queues: tuple[str, ...]) -> None:
-    """Pause QUEUES: workers take none of their jobs (within 2 seconds) until they are resumed."""
-    for queue in queues:
-        paused.pause(app_for(ctx).store, queue, "offload pause")
-        click.echo(f'Paused queue "{queue}"')
-
-
-@click.command()
-@click.argument("queues", nargs=-1, required=True)
-@click.pass_context
-@friendly
-def resume(ctx: click.Context, queues: tuple[str, ...]) -> None:
-    """Resume paused QUEUES."""
-    for queue in queues:
-        was = paused.resume(app_for(ctx).store, queue)
-        click.echo(f'Resumed queue "{queue}"' if was else f'Queue "{queue}" was not paused')
 
 
 @click.command("tasks")

@@ -10,7 +10,6 @@ import time
 
 import click
 
-from offload import paused
 from offload.app import Offload
 from offload.cli.common import app_for, friendly
 from offload.cli.table import Cell, colour_on, duration_text, render, state_cell
@@ -20,7 +19,7 @@ from offload.jobs import STATES, WorkerInfo
 def queue_table(app: Offload, now: float, workers: list[WorkerInfo], colour: bool) -> list[str]:
     counts = app.store.counts()
     since = app.store.waiting_since(now)
-    stopped = paused.paused(app.store)
+    stopped = set(app.paused())
     names = sorted(set(counts) | set(since) | stopped)
     if not names:
         return ["There are no queues with jobs."]
@@ -29,13 +28,14 @@ def queue_table(app: Offload, now: float, workers: list[WorkerInfo], colour: boo
         serving = sum(1 for w in workers if name in w.queues)
         latency = now - since[name] if name in since else None
         unserved = latency is not None and not serving
-        row: list[Cell] = [(f"{name} (paused)", {"fg": "yellow"}) if name in stopped else name]
+        row: list[Cell] = [name]
         row += [state_cell(s, str(counts.get(name, {}).get(s, 0))) if counts.get(name, {}).get(s) else "0"
                 for s in STATES]
-        row += [duration_text(latency), (str(serving), {"fg": "red" if unserved else None, "bold": unserved})]
+        row += [duration_text(latency), (str(serving), {"fg": "red" if unserved else None, "bold": unserved}),
+                ("paused", {"fg": "yellow"}) if name in stopped else ""]
         rows.append(row)
-    headers = ["queue", *STATES, "latency", "workers"]
-    return render(headers, rows, right=range(1, len(headers)), colour=colour)
+    headers = ["queue", *STATES, "latency", "workers", ""]
+    return render(headers, rows, right=range(1, len(headers) - 1), colour=colour)
 
 
 def worker_table(workers: list[WorkerInfo], now: float, colour: bool) -> list[str]:

@@ -50,7 +50,8 @@ TIME_FORMATS = ["%Y-%m-%d", "%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:
 def list_(ctx: click.Context, queues: tuple[str, ...], states: tuple[str, ...], text: str | None,
           args_text: str | None, job_id: str | None, since: dt.datetime | None, until: dt.datetime | None,
           sort: str, descending: bool, limit: int, offset: int, ids_only: bool, as_json: bool) -> None:
-    """List jobs: one line per job, "<created> <id> <queue> "<title>"" (CKAN's format). By default the queued
+    """List jobs: one line per job, "<created> <id> <queue> "<title>"" (CKAN's format; "(priority N)" after it
+    when N is not 0). By default the queued
     jobs of every queue, oldest first; --search, --args, --id, --since and --until narrow the list, --sort and --desc
     order it. A note on stderr says when more jobs match than were printed."""
     wanted: list[str] | None = []
@@ -85,7 +86,8 @@ def list_(ctx: click.Context, queues: tuple[str, ...], states: tuple[str, ...], 
         else:
             title = f' "{job.title}"' if job.title else ""
             state = "" if wanted == [QUEUED] else f" [{job.state}]"
-            click.echo(f"{created_text(job)} {job.id} {job.queue}{title}{state}")
+            priority = f" (priority {job.priority})" if job.priority else ""
+            click.echo(f"{created_text(job)} {job.id} {job.queue}{title}{state}{priority}")
 
 
 def _utc(moment: dt.datetime | None) -> float | None:
@@ -130,6 +132,7 @@ def show(ctx: click.Context, job_id: str, as_json: bool) -> None:
         f"Title:    {json.dumps(job.title) if job.title is not None else 'None'}",
         f"Created:  {created_text(job)}",
         f"Queue:    {job.queue}",
+        f"Priority: {job.priority}",
         f"State:    {job.state}",
         f"Function: {job.target}",
         f"Attempts: {job.attempts} of {job.max_attempts}",
@@ -247,15 +250,18 @@ def _json_arg(text: str | None, what: str, kind: type) -> Any:
 @click.option("--title", "-t")
 @click.option("--timeout", type=float, help="seconds (-1: no limit)")
 @click.option("--delay", type=click.FloatRange(0), help="run after this many seconds")
+@click.option("--priority", "-p", type=click.IntRange(0, 9), default=0, show_default=True,
+              help="0 (first) to 9 (last) within its queue")
 @click.option("--json", "as_json", is_flag=True, help="print the job as JSON")
 @click.pass_context
 @friendly
 def enqueue(ctx: click.Context, path: str, args_json: str | None, kwargs_json: str | None, queue: str,
-            title: str | None, timeout: float | None, delay: float | None, as_json: bool) -> None:
+            title: str | None, timeout: float | None, delay: float | None, priority: int, as_json: bool) -> None:
     """Enqueue the function at import PATH ("package.module:function")."""
     args = _json_arg(args_json, "--args", list)
     kwargs = _json_arg(kwargs_json, "--kwargs", dict)
-    job = app_for(ctx).enqueue(path, args, kwargs, title=title, queue=queue, timeout=timeout, delay=delay)
+    job = app_for(ctx).enqueue(path, args, kwargs, title=title, queue=queue, timeout=timeout, delay=delay,
+                               priority=priority)
     if as_json:
         click.echo(json.dumps(job.to_dict(), indent=2))
     elif job.duplicate:

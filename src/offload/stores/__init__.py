@@ -1,4 +1,5 @@
-"""Storage engines, chosen by URL scheme: ``sqlite://``, ``redis://``, ``postgresql://``, ``memory://``."""
+"""Storage engines, chosen by URL scheme: ``sqlite://``, ``redis://`` (and ``rediss://``, ``unix://``,
+``redis+sentinel://``), ``postgresql://``, ``memory://``."""
 
 from __future__ import annotations
 
@@ -14,9 +15,10 @@ __all__ = ["ENGINES", "Store", "open_store", "redact_url", "store_class"]
 ENGINES: dict[str, tuple[str, str, str | None, str | None]] = {
     "memory": ("offload.stores.memory", "MemoryStore", None, None),
     "sqlite": ("offload.stores.sqlite", "SQLiteStore", None, None),
-    # The Redis store speaks RESP itself (stores/resp.py): no driver to install.
-    "redis": ("offload.stores.redis", "RedisStore", None, None),
-    "rediss": ("offload.stores.redis", "RedisStore", None, None),
+    # redis-py (with hiredis) makes the Redis store's connections: TCP, TLS, unix sockets, Sentinel.
+    **{scheme: ("offload.stores.redis", "RedisStore", "redis", "redis")
+       for scheme in ("redis", "rediss", "unix", "redis+unix", "redis+sentinel", "rediss+sentinel", "redis+cluster",
+                     "rediss+cluster")},
     "postgresql": ("offload.stores.postgres", "PostgresStore", "psycopg", "postgres"),
     "postgres": ("offload.stores.postgres", "PostgresStore", "psycopg", "postgres"),
 }

@@ -14,12 +14,22 @@ State machine (what each verb may do):
                    max_attempts, when given, replace the job's: a retry asked for new arguments or budget)
     settle fail    also records the outcome's max_attempts when given
     settle release started -> queued (attempt given back, back at the head of its queue)
+    settle snooze  started -> scheduled (run_at = retry_at, attempt given back, started_at and worker cleared,
+                   no error recorded)
     requeue_expired started (lease over) -> queued (at its old place, ahead of later jobs), or failed (reason
                    "abandoned") once attempts are spent
     waiting_since  (reads only) per queue, since when its oldest waiting job has been due
     cancel         scheduled | queued | started -> canceled (a started job's lease is revoked)
     retry_now      failed | canceled | scheduled -> queued (attempts reset to 0 for failed/canceled)
-    to_front       queued -> queued, at the head of its queue (its enqueued_at, its place, just before the head's)
+    to_front       queued -> queued, at the head of its queue (priority 0, and its enqueued_at, its place, just
+                   before that of every other queued job of the queue)
+
+Order within a queue: ``priority`` (0 first, 9 last), then ``enqueued_at``, then insertion order. A released or
+requeued job keeps its priority and its place.
+
+Paused queues: ``pause`` marks a queue of the site paused in the store; ``claim`` takes nothing from it (jobs
+can still be enqueued, cancelled and so on) and ``wait_for_work`` does not count its work, until ``resume``, which
+wakes idle workers if it holds work. Running jobs are not touched.
 
 Fencing: settle and extend_leases act only on a started job whose ``lease_token`` matches; anything else
 is a late or foreign result and is rejected (returns False / reported as lost).
@@ -123,9 +133,10 @@ class Store(abc.ABC):
     # -- worker ------------------------------------------------------------------------------------------
     @abc.abstractmethod
     def claim(self, queues: Sequence[str], worker_id: str, lease: float, limit: int, now: float) -> list[Job]:
-        """Promote due scheduled jobs, then take up to ``limit`` queued jobs, earlier queues first and
-        FIFO within a queue; each becomes ``started`` with a fresh ``lease_token``, ``lease_until = now +
-        lease``, ``worker = worker_id``, ``started_at = now`` and ``attempts + 1``."""
+        """Promote due scheduled jobs, then take up to ``limit`` queued jobs, earlier queues first (paused ones
+        skipped) and by priority (0 first), then FIFO, within a queue; each becomes ``started`` with a fresh
+        ``lease_token``, ``lease_until = now + lease``, ``worker = worker_id``, ``started_at = now`` and
+        ``attempts + 1``."""
 
     @abc.abstractmethod
     def extend_leases(self, worker_id: str, held: dict[str, str], lease: float, now: float) -> list[str]:
@@ -228,8 +239,8 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def to_front(self, job_id: str) -> bool:
         """Move a queued job to the head of its queue (RQ's ``at_front``): the next claim of that queue takes it
-        first. Its ``enqueued_at`` (its place in the queue) becomes just earlier than that of the job that was
-        first. False if there is no such queued job."""
+        first, ahead of every priority. Its priority becomes 0 and its ``enqueued_at`` (its place in the queue)
+        just earlier than that of every other queued job of the queue. False if there is no such queued job."""
 
     @abc.abstractmethod
     def delete(self, job_id: str) -> bool:
@@ -242,6 +253,19 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def purge(self, ended_before: float, limit: int = 10_000) -> int:
         """Delete up to ``limit`` done jobs that ended before ``ended_before``; return how many."""
+
+    # -- paused queues -----------------------------------------------------------------------------------
+    @abc.abstractmethod
+    def pause(self, queue: str, now: float) -> bool:
+        """Pause ``queue`` (see the module docstring); False if it was paused already (its time is kept)."""
+
+    @abc.abstractmethod
+    def resume(self, queue: str) -> bool:
+        """Let workers claim from ``queue`` again, waking idle ones; False if it was not paused."""
+
+    @abc.abstractmethod
+    def paused(self) -> dict[str, float]:
+        """The paused queues of this site: name -> when it was paused."""
 
     # -- workers -----------------------------------------------------------------------------------------
     @abc.abstractmethod

@@ -40,6 +40,7 @@ class _Backend:
         self.workers: dict[tuple[str, str], WorkerInfo] = {}
         self.schedules: dict[tuple[str, str], ScheduleRun] = {}
         self.records: dict[tuple[str, str, str], dict[str, Any]] = {}
+        self.paused: dict[tuple[str, str], float] = {}
 
 
 _shared: dict[str, _Backend] = {}
@@ -138,9 +139,11 @@ class MemoryStore(Store):
             for queue in queues:
                 if len(claimed) >= limit:
                     break
+                if (self.site_id, queue) in self._b.paused:
+                    continue
                 ready = sorted(
                     (j for j in self._mine() if j.queue == queue and j.state == QUEUED),
-                    key=lambda j: (j.enqueued_at or 0.0, self._b.seq[self._key(j.id)]),
+                    key=lambda j: (j.priority, j.enqueued_at or 0.0, self._b.seq[self._key(j.id)]),
                 )
                 for job in ready[: limit - len(claimed)]:
                     job.state = STARTED
@@ -180,11 +183,13 @@ class MemoryStore(Store):
                     continue
                 job.lease_token = None
                 job.lease_until = None
-                if outcome.kind == "release":
-                    job.state = QUEUED
+                if outcome.kind in ("release", "snooze"):
                     job.attempts = max(0, job.attempts - 1)
                     job.started_at = None
                     job.worker = None
+                    job.state = QUEUED if outcome.kind == "release" else SCHEDULED
+                    if outcome.kind == "snooze":
+                        job.run_at = outcome.retry_at if outcome.retry_at is not None else now
                     continue
                 job.ended_at = outcome.ended_at or now
                 if outcome.kind == "finish":
@@ -228,7 +233,7 @@ class MemoryStore(Store):
         return changed
 
     def _has_work(self, queues: Sequence[str], now: float) -> bool:
-        wanted = set(queues)
+        wanted = {q for q in queues if (self.site_id, q) not in self._b.paused}
         return any(
             j.queue in wanted and (j.state == QUEUED or (j.state == SCHEDULED and (j.run_at or 0) <= now))
             for j in self._mine()
@@ -346,6 +351,7 @@ class MemoryStore(Store):
                      if j.queue == job.queue and j.state == QUEUED and j.id != job.id]
             if ahead:
                 job.enqueued_at = min(min(ahead) - 1e-6, job.enqueued_at or 0.0)
+            job.priority = 0
             return True
 
     def delete(self, job_id: str) -> bool:
@@ -371,6 +377,24 @@ class MemoryStore(Store):
                 del self._b.jobs[self._key(job.id)]
                 del self._b.seq[self._key(job.id)]
             return len(doomed)
+
+    # -- paused queues
+    def pause(self, queue: str, now: float) -> bool:
+        with self._b.cond:
+            if (self.site_id, queue) in self._b.paused:
+                return False
+            self._b.paused[(self.site_id, queue)] = now
+            return True
+
+    def resume(self, queue: str) -> bool:
+        with self._b.cond:
+            found = self._b.paused.pop((self.site_id, queue), None) is not None
+            self._b.cond.notify_all()
+            return found
+
+    def paused(self) -> dict[str, float]:
+        with self._b.cond:
+            return {q: at for (site, q), at in self._b.paused.items() if site == self.site_id}
 
     # -- workers
     def register_worker(self, info: WorkerInfo) -> None:

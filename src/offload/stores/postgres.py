@@ -314,7 +314,7 @@ class PostgresStore(Store):
             "enqueued_at": _float(now if job.state == QUEUED else job.enqueued_at), "run_at": _float(job.run_at),
             "attempts": str(int(job.attempts)), "max_attempts": str(int(job.max_attempts)),
             "retry": _dump(job.retry), "timeout": _float(job.timeout), "meta": codec.dump_meta(job.meta),
-            "unique_key": job.unique_key,
+            "unique_key": job.unique_key, "priority": str(int(job.priority)),
         }
         # fmt: on
 
@@ -370,7 +370,7 @@ class PostgresStore(Store):
         rows = [
             [j.id, self.prefix + j.queue, j.func, j.task, j.payload, j.title, j.state, j.created_at,
              now if j.state == QUEUED else j.enqueued_at, j.run_at, j.attempts, j.max_attempts, _dump(j.retry),
-             j.timeout, codec.dump_meta(j.meta), j.unique_key, ins]
+             j.timeout, codec.dump_meta(j.meta), j.unique_key, ins, j.priority]
             for j, ins in zip(jobs, insert, strict=True)
         ]
         # fmt: on
@@ -402,7 +402,7 @@ class PostgresStore(Store):
         rows = [
             [o.job_id, o.token, o.kind, o.result_json,
              _dump(o.error or {}) if o.kind in ("fail", "retry") else None,
-             (o.retry_at if o.retry_at is not None else now) if o.kind == "retry" else None,
+             (o.retry_at if o.retry_at is not None else now) if o.kind in ("retry", "snooze") else None,
              o.ended_at or now, o.payload if o.kind == "retry" else None, o.max_attempts]
             for o in outcomes
         ]
@@ -417,6 +417,16 @@ class PostgresStore(Store):
 
     def wait_for_work(self, queues: Sequence[str], timeout: float) -> bool:
         return self.link.wait([self.qname(q) for q in queues], timeout)
+
+    # -- paused queues -----------------------------------------------------------------------------------
+    def pause(self, queue: str, now: float) -> bool:
+        return bool(self._query("pause", {"queue": self.qname(queue), "now": now}))
+
+    def resume(self, queue: str) -> bool:
+        return bool(self._query("resume", {"queue": self.qname(queue), "channel": self.channel}))
+
+    def paused(self) -> dict[str, float]:
+        return {self.unqname(queue): at for queue, at in self._query("paused", {})}
 
     def set_progress(self, job_id: str, progress: dict[str, Any] | None, meta: dict[str, Any] | None) -> bool:
         with self.link.session() as conn:

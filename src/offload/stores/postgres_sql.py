@@ -5,7 +5,7 @@ from __future__ import annotations
 
 _COLUMNS = (
     "id queue func task payload title state created_at enqueued_at run_at started_at ended_at attempts max_attempts "
-    "retry timeout result error errors worker lease_until lease_token progress meta unique_key"
+    "retry timeout result error errors worker lease_until lease_token progress meta unique_key priority"
 ).split()
 JOB_FIELDS = ["result_json" if c == "result" else c for c in _COLUMNS]
 _PENDING = "('scheduled', 'queued', 'started')"
@@ -53,7 +53,7 @@ WITH input AS (
            e->>6 AS state, (e->>7)::float8 AS created_at, (e->>8)::float8 AS enqueued_at,
            (e->>9)::float8 AS run_at, (e->>10)::int4 AS attempts, (e->>11)::int4 AS max_attempts,
            (e->>12)::json AS retry, (e->>13)::float8 AS timeout, (e->>14)::json AS meta, e->>15 AS unique_key,
-           (e->>16)::bool AS insert, i.ord, nextval('{{seq}}') AS seq
+           (e->>16)::bool AS insert, (e->>17)::int4 AS priority, i.ord, nextval('{{seq}}') AS seq
     FROM jsonb_array_elements(%(jobs)s::jsonb) WITH ORDINALITY AS i(e, ord)
 ),
 same_id AS (
@@ -79,9 +79,9 @@ free AS (
 ),
 ins AS (
     INSERT INTO {{s}}.jobs AS j (seq, site, id, queue, func, task, payload, title, state, created_at, enqueued_at,
-                                 run_at, attempts, max_attempts, retry, timeout, meta, unique_key)
+                                 run_at, attempts, max_attempts, retry, timeout, meta, unique_key, priority)
     SELECT f.seq, %(site)s, f.id, f.queue, f.func, f.task, f.payload, f.title, f.state, f.created_at,
-           f.enqueued_at, f.run_at, f.attempts, f.max_attempts, f.retry, f.timeout, f.meta, f.unique_key
+           f.enqueued_at, f.run_at, f.attempts, f.max_attempts, f.retry, f.timeout, f.meta, f.unique_key, f.priority
     FROM free f
     WHERE NOT EXISTS (SELECT 1 FROM same_id s WHERE s.ord = f.ord)
     RETURNING j.id, j.queue, j.state
@@ -92,7 +92,8 @@ replaced AS (
         state = f.state, created_at = f.created_at, enqueued_at = f.enqueued_at, run_at = f.run_at,
         started_at = NULL, ended_at = NULL, attempts = f.attempts, max_attempts = f.max_attempts,
         retry = f.retry, timeout = f.timeout, result = NULL, error = NULL, errors = '[]', worker = NULL,
-        lease_until = NULL, lease_token = NULL, progress = NULL, meta = f.meta, unique_key = f.unique_key
+        lease_until = NULL, lease_token = NULL, progress = NULL, meta = f.meta, unique_key = f.unique_key,
+        priority = f.priority
     FROM free f JOIN same_id s ON s.ord = f.ord
     WHERE j.ctid = ANY(ARRAY(SELECT tid FROM same_id WHERE NOT pending)) AND j.ctid = s.tid
     RETURNING j.id, j.queue, j.state
@@ -118,10 +119,11 @@ WHERE {_notify("w.queue", "w.state")} IS NULL
 # not, small or large), and with them psycopg's prepared statement, are the same for every job.
 _INSERT_ONE = """
     INSERT INTO {s}.jobs AS j (site, id, queue, func, task, payload, title, state, created_at, enqueued_at,
-                               run_at, attempts, max_attempts, retry, timeout, meta, unique_key)"""
+                               run_at, attempts, max_attempts, retry, timeout, meta, unique_key, priority)"""
 _ONE_ROW = """%(site)s, %(id)s, %(queue)s, %(func)s, %(task)s, %(payload)s, %(title)s, %(state)s,
             %(created_at)s::float8, %(enqueued_at)s::float8, %(run_at)s::float8, %(attempts)s::int4,
-            %(max_attempts)s::int4, %(retry)s::json, %(timeout)s::float8, %(meta)s::json, %(unique_key)s"""
+            %(max_attempts)s::int4, %(retry)s::json, %(timeout)s::float8, %(meta)s::json, %(unique_key)s,
+            %(priority)s::int4"""
 
 _ENQUEUE_NEW = f"""
 WITH ins AS ({_INSERT_ONE}
@@ -132,32 +134,34 @@ WITH ins AS ({_INSERT_ONE}
 SELECT {_notify("ins.queue", "ins.state")} FROM ins
 """
 
-# Per queue, in the order given: the head of the queue, then its due scheduled jobs (claimed straight from
-# scheduled: this statement cannot see rows its own CTE promotes). Other due jobs of the site are promoted.
+# Per queue, in the order given (paused ones left out): the head of the queue by priority, then its due scheduled
+# jobs (claimed straight from scheduled: this statement cannot see rows its own CTE promotes). Other due jobs of
+# the site are promoted.
 _CLAIM = f"""
 WITH wanted AS (
     SELECT q.name, q.pos FROM unnest(%(queues)s::text[]) WITH ORDINALITY AS q(name, pos)
+    WHERE NOT EXISTS (SELECT 1 FROM {{s}}.paused_queues p WHERE p.site = %(site)s AND p.queue = q.name)
 ),
 candidates AS (
-    SELECT w.pos, 0 AS part, c.enqueued_at AS k, c.seq, c.tid
+    SELECT w.pos, c.priority AS p, 0 AS part, c.enqueued_at AS k, c.seq, c.tid
     FROM wanted w CROSS JOIN LATERAL (
-        SELECT j.ctid AS tid, j.seq, j.enqueued_at FROM {{s}}.jobs j
+        SELECT j.ctid AS tid, j.seq, j.enqueued_at, j.priority FROM {{s}}.jobs j
         WHERE j.queue = w.name AND j.state = 'queued'
-        ORDER BY j.enqueued_at, j.seq LIMIT %(limit)s
+        ORDER BY j.priority, j.enqueued_at, j.seq LIMIT %(limit)s
         FOR UPDATE SKIP LOCKED
     ) c
     UNION ALL
-    SELECT w.pos, 1, 0, c.seq, c.tid
+    SELECT w.pos, c.priority, 1, 0, c.seq, c.tid
     FROM wanted w CROSS JOIN LATERAL (
-        SELECT j.ctid AS tid, j.seq FROM {{s}}.jobs j
+        SELECT j.ctid AS tid, j.seq, j.priority FROM {{s}}.jobs j
         WHERE j.site = %(site)s AND j.state = 'scheduled' AND j.run_at <= %(now)s AND j.queue = w.name
-        ORDER BY j.run_at, j.seq LIMIT %(limit)s
+        ORDER BY j.priority, j.run_at, j.seq LIMIT %(limit)s
         FOR UPDATE SKIP LOCKED
     ) c
 ),
 chosen AS (
-    SELECT c.tid, row_number() OVER (ORDER BY c.pos, c.part, c.k, c.seq) AS ord
-    FROM candidates c ORDER BY c.pos, c.part, c.k, c.seq LIMIT %(limit)s
+    SELECT c.tid, row_number() OVER (ORDER BY c.pos, c.p, c.part, c.k, c.seq) AS ord
+    FROM candidates c ORDER BY c.pos, c.p, c.part, c.k, c.seq LIMIT %(limit)s
 ),
 promoted AS (
     UPDATE {{s}}.jobs j SET state = 'queued', enqueued_at = %(now)s
@@ -213,22 +217,22 @@ held AS (
 )
 UPDATE {{s}}.jobs j SET
     state = CASE o.kind WHEN 'finish' THEN 'finished' WHEN 'fail' THEN 'failed'
-                        WHEN 'retry' THEN 'scheduled' ELSE 'queued' END,
+                        WHEN 'retry' THEN 'scheduled' WHEN 'snooze' THEN 'scheduled' ELSE 'queued' END,
     result = CASE WHEN o.kind = 'finish' THEN o.result ELSE j.result END,
     error = CASE WHEN o.kind IN ('fail', 'retry') THEN o.error::json ELSE j.error END,
     errors = CASE WHEN o.kind IN ('fail', 'retry') THEN {_append_json("j.errors", "o.error")} ELSE j.errors END,
-    run_at = CASE WHEN o.kind = 'retry' THEN o.retry_at ELSE j.run_at END,
+    run_at = CASE WHEN o.kind IN ('retry', 'snooze') THEN o.retry_at ELSE j.run_at END,
     payload = CASE WHEN o.kind = 'retry' AND o.payload IS NOT NULL THEN o.payload ELSE j.payload END,
     max_attempts = CASE WHEN o.kind IN ('fail', 'retry') AND o.max_attempts IS NOT NULL THEN o.max_attempts
                         ELSE j.max_attempts END,
-    ended_at = CASE WHEN o.kind = 'release' THEN j.ended_at ELSE o.ended_at END,
-    attempts = CASE WHEN o.kind = 'release' THEN greatest(j.attempts - 1, 0) ELSE j.attempts END,
-    started_at = CASE WHEN o.kind = 'release' THEN NULL ELSE j.started_at END,
-    worker = CASE WHEN o.kind = 'release' THEN NULL ELSE j.worker END,
+    ended_at = CASE WHEN o.kind IN ('release', 'snooze') THEN j.ended_at ELSE o.ended_at END,
+    attempts = CASE WHEN o.kind IN ('release', 'snooze') THEN greatest(j.attempts - 1, 0) ELSE j.attempts END,
+    started_at = CASE WHEN o.kind IN ('release', 'snooze') THEN NULL ELSE j.started_at END,
+    worker = CASE WHEN o.kind IN ('release', 'snooze') THEN NULL ELSE j.worker END,
     lease_token = NULL, lease_until = NULL
 FROM held o
 WHERE j.ctid = ANY(ARRAY(SELECT tid FROM held)) AND j.ctid = o.tid AND {_RELAXED_COMMIT}
-RETURNING o.ord, CASE WHEN o.kind IN ('retry', 'release') THEN {_notify("j.queue", "j.state")} END
+RETURNING o.ord, CASE WHEN o.kind IN ('retry', 'release', 'snooze') THEN {_notify("j.queue", "j.state")} END
 """
 
 _ABANDONED = (
@@ -255,8 +259,22 @@ _WORK_READY = """
 SELECT EXISTS (
     SELECT 1 FROM unnest(%(queues)s::text[]) AS q(name)
     WHERE EXISTS (SELECT 1 FROM {s}.jobs j WHERE j.queue = q.name AND j.state = 'queued')
+      AND NOT EXISTS (SELECT 1 FROM {s}.paused_queues p WHERE p.site = %(site)s AND p.queue = q.name)
 ), (SELECT min(run_at) FROM {s}.jobs WHERE site = %(site)s AND state = 'scheduled')
 """
+
+_PAUSE = """
+INSERT INTO {s}.paused_queues (site, queue, paused_at) VALUES (%(site)s, %(queue)s, %(now)s)
+ON CONFLICT (site, queue) DO NOTHING RETURNING 1
+"""
+
+# Resuming wakes the queue's idle workers, as new work would.
+_RESUME = """
+WITH gone AS (DELETE FROM {s}.paused_queues WHERE site = %(site)s AND queue = %(queue)s RETURNING queue)
+SELECT pg_notify(%(channel)s, gone.queue) IS NULL FROM gone
+"""
+
+_PAUSED = "SELECT queue, paused_at FROM {s}.paused_queues WHERE site = %(site)s ORDER BY queue"
 
 _GET = f"SELECT {columns('j')} FROM {{s}}.jobs j WHERE j.site = %(site)s AND j.id = %(id)s"
 
@@ -286,7 +304,7 @@ WHERE j.site = %(site)s AND j.id = %(id)s AND NOT EXISTS (SELECT 1 FROM changed)
 """
 
 _TO_FRONT = """
-UPDATE {s}.jobs j SET enqueued_at = least(j.enqueued_at, coalesce((
+UPDATE {s}.jobs j SET priority = 0, enqueued_at = least(j.enqueued_at, coalesce((
     SELECT min(h.enqueued_at) - 0.000001 FROM {s}.jobs h
     WHERE h.site = j.site AND h.queue = j.queue AND h.state = 'queued' AND h.id <> j.id), j.enqueued_at))
 WHERE j.site = %(site)s AND j.id = %(id)s AND j.state = 'queued'
@@ -347,6 +365,9 @@ STATEMENTS = {
     "settle": _SETTLE,
     "requeue_expired": _REQUEUE_EXPIRED,
     "work_ready": _WORK_READY,
+    "pause": _PAUSE,
+    "resume": _RESUME,
+    "paused": _PAUSED,
     "get": _GET,
     "cancel": _CANCEL,
     "retry_now": _RETRY_NOW,

@@ -1,10 +1,12 @@
-"""The Redis engine: ``redis://[:password@]host:6379/0`` (``rediss://`` for TLS); needs Redis 6.2 or later, with
-``maxmemory-policy noeviction`` (the default): an evicted key would leave the indexes below inconsistent. What
-survives a server crash is what the server's persistence settings keep.
+"""The Redis engine: ``redis://[:password@]host:6379/0``, ``rediss://`` (TLS), ``unix:///path.sock?db=0`` and
+``redis+sentinel://host:26379,host:26380/<service>/<db>`` and ``redis+cluster://host:port[,host:port...]`` (the
+URL forms and their options: ``redis_link.py``); needs Redis 6.2 or later, with ``maxmemory-policy noeviction``
+(the default): an evicted key would leave the indexes below inconsistent. What survives a server crash is what the
+server's persistence settings keep; what a Sentinel failover can lose is told in docs/stores.md (``min_replicas``
+narrows it).
 
-Query options: ``prefix`` (key prefix, default ``offload``), ``timeout`` (socket timeout, seconds, default 30),
-``connect_timeout`` (seconds, default 5) and, for ``rediss://``, ``ssl_cert_reqs``, ``ssl_ca_certs``,
-``ssl_certfile`` and ``ssl_keyfile``.
+Query options read here: ``prefix`` (key prefix, default ``offload``) and ``min_replicas`` (each write is
+followed, in the same round trip, by ``WAIT <n> 1000``; fewer replicas acknowledging it is StoreUnavailable).
 
 Data layout. Every key of a site starts with ``B = <prefix>:{<site_id>}:`` (the braces make the site a Redis
 Cluster hash tag, so one site lives in one slot); queues are stored as ``<site_id>:<queue>`` (``Q`` below):
@@ -17,12 +19,16 @@ Cluster hash tag, so one site lives in one slot); queues are stored as ``<site_i
                               the copies the scripts need (queue as Q, created_at, max_attempts, unique_key) plus
                               ``seq``, a 15-digit insertion number
     B q:<Q>            LIST   ids of the queued jobs of a queue, claimed from the head (LPOP); new, promoted,
-                              requeued and retried jobs join the tail, released ones go back to the head
+                              requeued and retried jobs join the tail, released ones go back to the head. One
+                              list per priority: q:<Q> holds priority 0 (and every job of data written before
+                              priorities), q:<Q>#<p> priority p (1-9), claimed after q:<Q>; ``priority`` is in
+                              a job hash only when not 0, so schema 1 data reads as it is
     B s:<Q>:<state>    ZSET   the jobs of a queue in a state (every state but started) by created_at, members
                               ``<seq>:<id>`` so ties keep insertion order; ``list`` merges the ones it needs
     B lease            ZSET   started job ids by lease_until (``requeue_expired``; lists of started jobs)
     B sched            ZSET   scheduled job ids by run_at (promotion at claim; the waiter's next due time)
     B done             ZSET   finished, failed and canceled job ids by ended_at (``purge``)
+    B paused           HASH   ``<Q>`` -> paused_at of each paused queue (claim skips it; it keeps no wake token)
     B counts           HASH   ``<Q>|<state>`` -> jobs, kept by the scripts (zero fields dropped): ``counts``,
                               ``count`` and the set of queues, with no scan of jobs
     B u:<unique_key>   STRING id of the pending job holding a unique key
@@ -31,7 +37,7 @@ Cluster hash tag, so one site lives in one slot); queues are stored as ``<site_i
     B workers, B wseen HASH   worker id -> info JSON; ZSET worker id by last_seen
     B runs             HASH   schedule name -> ``<last slot>|<job id>``
     B rec:<kind>       HASH   record key -> JSON
-    <prefix>:schema    STRING schema version
+    <prefix>:schema    STRING schema version (on a Redis Cluster: ``B schema``, in the site's slot)
 
 Every state transition is one Lua script (``stores/lua/*.lua``) run in one round trip whatever the batch size;
 index writes are grouped into one command per key and transition. On Redis 7.0+ the scripts and the
@@ -52,10 +58,11 @@ that leaves work behind leaves it again, so several idle workers wake in turn); 
 drops the token. An idle worker checks for queued or due work and otherwise BLPOPs the tokens of its queues
 plus ``w:sched`` (set when the earliest due time moves earlier), bounded by the next due time.
 
-Commands are packed by this module and sent on connections of ``resp.py`` (RESP2 over TCP or TLS, no Redis
-driver: one would cost every worker's start-up ~0.1 s of imports, and each call more CPU than the round trip
-itself) taken from a small pool of our own (reset in a forked child). No command is ever resent after it may have
-run: a connection the server closed is noticed before use and reopened.
+Commands are packed by this module and sent on redis-py connections (``redis_link.py``: TCP, TLS, unix socket or
+the master Sentinel names, replies read by hiredis) in one round trip per call. No command is ever resent after it
+may have run: a connection the server closed is noticed before use and reopened. Connection failures, READONLY (a
+replica) and the like are StoreUnavailable, which the worker retries with backoff; a Sentinel connection asks the
+sentinels for the master each time it connects.
 """
 
 from __future__ import annotations
@@ -65,30 +72,18 @@ import json
 import math
 import os
 import re
-import threading
 import time
-import weakref
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any, ClassVar
-from urllib.parse import parse_qs, unquote, urlsplit
+from typing import Any, ClassVar
+
+from redis.exceptions import AskError, NoScriptError, RedisError, ResponseError
 
 from offload import codec
 from offload.errors import StoreError, StoreUnavailable, StoreURLError
 from offload.jobs import QUEUED, Job, Outcome, ScheduleRun, WorkerInfo
 from offload.stores.base import Store, mark_stored
+from offload.stores.redis_link import DOWN, ClusterLink, Link, error_text, parse_url
 from offload.stores.redis_lua import lua
-from offload.stores.resp import (
-    Connection,
-    Endpoint,
-    NoScriptError,
-    RedisConnectionError,
-    ResponseError,
-    UnavailableError,
-    tls_context,
-)
-
-if TYPE_CHECKING:
-    import ssl
 
 SCHEMA_VERSION = 1
 
@@ -97,11 +92,11 @@ PROMOTE_BATCH = 1000
 #: Longest single BLPOP; a wait of any length is a loop of these.
 MAX_BLOCK = 60.0
 
-_OPTIONS = ("prefix", "timeout", "connect_timeout")
-_SSL_OPTIONS = ("ssl_cert_reqs", "ssl_ca_certs", "ssl_certfile", "ssl_keyfile")
-#: What makes a call fail with StoreUnavailable: no connection, or a server that cannot serve now (LOADING,
-#: READONLY, credentials refused, too many clients).
-_DRIVER_DOWN = (RedisConnectionError, UnavailableError, OSError)
+#: How long a write waits for ``min_replicas`` replicas to acknowledge it (WAIT), in milliseconds.
+WAIT_MS = 1000
+#: The scripts that only read, and the plain commands that write (``_call``).
+_READS = frozenset({"fetch", "select"})
+_WRITES = frozenset({"HSET", "HDEL"})
 
 #: RESP bulk string headers by length, for almost every argument.
 _HEADS = [f"${n}\r\n" for n in range(1024)]
@@ -159,11 +154,6 @@ def _not_loaded(reply: ResponseError) -> bool:
     return text.startswith("Function not found") or text.lower().startswith("unknown command 'fcall'")
 
 
-def _one_line(exc: BaseException) -> str:
-    text = " ".join(str(exc).split())
-    return text or type(exc).__name__
-
-
 class RedisStore(Store):
     scheme = "redis"
     #: Run the scripts as Redis Functions where the server has them (7.0+); False always uses EVALSHA, as on
@@ -172,118 +162,73 @@ class RedisStore(Store):
 
     def __init__(self, url: str, site_id: str = "default") -> None:
         super().__init__(url, site_id)
-        parts = urlsplit(url)
-        options = {k: v[-1] for k, v in parse_qs(parts.query, keep_blank_values=True).items()}
-        known = _OPTIONS + (_SSL_OPTIONS if parts.scheme == "rediss" else ())
-        unknown = sorted(set(options) - set(known))
-        if unknown:
-            raise StoreURLError(
-                f"unknown Redis URL option(s) {', '.join(unknown)} in {self.safe_url!r}; known: {', '.join(known)}"
-            )
-        self.key_prefix = options.pop("prefix", "offload")
+        target = parse_url(url, self.safe_url)
+        self.key_prefix = target.options.get("prefix", "offload")
         if not self.key_prefix or any(c in self.key_prefix for c in "{}"):
             raise StoreURLError(f"invalid Redis URL {self.safe_url!r}: prefix must be non-empty, without braces")
-        try:
-            socket_timeout = float(options.pop("timeout", "30"))
-            connect_timeout = float(options.pop("connect_timeout", "5"))
-            db = int(parts.path.strip("/") or "0")
-            port = parts.port or 6379
-        except ValueError:
-            raise StoreURLError(
-                f"invalid Redis URL {self.safe_url!r}: use redis://[:password@]host:port/db with a numeric port "
-                "and db, and numeric timeout and connect_timeout"
-            ) from None
-        self._password = unquote(parts.password) if parts.password else None
-        # Replies are decoded as UTF-8 with surrogateescape: bytes that are not UTF-8 (a foreign or corrupted
-        # record) come back as surrogates, which _pack turns back into the same bytes.
-        self._endpoint = Endpoint(
-            parts.hostname or "localhost", port, timeout=socket_timeout, connect_timeout=connect_timeout,
-            username=unquote(parts.username) if parts.username else None, password=self._password, db=db,
-            tls=self._tls(options) if parts.scheme == "rediss" else None,
-        )
+        self._password = target.password
+        self.min_replicas = int(target.options.get("min_replicas", "0"))
         self.base = f"{self.key_prefix}:{{{site_id}}}:"
-        self._schema_key = f"{self.key_prefix}:schema"
-        # Idle connections, taken for one exchange and given back; a blocking BLPOP holds one meanwhile.
-        self._idle: list[Connection] = []
-        self._every: weakref.WeakSet[Connection] = weakref.WeakSet()
-        self._lock = threading.Lock()
-        self._pid = os.getpid()
-        self._generation = 0
+        if target.kind == "cluster":
+            # In the site's hash tag, so that every key a call touches lives in one slot. One server keeps the
+            # key it always had (data written before stays readable).
+            self._schema_key = self.base + "schema"
+            self._link: Link = ClusterLink(target, self.base)
+        else:
+            self._schema_key = f"{self.key_prefix}:schema"
+            self._link = Link(target)
         self._lua = lua()
         # Whether scripts run as Redis Functions; settled by _load() (open(), or a call that finds them missing).
         self._functions = self.use_functions
         self._spec_around: dict[tuple[Any, ...], tuple[str, str]] = {}
 
-    def _tls(self, options: dict[str, str]) -> ssl.SSLContext:
-        """The TLS context of the ``ssl_*`` options (read now, so a bad one is refused before anything runs)."""
-        try:
-            return tls_context(options.get("ssl_cert_reqs") or "required", options.get("ssl_ca_certs") or None,
-                               options.get("ssl_certfile") or None, options.get("ssl_keyfile") or None)
-        except ValueError as exc:
-            raise StoreURLError(f"invalid Redis URL {self.safe_url!r}: {exc}") from None
-        except OSError as exc:  # ssl.SSLError too
-            raise StoreURLError(
-                f"invalid Redis URL {self.safe_url!r}: cannot load its TLS certificates or key: {_one_line(exc)}"
-            ) from None
-
     # -- connections -------------------------------------------------------------------------------------
-    def _take(self) -> tuple[Connection, int]:
-        with self._lock:
-            if self._pid != os.getpid():  # a forked child never uses its parent's sockets
-                self._idle, self._every, self._pid = [], weakref.WeakSet(), os.getpid()
-            generation = self._generation
-            if self._idle:
-                return self._idle.pop(), generation
-        conn = Connection(self._endpoint)
-        with self._lock:
-            self._every.add(conn)
-        return conn, generation
-
-    def _give(self, conn: Connection, generation: int) -> None:
-        # No pid check: a call that began in this process ends in it (_take resets the pool in a forked child).
-        with self._lock:
-            if generation == self._generation:
-                self._idle.append(conn)
-                return
-        conn.disconnect()
-
-    @staticmethod
-    def _drop_if_stale(conn: Connection) -> None:
-        """Disconnect a pooled socket the server has closed (restart, idle timeout) so the call reconnects
-        instead of failing; a command is never resent after it may have run."""
-        if conn.stale():
-            conn.disconnect()
+    @property
+    def _generation(self) -> int:
+        return self._link.generation
 
     def _unavailable(self, exc: BaseException) -> StoreUnavailable:
-        reason = _one_line(exc)
+        reason = error_text(exc)
         if self._password:
             reason = reason.replace(self._password, "***")
-        return StoreUnavailable(f"Redis store {self.safe_url} is unavailable: {reason}")
+        return StoreUnavailable(f"Redis store {self.safe_url} is unavailable ({self._link.where()}): {reason}")
 
-    def _exchange(self, commands: Sequence[Sequence[str]], read_timeout: float | None = None) -> list[Any]:
-        """Send commands in one round trip and return their replies (a ResponseError reply is returned, not
-        raised, so every reply is read and the connection stays in step)."""
-        conn, generation = self._take()
-        self._drop_if_stale(conn)
+    def _reply_text(self, reply: BaseException) -> str:
+        """An error reply as one line; a redirection, which only a cluster node sends, says what to do."""
+        text = error_text(reply)
+        if isinstance(reply, AskError) and not isinstance(self._link, ClusterLink):
+            text += "; the server is a Redis Cluster node: name the cluster with redis+cluster://host:port"
+        return text
+
+    def _exchange(self, commands: Sequence[Sequence[str]], read_timeout: float | None = None,
+                  acknowledged: bool = False) -> list[Any]:
+        """Send commands in one round trip and return their replies (an error reply is returned, not raised, so
+        every reply is read and the connection stays in step). ``acknowledged``: with ``min_replicas``, a WAIT
+        follows them, and fewer replicas than that having the writes is StoreUnavailable."""
+        wait = acknowledged and self.min_replicas > 0
+        if wait:
+            commands = [*commands, ("WAIT", str(self.min_replicas), str(WAIT_MS))]
         try:
-            replies = conn.exchange(_pack(commands), len(commands), read_timeout)
-            for reply in replies:
-                if isinstance(reply, UnavailableError):
-                    raise reply
-        except _DRIVER_DOWN as exc:
-            conn.disconnect()
+            replies = self._link.exchange(_pack(commands), len(commands), read_timeout)
+        except DOWN as exc:
             raise self._unavailable(exc) from None
-        except ResponseError as exc:  # the session's setup refused (SELECT of a database the server lacks)
-            conn.disconnect()
-            raise StoreError(f"Redis store {self.safe_url} refused the connection: {_one_line(exc)}") from None
-        finally:
-            self._give(conn, generation)
+        except RedisError as exc:  # the session's setup refused (SELECT of a database the server lacks)
+            raise StoreError(f"Redis store {self.safe_url} ({self._link.where()}) refused the connection: "
+                             f"{error_text(exc)}") from None
+        if wait:
+            replicas = replies.pop()
+            if not isinstance(replicas, int) or replicas < self.min_replicas:
+                raise StoreUnavailable(
+                    f"Redis store {self.safe_url} ({self._link.where()}) made the change but only {replicas} "
+                    f"replica(s) of the {self.min_replicas} asked for (min_replicas) acknowledged it within "
+                    f"{WAIT_MS} ms"
+                )
         return replies
 
     def _call(self, *args: str) -> Any:
-        reply = self._exchange([args])[0]
+        reply = self._exchange([args], acknowledged=args[0] in _WRITES)[0]
         if isinstance(reply, ResponseError):
-            raise StoreError(f"Redis store {self.safe_url} refused {args[0]!r}: {_one_line(reply)}")
+            raise StoreError(f"Redis store {self.safe_url} refused {args[0]!r}: {self._reply_text(reply)}")
         return reply
 
     def _command(self, name: str, args: Sequence[str]) -> tuple[str, ...]:
@@ -293,14 +238,15 @@ class RedisStore(Store):
 
     def _run(self, name: str, *args: str) -> Any:
         """Run script ``name`` with the site base as KEYS[1]."""
-        reply = self._exchange([self._command(name, args)])[0]
+        acknowledged = name not in _READS
+        reply = self._exchange([self._command(name, args)], acknowledged=acknowledged)[0]
         if isinstance(reply, ResponseError) and _not_loaded(reply):
             # First use on this server, or it lost our Lua (restarted without persistence, flushed); the call
             # did not run, so it is safe to make again.
             self._load()
-            reply = self._exchange([self._command(name, args)])[0]
+            reply = self._exchange([self._command(name, args)], acknowledged=acknowledged)[0]
         if isinstance(reply, ResponseError):
-            raise StoreError(f"Redis store {self.safe_url} failed in script {name!r}: {_one_line(reply)}")
+            raise StoreError(f"Redis store {self.safe_url} failed in script {name!r}: {self._reply_text(reply)}")
         return reply
 
     def _load(self, tidy: bool = False) -> None:
@@ -323,7 +269,7 @@ class RedisStore(Store):
         replies = self._exchange([("SCRIPT", "LOAD", source) for _, source in self._lua.scripts.values()])
         for reply in replies:
             if isinstance(reply, ResponseError):
-                raise StoreError(f"Redis store {self.safe_url} refused offload's scripts: {_one_line(reply)}")
+                raise StoreError(f"Redis store {self.safe_url} refused offload's scripts: {self._reply_text(reply)}")
         self._functions = False
 
     # -- lifecycle ---------------------------------------------------------------------------------------
@@ -332,23 +278,15 @@ class RedisStore(Store):
         self._load(tidy=True)
 
     def close(self) -> None:
-        with self._lock:
-            mine = self._pid == os.getpid()
-            idle = self._idle if mine else []
-            busy = [conn for conn in self._every if conn not in idle] if mine else []
-            self._idle, self._every = [], weakref.WeakSet()
-            self._generation += 1
-        for conn in idle:
-            conn.disconnect()
-        # A connection in use (a BLPOP in another thread) is only shut down: its reader sees the end of the
-        # stream and fails cleanly, and its connection is dropped when given back.
-        for conn in busy:
-            conn.interrupt()
+        self._link.close()
 
     def migrate(self) -> int:
         _, version = self._exchange([("SET", self._schema_key, str(SCHEMA_VERSION), "NX"),
                                      ("GET", self._schema_key)])
-        if isinstance(version, ResponseError) or int(version) > SCHEMA_VERSION:
+        if isinstance(version, ResponseError):
+            raise StoreError(f"Redis store {self.safe_url} ({self._link.where()}) failed to read its schema "
+                             f"version: {self._reply_text(version)}")
+        if int(version) > SCHEMA_VERSION:
             raise StoreError(
                 f"Redis store {self.safe_url} holds schema version {version} (prefix {self.key_prefix!r}), newer "
                 f"than this offload understands ({SCHEMA_VERSION}); upgrade offload"
@@ -376,6 +314,7 @@ class RedisStore(Store):
                                                    (7, "ended_at"), (13, "lease_until"))]
         checks.append((8, "attempts", int))
         checks.append((17, "max_attempts", int))
+        checks.append((18, "priority", int))
         for index, name, decode in checks:
             try:
                 if r[index] is not None:
@@ -392,7 +331,7 @@ class RedisStore(Store):
 
     def _decode(self, r: builtins.list[Any]) -> Job:
         (job_id, spec, payload, state, enqueued_at, run_at, started_at, ended_at, attempts, result, error, errors,
-         worker, lease_until, lease_token, progress, meta, budget) = r
+         worker, lease_until, lease_token, progress, meta, budget, priority) = r
         queue, func, task, title, created_at, max_attempts, retry, timeout, unique_key = json.loads(spec)
         if budget is not None:  # the hash field: a retry may have changed it since the spec was written
             max_attempts = int(budget)
@@ -422,6 +361,7 @@ class RedisStore(Store):
             progress=None if progress is None else json.loads(progress),
             meta={} if meta is None else json.loads(meta),
             unique_key=unique_key,
+            priority=0 if priority is None else int(priority),
         )
 
     def _jobs(self, reply: str) -> builtins.list[Job]:
@@ -429,7 +369,7 @@ class RedisStore(Store):
 
     def _enqueue_args(self, jobs: Sequence[Job], now: str) -> builtins.list[str]:
         """New jobs as ``read_kinds`` (common.lua) reads them: the kinds (the values most jobs of a batch share:
-        queue, state, enqueued_at, attempts, max_attempts, meta), then 7 values per job ('' = absent).
+        queue, state, enqueued_at, attempts, max_attempts, meta, priority), then 7 values per job ('' = absent).
         ``spec`` holds what never changes, as one JSON text the scripts hand back unread; the few fields the
         scripts use are also sent apart."""
         kinds: dict[tuple[str, ...], str] = {}
@@ -440,6 +380,7 @@ class RedisStore(Store):
                 self.prefix + job.queue, state,
                 now if state == QUEUED else "" if job.enqueued_at is None else repr(job.enqueued_at),
                 str(job.attempts), str(job.max_attempts), codec.dump_meta(job.meta) if job.meta else "",
+                str(job.priority),
             )
             number = kinds.get(kind)
             if number is None:
@@ -521,6 +462,8 @@ class RedisStore(Store):
                 has, data, retry_at = ("1", o.result_json, "") if o.result_json is not None else ("", "", "")
             elif o.kind == "release":
                 has, data, retry_at = "", "", ""
+            elif o.kind == "snooze":
+                has, data, retry_at = "", "", repr(o.retry_at if o.retry_at is not None else now)
             else:
                 has, data = "1", _dumps(o.error or {})
                 retry_at = repr(o.retry_at if o.retry_at is not None else now)
@@ -534,14 +477,22 @@ class RedisStore(Store):
         return self._jobs(self._run("requeue", repr(now)))
 
     def _work_ready(self, queues: Sequence[str]) -> tuple[bool, float | None, str]:
-        """Whether a queue has work, the earliest due time, and the server's clock (as ``<s>.<us>``)."""
-        qkeys = [f"{self.base}q:{self.qname(q)}" for q in queues]
-        queued, head, clock = self._exchange([("EXISTS", *qkeys),
-                                              ("ZRANGE", self.base + "sched", "0", "0", "WITHSCORES"), ("TIME",)])
-        for reply in (queued, head, clock):
+        """Whether a queue that is not paused has work, the earliest due time, and the server's clock (as
+        ``<s>.<us>``)."""
+        paused, head, clock, *queued = replies = self._exchange(
+            [("HMGET", self.base + "paused", *[self.qname(q) for q in queues]),
+             ("ZRANGE", self.base + "sched", "0", "0", "WITHSCORES"), ("TIME",),
+             *[("EXISTS", *self._queue_lists(q)) for q in queues]])
+        for reply in replies:
             if isinstance(reply, ResponseError):
-                raise StoreError(f"Redis store {self.safe_url} failed to look for work: {_one_line(reply)}")
-        return int(queued) > 0, float(head[1]) if head else None, f"{clock[0]}.{int(clock[1]):06d}"
+                raise StoreError(f"Redis store {self.safe_url} failed to look for work: {self._reply_text(reply)}")
+        ready = any(int(n) > 0 and at is None for n, at in zip(queued, paused, strict=True))
+        return ready, float(head[1]) if head else None, f"{clock[0]}.{int(clock[1]):06d}"
+
+    def _queue_lists(self, queue: str) -> list[str]:
+        """The keys of a queue's waiting lists, one per priority, first to last (``pqkey`` in common.lua)."""
+        head = f"{self.base}q:{self.qname(queue)}"
+        return [head] + [f"{head}#{p}" for p in range(1, 10)]
 
     def _tokens(self, queues: Sequence[str]) -> list[str]:
         return [f"{self.base}w:{self.qname(q)}" for q in queues] + [self.base + "w:sched"]
@@ -594,9 +545,9 @@ class RedisStore(Store):
                     worker_id, lease, limit = claim
                     ahead = self._claim_args(queues, worker_id, limit, f"+{now!r}+{clock}+{lease!r}", "")
                     commands.append(self._command("claim", ahead))
-                popped, *reply = self._exchange(commands, read_timeout=block + 5.0)
+                popped, *reply = self._exchange(commands, read_timeout=block + 5.0, acknowledged=claim is not None)
                 if isinstance(popped, ResponseError):
-                    raise StoreError(f"Redis store {self.safe_url} failed to wait for work: {_one_line(popped)}")
+                    raise StoreError(f"Redis store {self.safe_url} failed to wait for work: {self._reply_text(popped)}")
                 if claim is None:
                     if popped is not None and popped[0] != tokens[-1]:
                         return []
@@ -606,7 +557,8 @@ class RedisStore(Store):
                 elif _not_loaded(reply[0]):  # the server lost our Lua while we waited: the claim did not run
                     jobs = self.claim(queues, *claim, time.time())
                 else:
-                    raise StoreError(f"Redis store {self.safe_url} failed in script 'claim': {_one_line(reply[0])}")
+                    raise StoreError(f"Redis store {self.safe_url} failed in script 'claim': "
+                                     f"{self._reply_text(reply[0])}")
                 if jobs:
                     return jobs
                 # A timeout, the earliest due time moved, or another worker was quicker: look again.
@@ -614,6 +566,18 @@ class RedisStore(Store):
             if self._generation != generation:  # closed under our feet
                 return None
             raise
+
+    # -- paused queues (pause.lua, resume.lua; HASH B paused: Q -> paused_at) ---------------------------------
+    def pause(self, queue: str, now: float) -> bool:
+        return bool(self._run("pause", self.qname(queue), repr(now)))
+
+    def resume(self, queue: str) -> bool:
+        return bool(self._run("resume", self.qname(queue)))
+
+    def paused(self) -> dict[str, float]:
+        found = self._call("HGETALL", self.base + "paused")
+        pairs = zip(found[::2], found[1::2], strict=True)
+        return {self.unqname(q): float(at) for q, at in pairs if q.startswith(self.prefix)}
 
     def set_progress(self, job_id: str, progress: dict[str, Any] | None, meta: dict[str, Any] | None) -> bool:
         return bool(self._run("progress", job_id, _dump(progress) or "", _dump(meta) or ""))

@@ -48,7 +48,7 @@ from offload.stores.sqlite_schema import MIGRATIONS
 _COLUMNS = (
     "id, queue, func, task, payload, title, state, created_at, enqueued_at, run_at, started_at, ended_at, "
     "attempts, max_attempts, retry, timeout, result, error, errors, worker, lease_until, lease_token, "
-    "progress, meta, unique_key"
+    "progress, meta, unique_key, priority"
 )
 _PENDING_SQL = "('scheduled','queued','started')"
 # A job's errors array, or an empty one where a corrupted or foreign row holds something else (CASE is lazy:
@@ -76,16 +76,16 @@ def _load(text: str | None) -> Any:
 # The bulk path binds each row's values into multi-row INSERTs: SQLite takes them as they are, where a JSON
 # array of rows costs a json_extract per column (measured: 8-10 us/row against 14-18). Preparing a 256-row
 # statement costs about as much as running it, so only a few sizes exist: full batches of 256, then the binary
-# digits of the rest (9 statements at most, all kept in the connection's statement cache). 256 rows bind 4,352
+# digits of the rest (9 statements at most, all kept in the connection's statement cache). 256 rows bind 4,608
 # values, well under SQLite's limit (32,766 since 3.32). The counting trigger of schema 2 stays: it costs a bulk
 # row 0.5-0.9 us, and counting outside it would turn the single enqueue's one autocommit INSERT into BEGIN,
 # INSERT, UPSERT, COMMIT (measured no faster) and put count upkeep in every path that inserts.
 _BATCH = 256
 _INSERT_HEAD = (
     "INSERT INTO jobs (site, id, queue, func, task, payload, title, state, created_at, enqueued_at, run_at, "
-    "attempts, max_attempts, retry, timeout, meta, unique_key, errors) VALUES "
+    "attempts, max_attempts, retry, timeout, meta, unique_key, priority, errors) VALUES "
 )
-_VALUES = "(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,'[]')"
+_VALUES = "(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,'[]')"
 _WIDTH = _VALUES.count("?")  # values per row, as ``SQLiteStore._row`` builds them
 
 
@@ -275,13 +275,14 @@ class SQLiteStore(Store):
             progress=_load(row[22]),
             meta=_load(row[23]) or {},
             unique_key=row[24],
+            priority=row[25],
         )
 
     def _row(self, job: Job, now: float) -> tuple[Any, ...]:
         return (
             self.site_id, job.id, self.qname(job.queue), job.func, job.task, job.payload, job.title, job.state,
             job.created_at, now if job.state == QUEUED else job.enqueued_at, job.run_at, job.attempts,
-            job.max_attempts, _dump(job.retry), job.timeout, codec.dump_meta(job.meta), job.unique_key,
+            job.max_attempts, _dump(job.retry), job.timeout, codec.dump_meta(job.meta), job.unique_key, job.priority,
         )
 
     _INSERT = _INSERT_HEAD + _VALUES
@@ -369,18 +370,21 @@ class SQLiteStore(Store):
         claimed: list[Job] = []
         with self._write() as conn:
             self._promote(conn, now)
+            paused = self._paused_among(conn, queues)
             for queue in queues:
                 want = limit - len(claimed)
                 if want <= 0:
                     break
+                if queue in paused:
+                    continue
                 rows = conn.execute(
                     f"UPDATE jobs SET state='started', attempts=attempts+1, "
                     f"lease_token=lower(hex(randomblob(16))), lease_until=?, worker=?, started_at=?, ended_at=NULL "
                     f"WHERE seq IN (SELECT seq FROM jobs WHERE queue=? AND state='queued' "
-                    f"ORDER BY enqueued_at, seq LIMIT ?) RETURNING seq, {_COLUMNS}",
+                    f"ORDER BY priority, enqueued_at, seq LIMIT ?) RETURNING seq, {_COLUMNS}",
                     (now + lease, worker_id, now, self.qname(queue), want),
                 ).fetchall()
-                rows.sort(key=lambda r: (r[9], r[0]))  # RETURNING order is unspecified: FIFO again
+                rows.sort(key=lambda r: (r[26], r[9], r[0]))  # RETURNING order is unspecified: sort again
                 claimed.extend(self._job(r[1:]) for r in rows)
         return claimed
 
@@ -446,6 +450,12 @@ class SQLiteStore(Store):
                         (o.retry_at if o.retry_at is not None else now, error, error, o.ended_at or now, o.payload,
                          o.max_attempts, *key),
                     )
+                elif o.kind == "snooze":
+                    cur = conn.execute(
+                        f"UPDATE jobs SET state='scheduled', run_at=?, attempts=max(attempts-1, 0), started_at=NULL, "
+                        f"worker=NULL, lease_token=NULL, lease_until=NULL WHERE {held}",
+                        (o.retry_at if o.retry_at is not None else now, *key),
+                    )
                 else:  # release: keeps its old enqueued_at, so it goes back to the head of its queue
                     cur = conn.execute(
                         f"UPDATE jobs SET state='queued', attempts=max(attempts-1, 0), started_at=NULL, "
@@ -487,7 +497,17 @@ class SQLiteStore(Store):
                 changed.append(job)
         return changed
 
+    def _paused_among(self, conn: sqlite3.Connection, queues: Sequence[str]) -> set[str]:
+        """Which of ``queues`` are paused."""
+        rows = conn.execute("SELECT queue FROM paused_queues WHERE site=?", (self.site_id,)).fetchall()
+        return {self.unqname(r[0]) for r in rows} & set(queues) if rows else set()
+
     def _work_ready(self, conn: sqlite3.Connection, queues: Sequence[str], now: float) -> tuple[bool, float | None]:
+        paused = self._paused_among(conn, queues)
+        if paused:
+            queues = [q for q in queues if q not in paused]
+            if not queues:
+                return False, None
         marks = ",".join("?" * len(queues))
         names = [self.qname(q) for q in queues]
         if conn.execute(f"SELECT 1 FROM jobs WHERE queue IN ({marks}) AND state='queued' LIMIT 1",
@@ -632,9 +652,9 @@ class SQLiteStore(Store):
     def to_front(self, job_id: str) -> bool:
         with self._write() as conn:
             cur = conn.execute(
-                "UPDATE jobs SET enqueued_at=min(enqueued_at, coalesce((SELECT min(h.enqueued_at) - 0.000001 "
-                "FROM jobs h WHERE h.site=jobs.site AND h.queue=jobs.queue AND h.state='queued' AND h.id<>jobs.id), "
-                "enqueued_at)) WHERE site=? AND id=? AND state='queued'",
+                "UPDATE jobs SET priority=0, enqueued_at=min(enqueued_at, coalesce((SELECT min(h.enqueued_at) "
+                "- 0.000001 FROM jobs h WHERE h.site=jobs.site AND h.queue=jobs.queue AND h.state='queued' "
+                "AND h.id<>jobs.id), enqueued_at)) WHERE site=? AND id=? AND state='queued'",
                 (self.site_id, job_id),
             )
             return cur.rowcount == 1
@@ -655,6 +675,23 @@ class SQLiteStore(Store):
                 f"AND ended_at<? LIMIT ?)",
                 (self.site_id, ended_before, limit),
             ).rowcount
+
+    # -- paused queues -----------------------------------------------------------------------------------
+    def pause(self, queue: str, now: float) -> bool:
+        with self._write() as conn:
+            cur = conn.execute("INSERT INTO paused_queues (site, queue, paused_at) VALUES (?, ?, ?) "
+                               "ON CONFLICT (site, queue) DO NOTHING", (self.site_id, self.qname(queue), now))
+            return cur.rowcount == 1
+
+    def resume(self, queue: str) -> bool:
+        with self._write() as conn:
+            cur = conn.execute("DELETE FROM paused_queues WHERE site=? AND queue=?", (self.site_id, self.qname(queue)))
+            return cur.rowcount == 1
+
+    def paused(self) -> dict[str, float]:
+        rows = self._conn().execute("SELECT queue, paused_at FROM paused_queues WHERE site=? ORDER BY queue",
+                                    (self.site_id,)).fetchall()
+        return {self.unqname(q): at for q, at in rows}
 
     # -- workers -----------------------------------------------------------------------------------------
     def register_worker(self, info: WorkerInfo) -> None:

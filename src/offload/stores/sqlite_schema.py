@@ -91,3 +91,16 @@ MIGRATIONS.append([
             ON CONFLICT (site, queue, state) DO UPDATE SET n = n + 1;
     END""",
 ])
+
+# 3: priorities within a queue (0 first; the claim index leads with it) and paused queues (issue 22).
+MIGRATIONS.append([
+    "ALTER TABLE jobs ADD COLUMN priority INTEGER NOT NULL DEFAULT 0",
+    "DROP INDEX jobs_claim",
+    "CREATE INDEX jobs_claim ON jobs (queue, priority, enqueued_at, seq) WHERE state = 'queued'",
+    """CREATE TABLE paused_queues (
+        site TEXT NOT NULL,
+        queue TEXT NOT NULL,
+        paused_at REAL NOT NULL,
+        PRIMARY KEY (site, queue)
+    ) WITHOUT ROWID""",
+])

@@ -147,8 +147,10 @@ def logout() -> BaseResponse:
 def overview() -> str:
     offload = web_state().offload
     counts = offload.store.counts()
-    by_queue = {name: {s: counts[name].get(s, 0) for s in STATES} for name in sorted(counts)}
-    queues = [{"name": name, "counts": row, "total": sum(row.values())} for name, row in by_queue.items()]
+    paused = offload.paused()
+    by_queue = {name: {s: counts.get(name, {}).get(s, 0) for s in STATES} for name in sorted({*counts, *paused})}
+    queues = [{"name": name, "counts": row, "total": sum(row.values()), "paused": name in paused}
+              for name, row in by_queue.items()]
     totals = {s: sum(row[s] for row in by_queue.values()) for s in STATES}
     now = time.time()
     range_name = request.args.get("range", "hour")
@@ -234,6 +236,18 @@ def retry(job_id: str) -> Response | BaseResponse:
 @bp.route("/queues/<queue>/clear", methods=["POST"])
 def clear(queue: str) -> Response | BaseResponse:
     denied = run_action("job_clear", {"queues": [queue]}, f'Cleared the waiting jobs of queue "{queue}"')
+    return denied or back(url_for(".overview"))
+
+
+@bp.route("/queues/<queue>/pause", methods=["POST"])
+def pause(queue: str) -> Response | BaseResponse:
+    denied = run_action("queue_pause", {"queue": queue}, f'Paused queue "{queue}": workers take none of its jobs')
+    return denied or back(url_for(".overview"))
+
+
+@bp.route("/queues/<queue>/resume", methods=["POST"])
+def resume(queue: str) -> Response | BaseResponse:
+    denied = run_action("queue_resume", {"queue": queue}, f'Resumed queue "{queue}"')
     return denied or back(url_for(".overview"))
 
 

@@ -82,6 +82,7 @@ JOB_SCHEMA: dict[str, Any] = {
         "result": {},
         "error": {"type": ["object", "null"]},
         "progress": {"type": ["object", "null"]},
+        "priority": {"type": "integer", "minimum": 0, "maximum": 9},
     },
 }
 
@@ -232,6 +233,7 @@ def job_clear(ctx: ActionContext, data: dict[str, Any]) -> list[str]:
                       pattern_help="Must be 1-200 letters, digits, '_', '-', '.' or ':'",
                       help="the job id (default: a random one); a pending job with this id is not added twice"),
     "title": String(max_length=500, help="title (default: the task name)"),
+    "priority": Integer(minimum=0, maximum=9, help="0 (the default, first) to 9 (last) within its queue"),
 }, result=JOB_SCHEMA)
 def job_enqueue(ctx: ActionContext, data: dict[str, Any]) -> dict[str, Any]:
     """Enqueue a registered task by name (``send_task``). Only tasks registered in the API process (through
@@ -243,6 +245,8 @@ def job_enqueue(ctx: ActionContext, data: dict[str, Any]) -> dict[str, Any]:
         options["queue"] = data["queue"]
     if data["title"] is not None:
         options["title"] = data["title"]
+    if data["priority"] is not None:
+        options["priority"] = data["priority"]
     try:
         registry.lookup(data["task"])
         job = ctx.offload.send_task(data["task"], data["args"] or [], data["kwargs"] or {}, task_id=data["task_id"],
@@ -259,12 +263,41 @@ def job_enqueue(ctx: ActionContext, data: dict[str, Any]) -> dict[str, Any]:
 
 
 @action("queue_list", role="read", result={"type": "array", "items": {"type": "object", "properties": {
-    "name": {"type": "string"}, "counts": {"type": "object"}, "total": {"type": "integer"}}}})
+    "name": {"type": "string"}, "counts": {"type": "object"}, "total": {"type": "integer"},
+    "paused": {"type": "boolean"}, "paused_at": {"type": ["number", "null"]}}}})
 def queue_list(ctx: ActionContext, data: dict[str, Any]) -> list[dict[str, Any]]:
-    """The site's queues that hold jobs, with the number of jobs in each state."""
+    """The site's queues that hold jobs or are paused, with the number of jobs in each state and whether (since
+    when) the queue is paused."""
     counts = ctx.offload.store.counts()
-    return [{"name": name, "counts": {state: counts[name].get(state, 0) for state in STATES},
-             "total": sum(counts[name].values())} for name in sorted(counts)]
+    paused = ctx.offload.paused()
+    return [{"name": name, "counts": {state: counts.get(name, {}).get(state, 0) for state in STATES},
+             "total": sum(counts.get(name, {}).values()), "paused": name in paused, "paused_at": paused.get(name)}
+            for name in sorted({*counts, *paused})]
+
+
+QUEUE = String(required=True, max_length=100, pattern=r"[A-Za-z0-9_.-]{1,100}",
+               pattern_help="Must be 1-100 letters, digits, '_', '-' or '.'", help="the queue name")
+QUEUE_STATE: dict[str, Any] = {"type": "object", "properties": {
+    "name": {"type": "string"}, "paused": {"type": "boolean"}, "changed": {"type": "boolean"}}}
+
+
+@action("queue_pause", role="admin", params={"queue": QUEUE}, result=QUEUE_STATE)
+def queue_pause(ctx: ActionContext, data: dict[str, Any]) -> dict[str, Any]:
+    """Pause a queue: every worker stops taking its jobs within a second (running jobs finish) until
+    ``queue_resume``; jobs can still be enqueued into it. ``changed`` is false when it was paused already."""
+    changed = ctx.offload.pause(data["queue"])
+    if changed:
+        audit(ctx, "queue_pause", f"paused queue {data['queue']!r}")
+    return {"name": data["queue"], "paused": True, "changed": changed}
+
+
+@action("queue_resume", role="admin", params={"queue": QUEUE}, result=QUEUE_STATE)
+def queue_resume(ctx: ActionContext, data: dict[str, Any]) -> dict[str, Any]:
+    """Resume a paused queue: workers take its jobs again. ``changed`` is false when it was not paused."""
+    changed = ctx.offload.resume(data["queue"])
+    if changed:
+        audit(ctx, "queue_resume", f"resumed queue {data['queue']!r}")
+    return {"name": data["queue"], "paused": False, "changed": changed}
 
 
 @action("worker_list", role="read", params={

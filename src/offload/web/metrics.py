@@ -161,6 +161,9 @@ def render(offload: Offload, now: float) -> str:
     out.family("offload_jobs", "gauge", "Jobs in the store by queue and state.",
                (("", {"queue": queue, "state": state}, counts[queue].get(state, 0))
                 for queue in sorted(counts) for state in STATES))
+    paused = offload.paused()
+    out.family("offload_queue_paused", "gauge", "1 for each paused queue (workers take none of its jobs).",
+               (("", {"queue": queue}, 1) for queue in sorted(paused)))
     recent = recent_done_jobs(offload, now)
     out.family("offload_job_duration_seconds", "histogram",
                "Run time (started to ended) of the jobs that finished or failed in the last hour, by queue.",

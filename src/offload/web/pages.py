@@ -13,7 +13,6 @@ from typing import Any
 from flask import Response, render_template, request, url_for
 from werkzeug.wrappers.response import Response as BaseResponse
 
-from offload import paused
 from offload.events import webhooks
 from offload.jobs import FAILED, SCHEDULED, STATES, Job
 from offload.web import metrics
@@ -41,7 +40,7 @@ def queues() -> str:
     counts = offload.store.counts()
     since = offload.store.waiting_since(now)
     workers = offload.workers()
-    stopped = paused.paused(offload.store)
+    stopped = set(offload.paused())
     rows = []
     for name in sorted(set(counts) | set(since) | stopped):
         row = {s: counts.get(name, {}).get(s, 0) for s in STATES}
@@ -55,18 +54,6 @@ def queues() -> str:
         rows[-1]["hour"] = metrics.last_hour(offload, name, now)
         rows[-1]["paused"] = name in stopped
     return render_template("queues.html", queues=rows)
-
-
-@bp.route("/queues/<queue>/pause", methods=["POST"])
-def pause_queue(queue: str) -> Response | BaseResponse:
-    denied = run_action("queue_pause", {"queue": queue}, f'Paused queue "{queue}": workers take none of its jobs')
-    return denied or back(url_for(".queues"))
-
-
-@bp.route("/queues/<queue>/resume", methods=["POST"])
-def resume_queue(queue: str) -> Response | BaseResponse:
-    denied = run_action("queue_resume", {"queue": queue}, f'Resumed queue "{queue}"')
-    return denied or back(url_for(".queues"))
 
 
 @bp.route("/workers")

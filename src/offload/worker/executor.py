@@ -37,7 +37,7 @@ from offload import codec, context, default, funcs, registry, tracing
 from offload import config as _config  # noqa: F401
 from offload.errors import JobFunctionError, SerializationError, TaskNotFound
 from offload.jobs import JobSpec
-from offload.retry import Retry
+from offload.retry import Retry, Snooze
 from offload.worker.slot import SLOT, SLOT_DONE, SLOT_RUNNING, write_slot
 from offload.worker.timeouts import SignalTimer, ThreadTimer, Timer, soft_stop_error
 from offload.worker.wire import Wire
@@ -64,6 +64,9 @@ def error_report(exc: BaseException, reason: str = "exception") -> dict[str, Any
 
 def failure_report(exc: BaseException) -> dict[str, Any]:
     """The report of an attempt that raised ``exc``; ``Retry`` asks for another try (its countdown and budget)."""
+    if isinstance(exc, Snooze):  # not a failure: ``snooze`` makes the worker schedule it again (settle.py)
+        return {"ok": False, "snooze": exc.seconds,
+                "error": {"type": "Snooze", "message": str(exc), "traceback": None, "reason": "snooze"}}
     if isinstance(exc, Retry):
         error = error_report(exc.exc if exc.exc is not None else exc, "retry")
         error.update(exc.report_fields())

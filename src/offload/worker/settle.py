@@ -21,6 +21,10 @@ def outcome_for_report(job: Job, report: dict[str, Any], now: float) -> Outcome:
         if log.isEnabledFor(logging.INFO):
             log.info("Job %s finished in %.3f s", job.describe(), report.get("duration", 0.0), extra=PER_JOB)
         return Outcome(job.id, token, "finish", result_json=report["result"], ended_at=now)
+    if report.get("snooze") is not None:
+        seconds = float(report["snooze"])
+        log.info("Job %s snoozed for %g s", job.describe(), seconds)
+        return Outcome(job.id, token, "snooze", retry_at=now + seconds, ended_at=now)
     return failed(job, dict(report["error"]), now)
 
 

@@ -25,7 +25,7 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from offload import history, paused
+from offload import history
 from offload.errors import StoreUnavailable
 from offload.jobs import Job, Outcome, WorkerInfo, record_problem
 from offload.schedule import Scheduler, all_schedules
@@ -138,7 +138,6 @@ class Supervisor:
         self.suspects: dict[str, Job] = {}
         self.discarded = 0  # results refused by the store (fencing): not counted as finished or failed
         self.history = history.Recorder(self.store, self.id)
-        self.paused_queues: set[str] = set()  # queues paused (offload.paused): not claimed from
         self.outcomes: list[Outcome] = []
         self.avg_duration = 1.0  # seconds, EWMA; starts pessimistic so nothing is prefetched at first
         self.stopping: str | None = None  # None, "warm" or "cold"
@@ -186,7 +185,6 @@ class Supervisor:
         log.info("Worker %s (PID %d) started on queue(s) %s with %d executor(s), store %s",
                  self.id, os.getpid(), queues, self.opts.concurrency, self.store.safe_url)
         self._store_call(self.store.register_worker, self.info)
-        self._check_paused()  # before the waker can claim
         waker = threading.Thread(target=self._wait_for_work, name="offload-waker", daemon=True)
         waker.start()
         try:
@@ -265,11 +263,8 @@ class Supervisor:
         total_free = sum(free.values())
         if not total_free:
             return
-        serving = self._serving()
-        if not serving:
-            self.queue_empty = True
-            return
-        jobs = self._store_call(self.store.claim, serving, self.id, self.opts.lease, total_free, time.time())
+        jobs = self._store_call(self.store.claim, self.opts.queues, self.id, self.opts.lease, total_free,
+                                time.time())
         if jobs is not None:
             self._take(jobs, total_free)
 
@@ -279,10 +274,6 @@ class Supervisor:
         if self.queue_empty:
             self.want_work.set()
         jobs = self._refuse_corrupt(jobs)
-        if self.paused_queues:  # claimed by a wait that began before the pause was seen: back they go
-            jobs, paused_jobs = ([j for j in jobs if j.queue not in self.paused_queues],
-                                 [j for j in jobs if j.queue in self.paused_queues])
-            self.outcomes.extend(Outcome(j.id, j.lease_token or "", "release") for j in paused_jobs)
         if self.stopping is None:
             free = {c: max(0, self._capacity(c) - len(c.assigned)) for c in self.children}
             for child in sorted(self.children, key=lambda c: len(c.assigned)):
@@ -594,8 +585,6 @@ class Supervisor:
             self.next_tick = next_tick if next_tick is not None else time.time() + 1.0
         if self.opts.keep and self._due("purge", 60.0):
             self._store_call(self.store.purge, time.time() - self.opts.keep)
-        if self._due("paused", paused.CHECK_SECONDS):
-            self._check_paused()
         if self._due("history", HISTORY_FLUSH_SECONDS):
             self._history_call(self.history.flush, time.time())
         if self._due("history-prune", HISTORY_PRUNE_SECONDS):
@@ -607,25 +596,6 @@ class Supervisor:
             self._store_call(fn, *args)
         except Exception as exc:
             log.warning("Worker %s: could not write its metrics history: %s", self.id, exc)
-
-    def _serving(self) -> list[str]:
-        """The queues to claim from: the worker's, less the paused ones."""
-        if not self.paused_queues:
-            return self.opts.queues
-        return [queue for queue in self.opts.queues if queue not in self.paused_queues]
-
-    def _check_paused(self) -> None:
-        now_paused = self._store_call(paused.paused, self.store)
-        if now_paused is None:
-            return
-        mine = now_paused & set(self.opts.queues)
-        for queue in sorted(mine - self.paused_queues):
-            log.info("Worker %s: queue \"%s\" is paused; taking none of its jobs", self.id, queue)
-        for queue in sorted(self.paused_queues - mine):
-            log.info("Worker %s: queue \"%s\" is resumed", self.id, queue)
-        if self.paused_queues - mine:
-            self.want_work.set()
-        self.paused_queues = mine
 
     def _lease_lost(self, job_id: str) -> None:
         if self.suspects.pop(job_id, None) is not None:
@@ -657,16 +627,12 @@ class Supervisor:
             with self.lock:
                 free = self._claimable() if self.stopping is None else {}
             asked = sum(free.values())
-            serving = self._serving()
-            if not serving:  # every queue paused
-                self.closed.wait(1.0)
-                continue
             try:
                 if asked:
-                    jobs = self.store.wait_and_claim(serving, self.id, self.opts.lease, asked, 1.0)
+                    jobs = self.store.wait_and_claim(self.opts.queues, self.id, self.opts.lease, asked, 1.0)
                     found = jobs is not None
                 else:
-                    jobs, found = None, self.store.wait_for_work(serving, 1.0)
+                    jobs, found = None, self.store.wait_for_work(self.opts.queues, 1.0)
             except Exception:  # an outage: the loop reports it; wait and try again
                 self.closed.wait(1.0)
                 continue

@@ -1,12 +1,12 @@
 -- cancel: ARGV = id, now. Returns the job's row (JSON) as it is now, or nil when there is no such job.
 local id, now = ARGV[1], ARGV[2]
 local jk = jkey(id)
-local f = redis.call('HMGET', jk, 'state', 'queue', 'seq', 'created_at', 'unique_key')
+local f = redis.call('HMGET', jk, 'state', 'queue', 'seq', 'created_at', 'unique_key', 'priority')
 local state, q = f[1], f[2]
 if not state then return false end
 if PENDING[state] then
   if state == 'queued' then
-    redis.call('LREM', qkey(q), 1, id)
+    redis.call('LREM', pqkey(q, f[6]), 1, id)
     unwake_if_empty(q)
   elseif state == 'scheduled' then
     unschedule(id)

@@ -1,5 +1,6 @@
 -- claim: ARGV = now, lease_until, worker, token prefix, limit, promote limit, queue names in order.
--- Promotes due scheduled jobs, then pops up to `limit` ids, earlier queues first. Returns a JSON array of rows.
+-- Promotes due scheduled jobs, then pops up to `limit` ids, earlier queues first, within a queue from its
+-- priority lists in order (see pqkey); paused queues are skipped. Returns a JSON array of rows.
 -- A claim sent ahead, to run when the BLPOP before it in the same pipeline returns, cannot know its time: its
 -- now is "+<caller's time>+<server's TIME at that moment>+<lease>", and the time of the claim is the caller's
 -- plus what the server's clock says has passed since (only a duration is taken from the server's clock).
@@ -16,11 +17,11 @@ local due = redis.call('ZRANGEBYSCORE', B .. 'sched', '-inf', now, 'LIMIT', 0, t
 if #due > 0 then
   for _, id in ipairs(due) do
     local jk = jkey(id)
-    local f = redis.call('HMGET', jk, 'state', 'queue', 'seq', 'created_at')
+    local f = redis.call('HMGET', jk, 'state', 'queue', 'seq', 'created_at', 'priority')
     if f[1] == 'scheduled' then
       redis.call('HSET', jk, 'state', 'queued', 'enqueued_at', now)
       move(f[2], id, f[3], f[4], 'scheduled', 'queued')
-      push(f[2], id)
+      push(f[2], id, f[5])
     end
   end
   redis.call('ZREM', B .. 'sched', unpack(due))
@@ -28,18 +29,38 @@ if #due > 0 then
   apply()
 end
 
+-- Adds to `ids` (a list, or false) up to `want` ids from priorities 1-9 in order, looked at only when one of
+-- their lists exists. Returns the list, or false when it stays empty.
+local function pop_lower(q, ids, want)
+  local keys = pqkeys(q)
+  if redis.call('EXISTS', unpack(keys, 2)) == 0 then return ids end
+  ids = ids or {}
+  for p = 2, 10 do
+    local more = redis.call('LPOP', keys[p], want - #ids)
+    if more then
+      for _, id in ipairs(more) do ids[#ids + 1] = id end
+      if #ids >= want then break end
+    end
+  end
+  return #ids > 0 and ids
+end
+
 local out = {}
 for i = 7, #ARGV do
   local want = limit - #out
   if want <= 0 then break end
   local q = ARGV[i]
-  local ids = redis.call('LPOP', qkey(q), want)
+  local ids = false
+  if not is_paused(q) then
+    ids = redis.call('LPOP', qkey(q), want)
+    if not ids or #ids < want then ids = pop_lower(q, ids, want) end
+  end
   if ids then
     for _, id in ipairs(ids) do
       local jk = jkey(id)
       local h = redis.call('HMGET', jk, 'state', 'seq', 'created_at', 'attempts', 'ended_at', 'spec', 'payload',
                            'enqueued_at', 'run_at', 'result', 'error', 'errors', 'progress', 'meta',
-                           'max_attempts')
+                           'max_attempts', 'priority')
       if h[1] == 'queued' then
         local attempts = tonumber(h[4]) + 1
         local token = prefix .. (#out + 1)
@@ -51,11 +72,11 @@ for i = 7, #ARGV do
         -- The row in ROW_FIELDS order, from what was read and what was just written.
         out[#out + 1] = {id, h[6], h[7], 'started', h[8] or null, h[9] or null, now, null, attempts, h[10] or null,
                          h[11] or null, h[12] or null, worker, lease_until, token, h[13] or null, h[14] or null,
-                         h[15] or null}
+                         h[15] or null, h[16] or null}
       end
     end
     -- Work left behind: keep a token so the next idle worker wakes as well.
-    if redis.call('EXISTS', qkey(q)) == 1 then
+    if has_queued(q) then
       woken[q] = true
     else
       woken[q] = nil

@@ -14,9 +14,11 @@ if #ARGV == 0 then
 end
 local n = 0
 for _, q in ipairs(queues) do
-  local ids = redis.call('LRANGE', qkey(q), 0, -1)
-  redis.call('DEL', qkey(q), wkey(q))
-  for _, id in ipairs(ids) do n = n + remove(id, false) end
+  local keys = pqkeys(q)
+  for _, k in ipairs(keys) do
+    for _, id in ipairs(redis.call('LRANGE', k, 0, -1)) do n = n + remove(id, false) end
+  end
+  redis.call('DEL', wkey(q), unpack(keys))
   for _, m in ipairs(redis.call('ZRANGE', skey(q, 'scheduled'), 0, -1)) do n = n + remove(member_id(m), true) end
 end
 apply()

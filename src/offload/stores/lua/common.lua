@@ -19,6 +19,25 @@ local function jkey(id) return B .. 'j:' .. id end
 
 local function qkey(q) return B .. 'q:' .. q end
 
+-- Priorities (issue 22): the queued ids of priority p wait in q:<Q> for 0 (the default, and every job of data
+-- written before priorities existed) and in q:<Q>#<p> for 1-9 ('#' is never part of a queue name); a job hash
+-- holds `priority` only when it is not 0. pqkeys(q) lists the ten lists of a queue, first to last.
+local function pqkey(q, p)
+  if not p or p == '0' or p == 0 then return qkey(q) end
+  return qkey(q) .. '#' .. p
+end
+
+local function pqkeys(q)
+  local keys = {qkey(q)}
+  for p = 1, 9 do keys[p + 1] = qkey(q) .. '#' .. p end
+  return keys
+end
+
+local function has_queued(q) return redis.call('EXISTS', unpack(pqkeys(q))) > 0 end
+
+-- Paused queues (issue 22): HASH paused, Q -> paused_at. A paused queue keeps no wake token.
+local function is_paused(q) return redis.call('HEXISTS', B .. 'paused', q) == 1 end
+
 local function wkey(q) return B .. 'w:' .. q end
 
 local function skey(q, state) return B .. 's:' .. q .. ':' .. state end
@@ -102,11 +121,12 @@ end
 -- Waiters BLPOP it; a script that empties a queue list drops it, so an idle site keeps no wake keys.
 local woken = {}
 local pushes = {}
-local function push(q, id)
-  local ids = pushes[q]
+local function push(q, id, p)
+  local k = pqkey(q, p)
+  local ids = pushes[k]
   if not ids then
     ids = {}
-    pushes[q] = ids
+    pushes[k] = ids
   end
   ids[#ids + 1] = id
   woken[q] = true
@@ -119,7 +139,7 @@ local function forget()
 end
 
 local function apply()
-  for q, ids in pairs(pushes) do chunked('RPUSH', qkey(q), ids) end
+  for k, ids in pairs(pushes) do chunked('RPUSH', k, ids) end
   for _, g in ipairs(group_list) do
     if #g.rem > 0 then chunked('ZREM', skey(g.q, g.from), g.rem) end
     if g.from ~= 'new' then tally(g.q, g.from, -g.n) end
@@ -130,13 +150,13 @@ local function apply()
   for name, ids in pairs(site_rem) do chunked('ZREM', B .. name, ids) end
   for name, args in pairs(site_add) do chunked('ZADD', B .. name, args) end
   for q in pairs(woken) do
-    if redis.call('EXISTS', wkey(q)) == 0 then redis.call('RPUSH', wkey(q), '1') end
+    if redis.call('EXISTS', wkey(q)) == 0 and not is_paused(q) then redis.call('RPUSH', wkey(q), '1') end
   end
   forget()
 end
 
 local function unwake_if_empty(q)
-  if redis.call('EXISTS', qkey(q)) == 0 then redis.call('DEL', wkey(q)) end
+  if not has_queued(q) then redis.call('DEL', wkey(q)) end
 end
 
 -- Scheduled jobs, by run_at (written at once: schedule reads the head). w:sched gets a token when the
@@ -170,13 +190,13 @@ end
 -- Delete a job and its index entries; in_list false when the caller already dropped the queue list.
 local function remove(id, in_list)
   local jk = jkey(id)
-  local f = redis.call('HMGET', jk, 'state', 'queue', 'seq', 'unique_key')
+  local f = redis.call('HMGET', jk, 'state', 'queue', 'seq', 'unique_key', 'priority')
   local state, q = f[1], f[2]
   if not state then return 0 end
   move(q, id, f[3], nil, state, 'gone')
   if state == 'queued' then
     if in_list then
-      redis.call('LREM', qkey(q), 1, id)
+      redis.call('LREM', pqkey(q, f[5]), 1, id)
       unwake_if_empty(q)
     end
   elseif state == 'scheduled' then
@@ -206,7 +226,8 @@ local function encode(list)
 end
 
 -- New jobs arrive in ARGV from o + 1 on as kinds, the values that most jobs of a batch share, then the jobs:
--- the number of kinds; per kind its queue, state, enqueued_at, attempts, max_attempts and meta; per job its kind
+-- the number of kinds; per kind its queue, state, enqueued_at, attempts, max_attempts, meta and priority (a digit);
+-- per job its kind
 -- (1, 2, ...), id, created_at, run_at, unique_key ('=' and the key), spec and payload; '' for an absent value.
 -- Returns the kinds by the text of their number, and the offset of the first job. A kind's `fields` are its part
 -- of a job hash, ready for HSET.
@@ -214,8 +235,8 @@ local function read_kinds(o)
   local count = tonumber(ARGV[o + 1])
   local kinds = {}
   for i = 1, count do
-    local b = o + 1 + (i - 1) * 6
-    local q, state, enqueued_at, meta = ARGV[b + 1], ARGV[b + 2], ARGV[b + 3], ARGV[b + 6]
+    local b = o + 1 + (i - 1) * 7
+    local q, state, enqueued_at, meta, p = ARGV[b + 1], ARGV[b + 2], ARGV[b + 3], ARGV[b + 6], ARGV[b + 7]
     local fields = {'queue', q, 'state', state, 'attempts', ARGV[b + 4], 'max_attempts', ARGV[b + 5]}
     if enqueued_at ~= '' then
       fields[#fields + 1] = 'enqueued_at'
@@ -225,9 +246,13 @@ local function read_kinds(o)
       fields[#fields + 1] = 'meta'
       fields[#fields + 1] = meta
     end
-    kinds[tostring(i)] = {q = q, state = state, fields = fields}
+    if p ~= '0' then
+      fields[#fields + 1] = 'priority'
+      fields[#fields + 1] = p
+    end
+    kinds[tostring(i)] = {q = q, state = state, fields = fields, p = p}
   end
-  return kinds, o + 1 + count * 6
+  return kinds, o + 1 + count * 7
 end
 
 -- Store one new job, the 7 values from ARGV[o + 1] on (see read_kinds); `jk` its key if the caller has it,
@@ -265,7 +290,7 @@ local function enqueue_one(kinds, o, seq, jk, unused)
   local q, state = kind.q, kind.state
   move(q, id, seq_text, created, 'new', state)
   if state == 'queued' then
-    push(q, id)
+    push(q, id, kind.p)
   elseif state == 'scheduled' then
     schedule(id, run_at ~= '' and run_at or '0')
   elseif state == 'started' then
@@ -279,23 +304,23 @@ local function seqs(n)
 end
 
 -- The usual single enqueue, in direct commands rather than through the batching of enqueue_one and apply():
--- ARGV holds one kind and one job (14 values, see read_kinds), a queued job with no run_at and no unique key,
--- whose id is not in use. Returns false, having written nothing, for any other call.
+-- ARGV holds one kind and one job (15 values, see read_kinds), a queued job of priority 0 with no run_at and no
+-- unique key, whose id is not in use. Returns false, having written nothing, for any other call.
 local NO_META = {}
 local function add_queued()
-  if #ARGV ~= 14 or ARGV[3] ~= 'queued' or ARGV[4] == '' or ARGV[11] ~= '' or ARGV[12] ~= '' then
+  if #ARGV ~= 15 or ARGV[3] ~= 'queued' or ARGV[4] == '' or ARGV[8] ~= '0' or ARGV[12] ~= '' or ARGV[13] ~= '' then
     return false
   end
-  local q, id, created, meta = ARGV[2], ARGV[9], ARGV[10], ARGV[7]
+  local q, id, created, meta = ARGV[2], ARGV[10], ARGV[11], ARGV[7]
   local jk = jkey(id)
   if redis.call('EXISTS', jk) == 1 then return false end
   local seq = string.format('%015d', redis.call('INCR', B .. 'seq'))
-  redis.call('HSET', jk, 'spec', ARGV[13], 'payload', ARGV[14], 'created_at', created, 'seq', seq, 'queue', q,
+  redis.call('HSET', jk, 'spec', ARGV[14], 'payload', ARGV[15], 'created_at', created, 'seq', seq, 'queue', q,
              'state', 'queued', 'attempts', ARGV[5], 'max_attempts', ARGV[6], 'enqueued_at', ARGV[4],
              unpack(meta ~= '' and {'meta', meta} or NO_META))
   local count = redis.call('HINCRBY', B .. 'counts', q .. '|queued', 1)
   index_add(skey(q, 'queued'), {created, seq .. ':' .. id}, count == 1)
   redis.call('RPUSH', qkey(q), id)
-  if redis.call('EXISTS', wkey(q)) == 0 then redis.call('RPUSH', wkey(q), '1') end
+  if redis.call('EXISTS', wkey(q)) == 0 and not is_paused(q) then redis.call('RPUSH', wkey(q), '1') end
   return true
 end

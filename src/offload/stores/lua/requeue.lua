@@ -8,7 +8,7 @@ local heads = {}
 for _, id in ipairs(ids) do
   local jk = jkey(id)
   local f = redis.call('HMGET', jk, 'state', 'queue', 'seq', 'created_at', 'attempts', 'max_attempts', 'worker',
-                       'errors', 'unique_key')
+                       'errors', 'unique_key', 'priority')
   site_drop('lease', id)
   if f[1] == 'started' then
     local q = f[2]
@@ -20,12 +20,14 @@ for _, id in ipairs(ids) do
     if tonumber(f[5]) < tonumber(f[6]) then
       redis.call('HSET', jk, 'state', 'queued')
       move(q, id, f[3], f[4], 'started', 'queued')
-      local head = heads[q]
+      local k = pqkey(q, f[10])
+      local head = heads[k]
       if not head then
         head = {}
-        heads[q] = head
+        heads[k] = head
       end
       head[#head + 1] = id
+      woken[q] = true
     else
       redis.call('HSET', jk, 'state', 'failed', 'ended_at', now)
       site_set('done', id, now)
@@ -35,9 +37,8 @@ for _, id in ipairs(ids) do
     changed[#changed + 1] = id
   end
 end
-for q, head in pairs(heads) do
-  for j = #head, 1, -1 do redis.call('LPUSH', qkey(q), head[j]) end
-  woken[q] = true
+for k, head in pairs(heads) do
+  for j = #head, 1, -1 do redis.call('LPUSH', k, head[j]) end
 end
 apply()
 local out = {}

@@ -3,7 +3,7 @@
 -- row (JSON) as it is now, or nil when there is no such job.
 local id, now = ARGV[1], ARGV[2]
 local jk = jkey(id)
-local f = redis.call('HMGET', jk, 'state', 'queue', 'seq', 'created_at', 'unique_key')
+local f = redis.call('HMGET', jk, 'state', 'queue', 'seq', 'created_at', 'unique_key', 'priority')
 local state, q, uk = f[1], f[2], f[5]
 if not state then return false end
 if state == 'scheduled' then
@@ -22,6 +22,6 @@ end
 redis.call('HSET', jk, 'state', 'queued', 'enqueued_at', now)
 redis.call('HDEL', jk, 'run_at', 'ended_at')
 move(q, id, f[3], f[4], state, 'queued')
-push(q, id)
+push(q, id, f[6])
 apply()
 return cjson.encode(row(id))

@@ -3,13 +3,13 @@
 -- the next attempt's arguments (retry). Returns one '1' (applied) or '0' (fenced off) per outcome.
 local out = {}
 local released = {}
-local extra = {finish = 'state', fail = 'errors', retry = 'errors', release = 'attempts'}
+local extra = {finish = 'state', fail = 'errors', retry = 'errors', release = 'attempts', snooze = 'attempts'}
 for i = 1, #ARGV, 9 do
   local id, token, kind = ARGV[i], ARGV[i + 1], ARGV[i + 2]
   local data, ended = ARGV[i + 4], ARGV[i + 5]
   local jk = jkey(id)
   local f = redis.call('HMGET', jk, 'state', 'lease_token', 'queue', 'seq', 'created_at', 'unique_key',
-                       extra[kind] or 'state')
+                       extra[kind] or 'state', 'priority')
   if f[1] ~= 'started' or f[2] ~= token then
     out[#out + 1] = '0'
   else
@@ -41,22 +41,28 @@ for i = 1, #ARGV, 9 do
       if ARGV[i + 7] ~= '' then redis.call('HSET', jk, 'payload', ARGV[i + 7]) end
       schedule(id, retry_at)
       move(q, id, f[4], f[5], 'started', 'scheduled')
+    elseif kind == 'snooze' then -- the job asked to run later: scheduled again, the attempt given back
+      redis.call('HSET', jk, 'state', 'scheduled', 'run_at', ARGV[i + 6], 'attempts', math.max(tonumber(f[7]) - 1, 0))
+      redis.call('HDEL', jk, 'started_at', 'worker')
+      schedule(id, ARGV[i + 6])
+      move(q, id, f[4], f[5], 'started', 'scheduled')
     else -- release: the attempt is given back and the job returns to the head of its queue
       redis.call('HSET', jk, 'state', 'queued', 'attempts', math.max(tonumber(f[7]) - 1, 0))
       redis.call('HDEL', jk, 'started_at', 'worker')
       move(q, id, f[4], f[5], 'started', 'queued')
-      local ids = released[q]
+      local k = pqkey(q, f[8])
+      local ids = released[k]
       if not ids then
         ids = {}
-        released[q] = ids
+        released[k] = ids
       end
       ids[#ids + 1] = id
+      woken[q] = true
     end
   end
 end
-for q, ids in pairs(released) do
-  for j = #ids, 1, -1 do redis.call('LPUSH', qkey(q), ids[j]) end
-  woken[q] = true
+for k, ids in pairs(released) do
+  for j = #ids, 1, -1 do redis.call('LPUSH', k, ids[j]) end
 end
 apply()
 return table.concat(out)

@@ -1,17 +1,19 @@
--- waiting: ARGV = now. Reads only. For each queue with queued jobs, the enqueued_at of the job at the head of its
--- list (the next one a worker takes, the one waiting longest); for due scheduled jobs (the first 1,000 by run_at,
--- enough to find every queue's earliest), their run_at. Returns a flat list: queue, time, queue, time, ...
+-- waiting: ARGV = now. Reads only. For each queue with queued jobs, the earliest enqueued_at of the jobs at the
+-- heads of its priority lists (each list's head waits longest in it); for due scheduled jobs (the first 1,000 by
+-- run_at, enough to find every queue's earliest), their run_at. Returns a flat list: queue, time, ...
 local now = tonumber(ARGV[1])
 local since = {}
 local fields = redis.call('HKEYS', B .. 'counts')
 for _, field in ipairs(fields) do
   local q = string.match(field, '^(.*)|queued$')
   if q then
-    local head = redis.call('LINDEX', qkey(q), 0)
-    if head then
-      local f = redis.call('HMGET', jkey(head), 'enqueued_at', 'created_at')
-      local t = f[1] or f[2]
-      if t then since[q] = t end
+    for _, k in ipairs(pqkeys(q)) do
+      local head = redis.call('LINDEX', k, 0)
+      if head then
+        local f = redis.call('HMGET', jkey(head), 'enqueued_at', 'created_at')
+        local t = f[1] or f[2]
+        if t and (since[q] == nil or tonumber(t) < tonumber(since[q])) then since[q] = t end
+      end
     end
   end
 end

@@ -1,0 +1,91 @@
+"""Priorities and paused queues through the real ``offload`` command and the Python API (issue 22)."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from offload import Offload
+from tests import jobfuncs
+from tests.cli.test_cli import Cli
+
+
+@pytest.fixture
+def cli(tmp_path: Path) -> Cli:
+    return Cli(tmp_path)
+
+
+def test_enqueue_list_and_show_with_priorities(cli: Cli) -> None:
+    out = cli("enqueue", "tests.jobfuncs:noop", "--priority", "4", "--json")
+    low = json.loads(out.stdout)
+    assert out.returncode == 0 and low["priority"] == 4
+    plain = cli.app.enqueue(jobfuncs.noop)
+    lines = cli("list").stdout.splitlines()
+    assert re.fullmatch(rf"\S+ {low['id']} default \(priority 4\)", lines[0])
+    assert re.fullmatch(rf"\S+ {plain.id} default", lines[1])  # CKAN's format when the priority is 0
+    assert "Priority: 4" in cli("show", low["id"]).stdout
+    assert "Priority: 0" in cli("show", plain.id).stdout
+
+
+def test_enqueue_refuses_a_bad_priority(cli: Cli) -> None:
+    out = cli("enqueue", "tests.jobfuncs:noop", "--priority", "10")
+    assert out.returncode == 2 and "10 is not in the range 0<=x<=9" in out.stderr
+    assert cli.app.store.count() == 0
+
+
+def test_pause_resume_and_queues(cli: Cli) -> None:
+    cli.app.enqueue(jobfuncs.noop, queue="mail")
+    out = cli("pause", "mail")
+    assert out.returncode == 0 and out.stdout == 'Paused queue "mail"\n'
+    assert cli("pause", "mail").stdout == 'Queue "mail" was paused already\n'
+    assert cli("pause", "idle").returncode == 0
+    text = cli("queues").stdout.splitlines()
+    assert [line.split()[0] for line in text[1:]] == ["idle", "mail"]
+    assert all(line.endswith("  paused") for line in text[1:])
+    assert json.loads(cli("queues", "--json").stdout) == {"idle": {"paused": True},
+                                                          "mail": {"queued": 1, "paused": True}}
+    # A paused queue runs nothing, even in a burst worker; its jobs wait.
+    assert cli("worker", "--burst", "mail").returncode == 0
+    assert cli.app.store.count(["mail"], ["queued"]) == 1
+    assert cli("resume", "mail").stdout == 'Resumed queue "mail"\n'
+    assert cli("resume", "mail").stdout == 'Queue "mail" was not paused\n'
+    assert json.loads(cli("queues", "--json").stdout) == {"idle": {"paused": True}, "mail": {"queued": 1}}
+    assert cli("worker", "--burst", "mail").returncode == 0
+    assert cli.app.store.count(["mail"], ["finished"]) == 1
+
+
+def test_pause_refuses_a_bad_queue_name(cli: Cli) -> None:
+    out = cli("pause", "no/slash")
+    assert out.returncode == 1 and "invalid queue name 'no/slash'" in out.stderr
+    assert cli.app.paused() == {}
+
+
+@pytest.mark.parametrize("priority", [-1, 10, 2.0, "1", True, None])
+def test_enqueue_refuses_a_bad_priority_naming_it_and_writes_nothing(tmp_path, priority: object) -> None:  # type: ignore[no-untyped-def]
+    app = Offload(store=f"sqlite:///{tmp_path}/p.db", site_id="p")
+    if priority is None:  # None means the default
+        assert app.enqueue(jobfuncs.noop, priority=None).priority == 0
+        return
+    with pytest.raises(ValueError, match=re.escape(f"invalid priority {priority!r}: use a whole number from 0")):
+        app.enqueue(jobfuncs.noop, priority=priority)
+    with pytest.raises(ValueError, match="invalid priority"):
+        app.enqueue_many([(jobfuncs.noop, [1]), (jobfuncs.noop, [2])], priority=priority)
+    assert app.store.count() == 0
+    app.close()
+
+
+def test_module_level_pause_and_resume(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import offload
+
+    offload.configure(store=f"sqlite:///{tmp_path}/m.db", site_id="m")
+    try:
+        assert offload.pause("reports") is True
+        assert set(offload.paused()) == {"reports"}
+        assert offload.resume("reports") is True and offload.paused() == {}
+        with pytest.raises(offload.InvalidQueueName):
+            offload.pause("bad name")
+    finally:
+        offload.default_app().close()
