@@ -88,6 +88,8 @@ def test_overview_chart_reads_the_history_by_range_and_queue(site: Site) -> None
         assert f'id="finished-total">{finished}<' in page and f'id="failed-total">{failed}<' in page, query
         series = json.loads(html.unescape(re.search(r'data-series="([^"]*)"', page).group(1)))
         assert len(series) == bars, query
+        busy = [row for row in series if row["finished"] or row["failed"]]
+        assert busy and all(row["p95"] > 0 and row["wait"] >= 0 for row in busy), query
 
 
 def test_label_values_are_escaped() -> None:

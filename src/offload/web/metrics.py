@@ -67,17 +67,27 @@ RANGES = {"hour": ("minute", 3600, 60, "60 min ago"), "day": ("hour", 86400, 360
 
 def history_chart(offload: Offload, queues: list[str], range_name: str, now: float) -> list[dict[str, float]]:
     """Finished and failed jobs per bar over ``range_name`` from the metrics history, summed over ``queues``:
-    ``[{"t": bar start, "finished": n, "failed": n}, ...]``, oldest first."""
+    ``[{"t": bar start, "finished": n, "failed": n, "p95": run time, "wait": longest wait}, ...]``, oldest first
+    (``p95`` and ``wait`` only where there were runs)."""
     resolution, span, step, _ = RANGES[range_name]
     end = math.floor(now / step) * step + step
     start = end - span
-    rows = [{"t": float(start + i * step), "finished": 0.0, "failed": 0.0} for i in range(int(span // step))]
+    count = int(span // step)
+    merged = [history.Bucket() for _ in range(count)]
     for queue in queues:
         for bucket_start, bucket in history.series(offload.store, queue, resolution, start, now):
             index = int((bucket_start - start) // step)
-            if 0 <= index < len(rows):
-                rows[index]["finished"] += bucket.finished
-                rows[index]["failed"] += bucket.failed
+            if 0 <= index < count:
+                merged[index].merge(bucket.to_dict())
+    rows: list[dict[str, float]] = []
+    for i, bucket in enumerate(merged):
+        row = {"t": float(start + i * step), "finished": float(bucket.finished), "failed": float(bucket.failed)}
+        p95 = bucket.percentile(0.95)
+        if p95 is not None:
+            row["p95"] = p95 if math.isfinite(p95) else 3600.0
+        if bucket.waits:
+            row["wait"] = bucket.wait_max
+        rows.append(row)
     return rows
 
 

@@ -34,6 +34,11 @@
     });
   });
 
+  function seconds(value) {
+    return value < 1 ? Math.round(value * 1000) + " ms" : value < 120 ? value.toFixed(1) + " s" :
+      (value / 60).toFixed(1) + " min";
+  }
+
   function el(name, attrs) {
     var node = document.createElementNS(SVG, name);
     Object.keys(attrs).forEach(function (key) { node.setAttribute(key, attrs[key]); });
@@ -74,7 +79,9 @@
           if (bar[1] <= 0) { return; }
           var rect = el("rect", {x: x, y: bar[2], width: w, height: bar[1], "class": "bar " + bar[0]});
           var title = document.createElementNS(SVG, "title");
-          title.textContent = when + ": " + row.finished + " finished, " + row.failed + " failed";
+          title.textContent = when + ": " + row.finished + " finished, " + row.failed + " failed" +
+            (row.p95 !== undefined ? "; run time p95 " + seconds(row.p95) : "") +
+            (row.wait !== undefined ? "; longest wait " + seconds(row.wait) : "");
           rect.appendChild(title);
           svg.appendChild(rect);
         });
