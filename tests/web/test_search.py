@@ -105,3 +105,10 @@ def test_bulk_on_a_selection(site: Site) -> None:
     assert "Deleted 2 job(s)" in text(site.client.get("/jobs"))
     assert site.client.post("/jobs/bulk-selected", data={"csrf_token": csrf(page), "action": "delete"}).status_code \
         == 400
+
+
+def test_priority_on_the_job_page_and_in_the_list(site: Site) -> None:
+    job = site.offload.enqueue(jobfuncs.noop, title="Low priority", priority=7)
+    login(site.client, READ)
+    assert '<td id="job-priority">7</td>' in site.client.get(f"/jobs/{job.id}").text
+    assert 'title="priority 7 (0 is taken first, 9 last)">p7</small>' in site.client.get("/jobs").text
