@@ -315,7 +315,7 @@ class ScheduleRun:
 
 
 #: What a job search may sort by (None values last in either direction; ties by creation order).
-SORT_FIELDS = ("created_at", "enqueued_at", "run_at", "started_at", "ended_at")
+SORT_FIELDS = ("created_at", "enqueued_at", "run_at", "started_at", "ended_at", "priority")
 MAX_SEARCH_TEXT = 200
 
 

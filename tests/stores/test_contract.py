@@ -509,6 +509,10 @@ def test_search_sorts_and_pages_with_totals(store: Store) -> None:
     assert [j.id for j in result.jobs] == [jobs[2].id, jobs[3].id], "jobs not ended come last, in creation order"
     result = store.search(JobQuery(text="RE", descending=True), limit=1, offset=1)
     assert [j.id for j in result.jobs] == [jobs[1].id] and result.total == 2
+    store.enqueue(make_job("prio", now=t0 + 45, priority=5), t0 + 45)
+    store.enqueue(make_job("prio", now=t0 + 46, priority=2), t0 + 46)
+    result = store.search(JobQuery(queues=("prio",), sort="priority"), limit=5)
+    assert [j.priority for j in result.jobs] == [2, 5]
     result = store.search(JobQuery(queues=("mail",), states=(QUEUED,)), limit=1)
     assert [j.id for j in result.jobs] == [jobs[2].id] and result.total == 2
     with pytest.raises(ValueError, match="cannot sort by"):
