@@ -133,6 +133,15 @@ def fail_once(marker: str) -> str:
     return "second time lucky"
 
 
+def progress_then_sleep(done: int, total: int, seconds: float) -> str:
+    """Report ``done`` of ``total`` steps, then stay running (a job for the dashboard's workers page)."""
+    job = current_job()
+    assert job is not None
+    job.set_progress(done, total, "steps")
+    time.sleep(seconds)
+    return "slept"
+
+
 def snooze_times(ledger_path: str, times: int, seconds: float) -> int:
     """Writes a ledger line per run (``ledger``) and snoozes ``seconds`` for the first ``times`` runs; returns
     the attempt number it finished on."""

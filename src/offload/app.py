@@ -9,7 +9,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from offload import codec, funcs, registry, taskstatus
+from offload import codec, funcs, registry, taskstatus, tracing
 from offload.config import NO_LIMIT, Config
 from offload.errors import (
     InvalidJobState,
@@ -249,6 +249,7 @@ class Offload:
         else:
             meta.setdefault("title", title)
             meta = codec.to_jsonable(meta, "meta")
+        tracing.carry(meta)
         job_id = fields.pop("id", None)
         run_at = fields.get("run_at")
         return Job(
@@ -356,7 +357,8 @@ class Offload:
         if connection is not None:
             stored = self._enqueue_in(connection, [job], job.created_at)[0]
         else:
-            stored = self.store.enqueue(job, job.created_at)
+            with tracing.enqueue_span([job]):
+                stored = self.store.enqueue(job, job.created_at)
         if key is not None:
             taskstatus.attach(self.store, key, stored)
         return stored
@@ -435,7 +437,8 @@ class Offload:
         if connection is not None:
             stored = self._enqueue_in(connection, jobs, now)
         else:
-            stored = self.store.enqueue_many(jobs, now)
+            with tracing.enqueue_span(jobs):
+                stored = self.store.enqueue_many(jobs, now)
         for i, key in keys.items():
             taskstatus.attach(self.store, key, stored[i])
         return stored
@@ -576,17 +579,21 @@ class Offload:
             return 0
         return self.store.clear(None if queues is None else list(queues))
 
-    def purge(self, older_than: float | None = None) -> int:
+    def purge(self, older_than: float | None = None, progress: Callable[[int], object] | None = None,
+              batch: int = 10_000) -> int:
         """Delete finished, failed and canceled jobs that ended more than ``older_than`` seconds ago
-        (default ``offload.jobs.keep``)."""
+        (default ``offload.jobs.keep``), ``batch`` at a time; ``progress(n)`` is called after each batch."""
         keep = self.config["offload.jobs.keep"] if older_than is None else older_than
         if isinstance(keep, bool) or not isinstance(keep, (int, float)) or not (math.isfinite(keep) and keep >= 0):
             raise ValueError(f"older_than must be a number of seconds >= 0, not {older_than!r}")
+        cutoff = time.time() - keep
         total = 0
         while True:
-            n = self.store.purge(time.time() - keep)
+            n = self.store.purge(cutoff, batch)
             total += n
-            if n < 10_000:
+            if progress is not None:
+                progress(n)
+            if n < batch:
                 return total
 
     def workers(self, stale_after: float = 30.0) -> list[WorkerInfo]:

@@ -7,6 +7,7 @@
     ├── InvalidQueueName       a queue name with characters outside [A-Za-z0-9_.-]
     ├── JobNotFound            no job with that id on this site
     ├── InvalidJobState        the verb does not apply to the job's current state
+    ├── SelectionChanged       a bulk action's filter no longer matches the number of jobs confirmed
     ├── DuplicateJob           (raised only when the caller asks: ``on_duplicate="raise"``)
     ├── TaskNotFound           no task registered under that name
     ├── JobTimeout             raised inside a job that reached its time limit (the soft timeout)
@@ -51,6 +52,10 @@ class JobNotFound(OffloadError):
 
 class InvalidJobState(OffloadError):
     """The job is not in a state that allows this operation."""
+
+
+class SelectionChanged(OffloadError):
+    """The filter matches a different number of jobs than was confirmed; review the list and confirm again."""
 
 
 class DuplicateJob(OffloadError):

@@ -312,3 +312,69 @@ class ScheduleRun:
     name: str
     last_slot: float
     job_id: str | None
+
+
+#: What a job search may sort by (None values last in either direction; ties by creation order).
+SORT_FIELDS = ("created_at", "enqueued_at", "run_at", "started_at", "ended_at", "priority")
+MAX_SEARCH_TEXT = 200
+
+
+@dataclass(frozen=True)
+class JobQuery:
+    """A job search: every given criterion must hold. ``text`` is a case-insensitive substring of the title, the
+    function path or the task name; ``args`` a case-insensitive substring of the arguments as stored (offload's JSON
+    of ``[args, kwargs]``, e.g. ``"user_id": 42``); ``created_after`` is inclusive, ``created_before`` exclusive."""
+
+    queues: tuple[str, ...] | None = None
+    states: tuple[str, ...] | None = None
+    job_id: str | None = None
+    text: str | None = None
+    args: str | None = None
+    created_after: float | None = None
+    created_before: float | None = None
+    sort: str = "created_at"
+    descending: bool = False
+
+    def __post_init__(self) -> None:
+        if self.sort not in SORT_FIELDS:
+            raise ValueError(f"cannot sort by {self.sort!r}; sort by one of {', '.join(SORT_FIELDS)}")
+        for state in self.states or ():
+            if state not in STATES:
+                raise ValueError(f"unknown state {state!r}; states are {', '.join(STATES)}")
+        for name, value in (("search text", self.text), ("argument text", self.args)):
+            if value is not None and not 0 < len(value) <= MAX_SEARCH_TEXT:
+                raise ValueError(f"{name} must be 1-{MAX_SEARCH_TEXT} characters")
+
+    @property
+    def plain(self) -> bool:
+        """Only queues and states, in creation order: what ``Store.list`` and ``Store.count`` answer."""
+        return (self.job_id is None and self.text is None and self.args is None and self.created_after is None
+                and self.created_before is None and self.sort == "created_at")
+
+    def matches(self, job: Job) -> bool:
+        """Whether ``job`` meets every criterion."""
+        if self.job_id is not None and job.id != self.job_id:
+            return False
+        if (self.queues is not None and job.queue not in self.queues) or (
+                self.states is not None and job.state not in self.states):
+            return False
+        if self.created_after is not None and job.created_at < self.created_after:
+            return False
+        if self.created_before is not None and job.created_at >= self.created_before:
+            return False
+        if self.args is not None and self.args.lower() not in job.payload.lower():
+            return False
+        if self.text is not None:
+            needle = self.text.lower()
+            return any(needle in (value or "").lower() for value in (job.title, job.func, job.task))
+        return True
+
+
+@dataclass
+class SearchResult:
+    """A page of a search, the number of jobs that match in all, and whether that number is exact (an engine
+    without a search index examines only its newest jobs: see ``Store.search``)."""
+
+    jobs: list[Job]
+    total: int
+    exact: bool = True

@@ -45,6 +45,7 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from offload.app import Offload
+    from offload.jobs import Job
 
 log = logging.getLogger("offload")
 
@@ -208,6 +209,34 @@ def all_schedules(app: Offload) -> dict[str, Schedule]:
     return found
 
 
+DISABLED_KIND = "offload.schedule.disabled"
+ENABLED_KIND = "offload.schedule.enabled"
+
+
+def disable(app: Offload, name: str, by: str = "") -> None:
+    """Stop a schedule enqueueing (in every worker, from its next tick) until it is enabled again."""
+    app.store.put_record(DISABLED_KIND, _check_name(name), {"at": time.time(), "by": by})
+
+
+def enable(app: Offload, name: str, now: float | None = None) -> bool:
+    """Enable a disabled schedule; it runs from its next slot (the slots missed meanwhile are not caught up).
+    False if it was not disabled."""
+    if not app.store.delete_record(DISABLED_KIND, _check_name(name)):
+        return False
+    app.store.put_record(ENABLED_KIND, name, {"at": time.time() if now is None else now})
+    return True
+
+
+def disabled(app: Offload) -> set[str]:
+    return {name for name, _ in app.store.list_records(DISABLED_KIND)}
+
+
+def _check_name(name: str) -> str:
+    if not _NAME_RE.fullmatch(name):
+        raise ValueError(f"invalid schedule name {name!r}")
+    return name
+
+
 class Scheduler:
     """Enqueues due slots; called by the worker's supervisor loop via ``tick()``."""
 
@@ -226,8 +255,14 @@ class Scheduler:
         if not self.loaded:
             self.known = {n: r.last_slot for n, r in self.app.store.schedule_runs().items()}
             self.loaded = True
+        off = disabled(self.app)
+        enabled_at = {name: float(data.get("at", 0)) for name, data in self.app.store.list_records(ENABLED_KIND)}
         for schedule in self.schedules.values():
+            if schedule.name in off:
+                continue
             slot = schedule.latest_slot(now)
+            if slot < enabled_at.get(schedule.name, 0.0):
+                continue  # missed while disabled: not caught up
             last = self.known.get(schedule.name)
             if last is not None and slot <= last:
                 continue
@@ -237,17 +272,32 @@ class Scheduler:
         return min(s.next_slot(now) for s in self.schedules.values())
 
     def _enqueue(self, schedule: Schedule, slot: float, now: float) -> None:
-        options: dict[str, Any] = {"title": f"{schedule.name} (periodic)", "meta": {"schedule": schedule.name,
-                                                                                    "slot": slot}}
-        if schedule.queue:
-            options["queue"] = schedule.queue
-        if schedule.timeout is not None:
-            options["timeout"] = schedule.timeout
-        if schedule.task is not None:
-            job = self.app.build_job(None, schedule.args, schedule.kwargs, task=schedule.task, now=now, **options)
-        else:
-            job = self.app.build_job(schedule.func, schedule.args, schedule.kwargs, now=now, **options)
+        job = schedule_job(self.app, schedule, now, slot)
         if self.app.store.enqueue_periodic(schedule.name, slot, job, now):
             log.info("Periodic %s: enqueued job %s for %s", schedule.name, job.id,
                      dt.datetime.fromtimestamp(slot, dt.timezone.utc).isoformat())
         self.known[schedule.name] = max(slot, self.known.get(schedule.name, slot))
+
+
+def schedule_job(app: Offload, schedule: Schedule, now: float, slot: float | None = None) -> Job:
+    """The job a schedule enqueues for ``slot`` (None: run now, outside the slots, from the dashboard or API)."""
+    meta: dict[str, Any] = {"schedule": schedule.name, "slot": slot}
+    if slot is None:
+        meta = {"schedule": schedule.name, "run_now": True}
+    options: dict[str, Any] = {"title": f"{schedule.name} (periodic)", "meta": meta}
+    if schedule.queue:
+        options["queue"] = schedule.queue
+    if schedule.timeout is not None:
+        options["timeout"] = schedule.timeout
+    if schedule.task is not None:
+        return app.build_job(None, schedule.args, schedule.kwargs, task=schedule.task, now=now, **options)
+    return app.build_job(schedule.func, schedule.args, schedule.kwargs, now=now, **options)
+
+
+def run_now(app: Offload, name: str) -> Job:
+    """Enqueue one run of schedule ``name`` now, besides its slots (the next slot still runs as usual)."""
+    schedule = all_schedules(app).get(name)
+    if schedule is None:
+        raise KeyError(f"there is no periodic schedule named {name!r}")
+    now = time.time()
+    return app.store.enqueue(schedule_job(app, schedule, now), now)

@@ -121,16 +121,17 @@ def test_clear_of_a_queue_that_does_not_exist_clears_nothing(cli: Cli) -> None:
     assert cli.app.store.count(["mail"], ["queued"]) == 1
 
 
-def on_a_terminal(cli: Cli, *args: str, answer: bytes | None) -> tuple[int, str]:
+def on_a_terminal(cli: Cli, *args: str, answer: bytes | None, env: dict[str, str] | None = None) -> tuple[int, str]:
     """Run the command with a pseudo-terminal as stdin and stdout; type ``answer`` at its prompt."""
     import pty
     import select
 
     leader, follower = pty.openpty()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("OFFLOAD_")}
-    env.update({"OFFLOAD_STORE": cli.url, "OFFLOAD_SITE_ID": "cli", "PYTHONPATH": str(ROOT)})
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("OFFLOAD_") and k not in ("NO_COLOR", "TERM")}
+    full_env.update({"OFFLOAD_STORE": cli.url, "OFFLOAD_SITE_ID": "cli", "PYTHONPATH": str(ROOT), "TERM": "xterm"})
+    full_env.update(env or {})
     proc = subprocess.Popen([sys.executable, "-m", "offload", *args], stdin=follower, stdout=follower,
-                            stderr=follower, env=env, cwd=cli.tmp)
+                            stderr=follower, env=full_env, cwd=cli.tmp)
     os.close(follower)
     output = b""
     try:
@@ -173,6 +174,25 @@ def test_list_says_when_it_printed_only_some(cli: Cli) -> None:
     out = cli("list", "--limit", "2", "--offset", "2", "--state", "pending")
     assert "Showing 2 of 5 scheduled, queued or started jobs (from number 3)" in out.stderr
     assert cli("list", "--limit", "5").stderr == "" and cli("list", "--offset", "3").stderr == ""
+
+
+def test_list_searches_by_text_id_time_and_sorts(cli: Cli) -> None:
+    old = cli.app.enqueue(jobfuncs.noop, title="Import catalogue", queue="a")
+    report = cli.app.enqueue(jobfuncs.add, [1, 2], title="Monthly report", queue="b")
+    later = cli.app.enqueue(jobfuncs.noop, title="Import mirror", queue="a")
+    assert cli("list", "-q", "IMPORT", "--ids").stdout.split() == [old.id, later.id]
+    assert cli("list", "-q", "import", "--desc", "--ids").stdout.split() == [later.id, old.id]
+    assert cli("list", "-q", "jobfuncs:add", "--ids").stdout.split() == [report.id]
+    assert cli("list", "--id", report.id, "--ids").stdout.split() == [report.id]
+    assert cli("list", "--args", "[1,2]", "--ids").stdout.split() == [report.id]
+    assert cli("list", "--args", "[1, 2]").stdout == "There are no queued jobs matching the filter.\n"
+    assert cli("list", "b", "-q", "import").stdout == 'There are no queued jobs in queue(s) "b" matching the filter.\n'
+    assert cli("list", "--since", "2000-01-01", "--until", "2000-01-02").stdout.startswith("There are no")
+    assert len(cli("list", "--since", "2000-01-01T00:00", "--ids").stdout.split()) == 3
+    out = cli("list", "-q", "import", "--limit", "1", "--ids")
+    assert out.stdout.split() == [old.id] and "Showing 1 of 2 queued jobs" in out.stderr
+    assert cli("list", "--sort", "payload").returncode == 2
+    assert cli("list", "--since", "yesterday").returncode == 2
 
 
 def test_list_names_the_states_it_looked_at(cli: Cli) -> None:

@@ -16,6 +16,7 @@ from offload.jobs import (
     SCHEDULED,
     STARTED,
     Job,
+    JobQuery,
     Outcome,
     WorkerInfo,
 )
@@ -439,6 +440,83 @@ def test_counts_per_queue_and_state(store: Store) -> None:
     job = claim_one(store, ["a"])
     finish(store, job)
     assert store.counts() == {"a": {QUEUED: 1, FINISHED: 1}, "b": {SCHEDULED: 1}}
+
+
+def test_waiting_since_is_the_oldest_waiting_job_per_queue(store: Store) -> None:
+    t0 = time.time()
+    store.enqueue_many([make_job("a", now=t0), make_job("a", now=t0, run_at=t0 + 30),
+                        make_job("b", now=t0, run_at=t0 + 60), make_job("c", now=t0),
+                        make_job("d", now=t0, run_at=t0 + 20), make_job("e", now=t0, run_at=t0 + 20)], t0)
+    store.enqueue(make_job("a", now=t0 + 5), t0 + 5)
+    store.enqueue(make_job("d", now=t0 + 15), t0 + 15)
+    store.enqueue(make_job("e", now=t0 + 40), t0 + 40)
+    claim_one(store, ["c"], now=t0 + 1)
+    near = {"abs": 1e-3}
+    assert store.waiting_since(t0 + 41) == pytest.approx({"a": t0, "d": t0 + 15, "e": t0 + 20}, **near)
+    assert store.waiting_since(t0 + 100) == pytest.approx(
+        {"a": t0, "b": t0 + 60, "d": t0 + 15, "e": t0 + 20}, **near)
+    head = claim_one(store, ["a"], now=t0 + 41)
+    assert head.enqueued_at == pytest.approx(t0, **near)
+    assert store.waiting_since(t0 + 41)["a"] == pytest.approx(t0 + 5, **near)
+
+
+def _search_site(store: Store) -> tuple[float, list]:
+    t0 = time.time() - 1000
+    jobs = [make_job("imports", now=t0, title="Import catalogue 2024"),
+            make_job("imports", now=t0 + 10, title="Reindex search", func="tests.jobfuncs:add"),
+            make_job("mail", now=t0 + 20, title="Welcome mail", task="mail.Send_Welcome", func=None,
+                     payload='[[42],{"x":4}]'),
+            make_job("mail", now=t0 + 30, title="100%_done report", payload='[["50%"],{"x":3}]'),
+            make_job("imports", now=t0 + 40, title=None, func="tests.jobfuncs:import_rows")]
+    for job in jobs:
+        store.enqueue(job, job.created_at)
+    return t0, jobs
+
+
+def test_search_by_text_queue_state_and_time_range(store: Store) -> None:
+    t0, jobs = _search_site(store)
+    claim_one(store, ["imports"], now=t0 + 50)  # jobs[0] starts
+
+    def ids(**criteria: object) -> list[str]:
+        result = store.search(JobQuery(**criteria), limit=100)  # type: ignore[arg-type]
+        assert result.total == len(result.jobs) and result.exact
+        return [job.id for job in result.jobs]
+
+    assert ids(text="IMPORT") == [jobs[0].id, jobs[4].id], "title or function, any case"
+    assert ids(text="send_welcome") == [jobs[2].id], "task name"
+    assert ids(text="jobfuncs:add") == [jobs[1].id]
+    assert ids(text="%_d") == [jobs[3].id], "LIKE wildcards are literal"
+    assert ids(text="import", states=(QUEUED,)) == [jobs[4].id]
+    assert ids(text="e", queues=("mail",)) == [jobs[2].id, jobs[3].id]
+    assert ids(created_after=t0 + 10, created_before=t0 + 30) == [jobs[1].id, jobs[2].id]
+    assert ids(job_id=jobs[3].id) == [jobs[3].id]
+    assert ids(job_id=jobs[3].id, queues=("imports",)) == []
+    assert ids(args='"X":4') == [jobs[2].id], "argument text, any case"
+    assert ids(args='"x":3', text="import") == [jobs[0].id, jobs[4].id]
+    assert ids(args="%") == [jobs[3].id], "LIKE wildcards are literal"
+    assert ids(job_id="0" * 32) == []
+
+
+def test_search_sorts_and_pages_with_totals(store: Store) -> None:
+    t0, jobs = _search_site(store)
+    first = claim_one(store, ["imports"], now=t0 + 50)
+    finish(store, first, now=t0 + 60)
+    second = claim_one(store, ["imports"], now=t0 + 51)
+    finish(store, second, now=t0 + 55)
+    result = store.search(JobQuery(sort="ended_at", descending=True), limit=2)
+    assert [j.id for j in result.jobs] == [first.id, second.id] and result.total == 5
+    result = store.search(JobQuery(sort="ended_at"), limit=2, offset=2)
+    assert [j.id for j in result.jobs] == [jobs[2].id, jobs[3].id], "jobs not ended come last, in creation order"
+    result = store.search(JobQuery(text="RE", descending=True), limit=1, offset=1)
+    assert [j.id for j in result.jobs] == [jobs[1].id] and result.total == 2
+    store.enqueue(make_job("prio", now=t0 + 45, priority=5), t0 + 45)
+    store.enqueue(make_job("prio", now=t0 + 46, priority=2), t0 + 46)
+    result = store.search(JobQuery(queues=("prio",), sort="priority"), limit=5)
+    assert [j.priority for j in result.jobs] == [2, 5]
+    result = store.search(JobQuery(queues=("mail",), states=(QUEUED,)), limit=1)
+    assert [j.id for j in result.jobs] == [jobs[2].id] and result.total == 2
+    with pytest.raises(ValueError, match="cannot sort by"):
+        JobQuery(sort="payload")
 
 
 def test_purge_deletes_done_jobs_older_than_the_cutoff(store: Store) -> None:

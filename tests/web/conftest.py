@@ -20,7 +20,7 @@ from flask.testing import FlaskClient
 
 from offload import Offload
 from offload.web import create_app
-from tests.conftest import engine_url
+from tests.conftest import engine_url, service_missing
 from tests.waiting import wait_until  # noqa: F401  (re-exported for the tests here)
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -147,3 +147,35 @@ def start_server(s: Site, *args: str, env: dict[str, str] | None = None) -> tupl
     match = SERVING_RE.search(line.strip())
     assert match, f"unexpected first line {line!r}; log: {(s.tmp / f'proc-{len(s.procs) - 1}.log').read_text()}"
     return proc, match.group(1)
+
+
+# -- Chromium (Debian's, driven by Playwright) for the browser tests -----------------------------------------------
+CHROMIUM = "/usr/bin/chromium"
+LAUNCH_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+               "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+# Auto-refresh runs every 5 s and the worker registry is written every 5 s: waits on the page allow for both.
+PAGE_WAIT_MS = 25_000
+
+
+def browser_missing() -> str | None:
+    if not os.access(CHROMIUM, os.X_OK):
+        return f"{CHROMIUM} not found (apt-get install chromium)"
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        return "the playwright package is not installed (pip install playwright)"
+    return None
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    reason = browser_missing()
+    if reason:
+        service_missing("Chromium", reason)
+    from playwright.sync_api import expect, sync_playwright
+
+    expect.set_options(timeout=PAGE_WAIT_MS)
+    with sync_playwright() as pw:
+        launched = pw.chromium.launch(executable_path=CHROMIUM, args=LAUNCH_ARGS, headless=True)
+        yield launched
+        launched.close()

@@ -352,7 +352,8 @@ def test_openapi_document_describes_every_action(site: Site) -> None:
         assert set(schema["properties"]) == set(act.params), name
         assert {"200", "400", "403", "404", "409"} <= set(item["post"]["responses"])
     job_list = doc["paths"]["/api/3/action/job_list"]["get"]["parameters"]
-    assert {p["name"] for p in job_list} == {"queues", "state", "limit", "offset", "ids_only", "order"}
+    assert {p["name"] for p in job_list} == {"queues", "state", "limit", "offset", "ids_only", "order", "id", "q",
+                                           "args", "created_after", "created_before", "sort"}
     assert doc["paths"]["/healthz"]["get"]["security"] == []
 
 

@@ -7,7 +7,6 @@ Skipped locally when Chromium or Playwright is missing; a failure when OFFLOAD_R
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,38 +16,9 @@ import pytest
 
 from tests import jobfuncs
 from tests.conftest import service_missing
-from tests.web.conftest import ADMIN, ROOT, Site, make_site, start_server, wait_until
+from tests.web.conftest import ADMIN, PAGE_WAIT_MS, ROOT, Site, browser_missing, make_site, start_server, wait_until
 
-CHROMIUM = "/usr/bin/chromium"
-LAUNCH_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-               "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 ARTIFACTS = ROOT / "test-artifacts" / "dashboard"
-# Auto-refresh runs every 5 s and the worker registry is written every 5 s: waits on the page allow for both.
-PAGE_WAIT_MS = 25_000
-
-
-def _browser_missing() -> str | None:
-    if not os.access(CHROMIUM, os.X_OK):
-        return f"{CHROMIUM} not found (apt-get install chromium)"
-    try:
-        import playwright.sync_api  # noqa: F401
-    except ImportError:
-        return "the playwright package is not installed (pip install playwright)"
-    return None
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    reason = _browser_missing()
-    if reason:
-        service_missing("Chromium", reason)
-    from playwright.sync_api import expect, sync_playwright
-
-    expect.set_options(timeout=PAGE_WAIT_MS)
-    with sync_playwright() as pw:
-        launched = pw.chromium.launch(executable_path=CHROMIUM, args=LAUNCH_ARGS, headless=True)
-        yield launched
-        launched.close()
 
 
 @pytest.fixture
@@ -65,8 +35,8 @@ def page(browser: Any) -> Iterator[Any]:
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def served(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[Site, str]]:
-    if _browser_missing():
-        service_missing("Chromium", str(_browser_missing()))
+    if browser_missing():
+        service_missing("Chromium", str(browser_missing()))
     site = make_site(request.param, tmp_path)
     _, base = start_server(site)
     yield site, base

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import html
+import json
 import re
 import time
 
 from offload.jobs import Job
 from offload.web import metrics
 from tests import jobfuncs
-from tests.web.conftest import READ, Site
+from tests.web.conftest import ADMIN, READ, Site
 
 SAMPLE_RE = re.compile(r'([a-zA-Z_:][a-zA-Z0-9_:]*)(\{(?:[a-zA-Z_]\w*="(?:[^"\\\n]|\\.)*",?)*\})? (\S+)')
 
@@ -64,6 +66,30 @@ def test_metrics_after_a_real_worker_run(site: Site) -> None:
     site.offload.pause("later")
     samples = parse(site.client.get("/metrics", headers={"Authorization": READ}).text)
     assert samples['offload_queue_paused{queue="later"}'] == 1
+    # From the metrics history the worker left in the store, and the queues' latency.
+    assert samples['offload_queue_run_seconds_count{queue="default"}'] == 3
+    assert samples['offload_queue_run_seconds_bucket{queue="default",le="+Inf"}'] == 3
+    assert 0 <= samples['offload_queue_run_seconds_sum{queue="default"}'] < 60
+    assert samples['offload_queue_latency_seconds{queue="later"}'] > 0
+    assert samples['offload_queue_latency_seconds{queue="default"}'] == 0
+
+
+def test_overview_chart_reads_the_history_by_range_and_queue(site: Site) -> None:
+    from tests.web.test_dashboard import login
+
+    for _ in range(3):
+        site.offload.enqueue(jobfuncs.add, [1, 2], queue="maths")
+    site.offload.enqueue(jobfuncs.fail, ["nope"], max_attempts=1)
+    site.run_worker("maths", "default")
+    login(site.client, ADMIN)
+    for query, finished, failed, bars in (("", 3, 1, 60), ("?queue=maths", 3, 0, 60), ("?range=day", 3, 1, 24),
+                                          ("?range=month&queue=default", 0, 1, 30)):
+        page = site.client.get("/" + query).text
+        assert f'id="finished-total">{finished}<' in page and f'id="failed-total">{failed}<' in page, query
+        series = json.loads(html.unescape(re.search(r'data-series="([^"]*)"', page).group(1)))
+        assert len(series) == bars, query
+        busy = [row for row in series if row["finished"] or row["failed"]]
+        assert busy and all(row["p95"] > 0 and row["wait"] >= 0 for row in busy), query
 
 
 def test_label_values_are_escaped() -> None:

@@ -195,3 +195,23 @@ def test_several_schedulers_enqueue_each_slot_once(workers: Workers, tmp_path: P
     out = subprocess.run([sys.executable, "-m", "offload", "-c", str(ini), "--store", workers.url, "--site-id",
                           workers.site, "schedules"], env=env, capture_output=True, text=True)
     assert out.returncode == 0 and out.stdout.startswith("tick  every 1 s  -> tests.jobfuncs:ledger")
+
+
+def test_a_disabled_schedule_enqueues_nothing_and_catches_nothing_up_when_enabled() -> None:
+    app = Offload(store="memory://", site_id="sched-off")
+    every = schedule.Schedule("every-minute", every=60, func="tests.jobfuncs:noop")
+    scheduler = Scheduler(app, {"every-minute": every})
+    now = time.time() // 60 * 60 + 1  # just after a slot
+    scheduler.tick(now)
+    assert app.store.count() == 1
+    schedule.disable(app, "every-minute", "a test")
+    assert schedule.disabled(app) == {"every-minute"}
+    scheduler.tick(now + 60)
+    assert app.store.count() == 1, "disabled: its slot is skipped"
+    assert schedule.enable(app, "every-minute", now=now + 90) and not schedule.enable(app, "every-minute")
+    scheduler.tick(now + 100)
+    assert app.store.count() == 1, "the slot missed while disabled is not caught up"
+    scheduler.tick(now + 120)
+    assert app.store.count() == 2, "runs again from its next slot"
+    with pytest.raises(ValueError, match="invalid schedule name"):
+        schedule.disable(app, "no spaces")

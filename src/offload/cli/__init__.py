@@ -1,15 +1,16 @@
 """The ``offload`` command line: one group, its commands in the modules beside this one.
 
 ``jobs`` (list, show, cancel, retry, clear, test, enqueue, purge), ``worker``, ``admin`` (migrate, queues, workers,
-tasks, schedules, config, demo), ``events`` (consumers, webhooks) and ``web`` (serve, token). Output follows
-CKAN's ``ckan jobs`` where the two overlap; ``common`` holds what they share.
+pause, resume, tasks, schedules, config, demo), ``info`` (queues and workers, --watch), ``events`` (consumers,
+webhooks) and ``web`` (serve, token); ``table`` draws their tables. Output follows CKAN's ``ckan jobs`` where the
+two overlap; ``common`` holds what they share.
 """
 
 from __future__ import annotations
 
 import click
 
-from offload.cli import admin, events, jobs, task_status, web, worker
+from offload.cli import admin, events, info, jobs, task_status, web, worker
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -27,7 +28,7 @@ def main(ctx: click.Context, config: str | None, store: str | None, site_id: str
 for command in (worker.worker, jobs.list_, jobs.show, jobs.cancel, jobs.retry, jobs.clear, jobs.test, jobs.enqueue,
                 jobs.purge, admin.migrate, admin.queues, admin.pause, admin.resume, admin.workers, admin.list_tasks,
                 admin.list_schedules, admin.show_config, admin.demo, web.serve, web.token, events.consumers,
-                events.webhooks, task_status.task_status):
+                events.webhooks, task_status.task_status, info.info):
     main.add_command(command)
 
 __all__ = ["main"]

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 
 import click
 
 from offload.cli.common import app_for, friendly, time_text
-from offload.jobs import STATES
+from offload.cli.info import queue_table, worker_table
+from offload.cli.table import colour_on
 
 
 @click.command()
@@ -36,13 +38,9 @@ def queues(ctx: click.Context, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(counts, indent=2, sort_keys=True))
         return
-    if not counts:
-        click.echo("There are no queues with jobs.")
-        return
-    click.echo(f"{'queue':20} " + " ".join(f"{s:>9}" for s in STATES))
-    for name in sorted(counts):
-        flag = "  paused" if name in paused else ""
-        click.echo(f"{name:20} " + " ".join(f"{counts[name].get(s, 0):>9}" for s in STATES) + flag)
+    now = time.time()
+    colour = colour_on()
+    click.echo("\n".join(queue_table(app_for(ctx), now, app_for(ctx).workers(), colour)), color=colour)
 
 
 @click.command()
@@ -80,11 +78,8 @@ def workers(ctx: click.Context, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps([w.to_dict() for w in found], indent=2))
         return
-    if not found:
-        click.echo("There are no running workers.")
-    for w in found:
-        click.echo(f"{w.id} pid={w.pid} queues={','.join(w.queues)} concurrency={w.concurrency} "
-                   f"processed={w.processed} failed={w.failed} running={len(w.jobs)}")
+    colour = colour_on()
+    click.echo("\n".join(worker_table(found, time.time(), colour)), color=colour)
 
 
 @click.command("tasks")

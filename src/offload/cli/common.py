@@ -67,10 +67,19 @@ def friendly(fn: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-def setup_logging(level: str) -> None:
+def _not_per_job(record: logging.LogRecord) -> bool:
+    return not getattr(record, "offload_per_job", False)
+
+
+def setup_logging(level: str, quiet_jobs: bool = False) -> logging.Handler:
+    """offload's log lines on stderr at ``level``; ``quiet_jobs`` leaves out each job's started and finished
+    lines (a burst run). Returns the handler."""
     handler = logging.StreamHandler(sys.stderr)
+    if quiet_jobs:
+        handler.addFilter(_not_per_job)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s [%(name)s] %(message)s"))
     logger = logging.getLogger("offload")
     logger.handlers[:] = [handler]
     logger.setLevel(level)
     logger.propagate = False
+    return handler

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import sys
 from typing import Any
@@ -12,7 +13,20 @@ import click
 from offload import codec
 from offload.cli.common import app_for, created_text, friendly, time_text
 from offload.errors import OffloadError
-from offload.jobs import FAILED, PENDING_STATES, QUEUED, SCHEDULED, STATES, check_queue_name
+from offload.jobs import (
+    DONE_STATES,
+    FAILED,
+    PENDING_STATES,
+    QUEUED,
+    SCHEDULED,
+    SORT_FIELDS,
+    STATES,
+    JobQuery,
+    check_queue_name,
+)
+
+PURGE_BATCH = 1000  # on a terminal, so that the bar moves
+TIME_FORMATS = ["%Y-%m-%d", "%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M", "%Y-%m-%d %H:%M:%S"]
 
 
 # -- inspecting -------------------------------------------------------------------------------------------------
@@ -20,17 +34,26 @@ from offload.jobs import FAILED, PENDING_STATES, QUEUED, SCHEDULED, STATES, chec
 @click.argument("queues", nargs=-1)
 @click.option("--state", "-s", "states", multiple=True, type=click.Choice([*STATES, "pending", "all"]),
               help="filter by state (repeatable; default queued)")
+@click.option("--search", "-q", "text", help="text in the title, function path or task name (any case)")
+@click.option("--args", "args_text", help='text in the arguments as stored, JSON (any case), e.g. \'"user_id": 42\'')
+@click.option("--id", "job_id", help="the job with this id (exact)")
+@click.option("--since", type=click.DateTime(TIME_FORMATS), help="created at or after (UTC)")
+@click.option("--until", type=click.DateTime(TIME_FORMATS), help="created before (UTC)")
+@click.option("--sort", type=click.Choice(SORT_FIELDS), default="created_at", show_default=True)
+@click.option("--desc", "descending", is_flag=True, help="newest (latest) first")
 @click.option("--limit", "-l", type=click.IntRange(0, 100_000), default=200, show_default=True)
 @click.option("--offset", type=click.IntRange(0), default=0)
 @click.option("--ids", "-i", "ids_only", is_flag=True, help="print only job ids")
 @click.option("--json", "as_json", is_flag=True, help="print JSON")
 @click.pass_context
 @friendly
-def list_(ctx: click.Context, queues: tuple[str, ...], states: tuple[str, ...], limit: int, offset: int,
-          ids_only: bool, as_json: bool) -> None:
+def list_(ctx: click.Context, queues: tuple[str, ...], states: tuple[str, ...], text: str | None,
+          args_text: str | None, job_id: str | None, since: dt.datetime | None, until: dt.datetime | None,
+          sort: str, descending: bool, limit: int, offset: int, ids_only: bool, as_json: bool) -> None:
     """List jobs: one line per job, "<created> <id> <queue> "<title>"" (CKAN's format; "(priority N)" after it
-    when N is not 0). By default the queued jobs of every queue; a note on stderr says when more jobs match than
-    were printed."""
+    when N is not 0). By default the queued
+    jobs of every queue, oldest first; --search, --args, --id, --since and --until narrow the list, --sort and --desc
+    order it. A note on stderr says when more jobs match than were printed."""
     wanted: list[str] | None = []
     for state in states or (QUEUED,):
         if state == "all":
@@ -38,20 +61,24 @@ def list_(ctx: click.Context, queues: tuple[str, ...], states: tuple[str, ...], 
             break
         assert wanted is not None
         wanted.extend(s for s in (PENDING_STATES if state == "pending" else [state]) if s not in wanted)
-    app = app_for(ctx)
-    jobs = app.list_jobs(list(queues) or None, wanted, limit, offset)
-    if len(jobs) >= limit:
-        total = app.store.count(list(queues) or None, wanted)
-        if total > offset + len(jobs):
-            click.echo(f"Showing {len(jobs)} of {total} {_jobs_text(wanted)} (from number {offset + 1}); use --limit "
-                       "and --offset for the others.", err=True)
+    for queue in queues:
+        check_queue_name(queue)
+    query = JobQuery(queues=queues or None, states=tuple(wanted) if wanted is not None else None, job_id=job_id,
+                     text=text or None, args=args_text or None, created_after=_utc(since),
+                     created_before=_utc(until), sort=sort, descending=descending)
+    found = app_for(ctx).store.search(query, limit, offset)
+    jobs = found.jobs
+    if found.total > offset + len(jobs):
+        click.echo(f"Showing {len(jobs)} of {found.total} {_jobs_text(wanted)} (from number {offset + 1}); use "
+                   "--limit and --offset for the others.", err=True)
     if as_json:
         click.echo(json.dumps([j.to_dict() for j in jobs], indent=2))
         return
     if not jobs:
         where = f" in queue(s) {', '.join(json.dumps(q) for q in queues)}" if queues else ""
         skipped = f" after the first {offset}" if offset else ""
-        click.echo(f"There are no {_jobs_text(wanted)}{where}{skipped}.")
+        matching = " matching the filter" if not query.plain else ""
+        click.echo(f"There are no {_jobs_text(wanted)}{where}{matching}{skipped}.")
         return
     for job in jobs:
         if ids_only:
@@ -61,6 +88,13 @@ def list_(ctx: click.Context, queues: tuple[str, ...], states: tuple[str, ...], 
             state = "" if wanted == [QUEUED] else f" [{job.state}]"
             priority = f" (priority {job.priority})" if job.priority else ""
             click.echo(f"{created_text(job)} {job.id} {job.queue}{title}{state}{priority}")
+
+
+def _utc(moment: dt.datetime | None) -> float | None:
+    """A time given on the command line (no zone: UTC) as epoch seconds."""
+    if moment is None:
+        return None
+    return moment.replace(tzinfo=dt.timezone.utc).timestamp() if moment.tzinfo is None else moment.timestamp()
 
 
 def _jobs_text(states: list[str] | None) -> str:
@@ -171,7 +205,16 @@ def clear(ctx: click.Context, queues: tuple[str, ...], yes: bool) -> None:
     if not queues and names and not yes and sys.stdin.isatty():
         waiting = app.store.count(names, [QUEUED, SCHEDULED])
         click.confirm(f"Delete the {waiting} waiting job(s) of every queue ({', '.join(names)})?", abort=True)
-    count = app.clear(names) if names else 0
+    if names and sys.stderr.isatty():
+        count = 0
+        with click.progressbar(length=max(1, app.store.count(names, [QUEUED, SCHEDULED])), label="Clearing",
+                               file=sys.stderr, show_pos=True) as bar:
+            for name in names:
+                cleared = app.clear([name])
+                count += cleared
+                bar.update(cleared)
+    else:
+        count = app.clear(names) if names else 0
     click.echo(f"Cleared queue(s) {', '.join(json.dumps(q) for q in names)} ({count} job(s))")
 
 
@@ -233,7 +276,14 @@ def enqueue(ctx: click.Context, path: str, args_json: str | None, kwargs_json: s
 @friendly
 def purge(ctx: click.Context, older_than: float | None) -> None:
     """Delete finished, failed and canceled jobs older than the retention period now."""
-    count = app_for(ctx).purge(older_than)
+    app = app_for(ctx)
+    if sys.stderr.isatty():
+        # The done jobs of every age: an upper bound of what goes; the bar ends when the purge does.
+        with click.progressbar(length=max(1, app.store.count(None, list(DONE_STATES))), label="Purging",
+                               file=sys.stderr, show_pos=True) as bar:
+            count = app.purge(older_than, progress=bar.update, batch=PURGE_BATCH)
+    else:
+        count = app.purge(older_than)
     click.echo(f"Purged {count} job(s)")
 
 

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import sys
+import time
 
 import click
 
 from offload.cli.common import app_for, config_for, friendly, setup_logging
+from offload.cli.progress import BurstProgress
 
 
 # -- worker -----------------------------------------------------------------------------------------------------
@@ -80,11 +82,25 @@ def worker(ctx: click.Context, queues: tuple[str, ...], burst: bool, concurrency
     executors = boot_executors(options)
     try:
         start_executors(executors, options, conf)
-        setup_logging(level)
+        handler = setup_logging(level, quiet_jobs=burst and log_level is None)
         app = app_for(ctx)
         app.store.ping()
         supervisor = Supervisor(app, options, executors)
     except BaseException:
         abandon_executors(executors)
         raise
-    sys.exit(supervisor.run())
+    if not burst:
+        sys.exit(supervisor.run())
+    started = time.monotonic()
+    if sys.stderr.isatty():
+        with BurstProgress(app, supervisor.opts.queues, supervisor.info) as progress:
+            handler.addFilter(progress.clear_line)
+            code = supervisor.run()
+        handler.removeFilter(progress.clear_line)
+    else:
+        code = supervisor.run()
+    info = supervisor.info
+    # Always printed, whatever the log level: what a burst run did is its result.
+    click.echo(f"Burst done: {info.processed} job(s) finished, {info.failed} failed in "
+               f"{time.monotonic() - started:.1f} s", err=True)
+    sys.exit(code)

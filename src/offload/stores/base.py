@@ -18,6 +18,7 @@ State machine (what each verb may do):
                    no error recorded)
     requeue_expired started (lease over) -> queued (at its old place, ahead of later jobs), or failed (reason
                    "abandoned") once attempts are spent
+    waiting_since  (reads only) per queue, since when its oldest waiting job has been due
     cancel         scheduled | queued | started -> canceled (a started job's lease is revoked)
     retry_now      failed | canceled | scheduled -> queued (attempts reset to 0 for failed/canceled)
     to_front       queued -> queued, at the head of its queue (priority 0, and its enqueued_at, its place, just
@@ -47,7 +48,11 @@ import time
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
-from offload.jobs import QUEUED, Job, Outcome, ScheduleRun, WorkerInfo
+from offload.jobs import QUEUED, Job, JobQuery, Outcome, ScheduleRun, SearchResult, WorkerInfo
+
+#: How many of its newest jobs an engine without a search index examines for a search with text, a time range or
+#: another order (``Store.search``'s fallback).
+SEARCH_SCAN_LIMIT = 20_000
 
 
 def redact_url(url: str) -> str:
@@ -195,6 +200,32 @@ class Store(abc.ABC):
     def counts(self) -> dict[str, dict[str, int]]:
         """``{queue: {state: n}}`` for every queue of this site holding jobs (zero counts omitted)."""
 
+    def search(self, query: JobQuery, limit: int = 25, offset: int = 0) -> SearchResult:
+        """The jobs matching ``query`` in its order, ``limit`` from ``offset``, and how many match in all.
+
+        Engines with SQL answer in the database. This fallback answers a plain query (queues and states in
+        creation order) with ``list`` and ``count``, an id with ``get``, and anything else by filtering the
+        ``SEARCH_SCAN_LIMIT`` newest jobs of the query's queues and states (``exact`` is False when there were
+        more)."""
+        if query.job_id is not None:
+            job = self.get(query.job_id)
+            hits = [job] if job is not None and query.matches(job) else []
+            return SearchResult(hits[offset:offset + limit], len(hits))
+        queues = builtins.list(query.queues) if query.queues is not None else None
+        states = builtins.list(query.states) if query.states is not None else None
+        if query.plain:
+            return SearchResult(self.list(queues, states, limit, offset, query.descending), self.count(queues, states))
+        newest = self.list(queues, states, SEARCH_SCAN_LIMIT, 0, descending=True)
+        hits = [job for job in newest if query.matches(job)]
+        hits = sort_jobs(hits, query.sort, query.descending)
+        return SearchResult(hits[offset:offset + limit], len(hits), exact=len(newest) < SEARCH_SCAN_LIMIT)
+
+    @abc.abstractmethod
+    def waiting_since(self, now: float) -> dict[str, float]:
+        """``{queue: t}`` for every queue with waiting work: ``t`` is the earliest moment one of its waiting jobs
+        became due (a queued job's ``enqueued_at``, a scheduled job's ``run_at`` once due at ``now``), so
+        ``now - t`` is the queue's latency. Queues without waiting work are absent."""
+
     @abc.abstractmethod
     def cancel(self, job_id: str, now: float) -> Job | None:
         """Cancel a pending job (see the state machine); return it as it is now (a done job is returned
@@ -275,3 +306,12 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def delete_record(self, kind: str, key: str) -> bool:
         """Delete a record; False if there was none."""
+
+
+def sort_jobs(jobs: Sequence[Job], field: str, descending: bool) -> builtins.list[Job]:
+    """``jobs`` by ``field`` (jobs without a value last either way), ties in creation order."""
+    present = [job for job in jobs if getattr(job, field) is not None]
+    absent = [job for job in jobs if getattr(job, field) is None]
+    present.sort(key=lambda job: (getattr(job, field), job.created_at), reverse=descending)
+    absent.sort(key=lambda job: job.created_at, reverse=descending)
+    return present + absent

@@ -297,6 +297,19 @@ class MemoryStore(Store):
                 per_queue[job.state] = per_queue.get(job.state, 0) + 1
         return out
 
+    def waiting_since(self, now: float) -> dict[str, float]:
+        out: dict[str, float] = {}
+        with self._b.cond:
+            for job in self._mine():
+                if job.state == QUEUED:
+                    since = job.enqueued_at if job.enqueued_at is not None else job.created_at
+                elif job.state == SCHEDULED and job.run_at is not None and job.run_at <= now:
+                    since = job.run_at
+                else:
+                    continue
+                out[job.queue] = min(since, out.get(job.queue, since))
+        return out
+
     def cancel(self, job_id: str, now: float) -> Job | None:
         with self._b.cond:
             job = self._b.jobs.get(self._key(job_id))

@@ -61,7 +61,8 @@ from psycopg.rows import TupleRow
 
 from offload import codec
 from offload.errors import StoreError
-from offload.jobs import QUEUED, SCHEDULED, STARTED, Job, Outcome, ScheduleRun, WorkerInfo
+from offload.jobs import QUEUED, SCHEDULED, STARTED, Job, JobQuery, Outcome, ScheduleRun, SearchResult, WorkerInfo
+from offload.stores import search_sql
 from offload.stores.base import Store, mark_stored
 from offload.stores.postgres_link import Connection, Link
 from offload.stores.postgres_schema import migration_block, migrations
@@ -469,6 +470,26 @@ class PostgresStore(Store):
             rows = _literal(conn).execute(query, {**params, "limit": limit, "offset": offset}).fetchall()
         return [self._job(r) for r in rows]
 
+    def search(self, query: JobQuery, limit: int = 25, offset: int = 0) -> SearchResult:
+        if query.plain:
+            return super().search(query, limit, offset)
+        where, params = self._where(list(query.queues) if query.queues is not None else None,
+                                    list(query.states) if query.states is not None else None)
+
+        def mark(value: Any) -> str:
+            name = f"p{len(params)}"
+            params[name] = value
+            return f"%({name})s"
+
+        clauses = " AND ".join([where, *search_sql.conditions(query, mark, "j")])
+        table = f'"{self.schema}".jobs j'
+        with self.link.session() as conn:
+            total = _literal(conn).execute(f"SELECT count(*) FROM {table} WHERE {clauses}", params).fetchone()
+            rows = _literal(conn).execute(
+                f"SELECT {columns('j')} FROM {table} WHERE {clauses} ORDER BY {search_sql.order_by(query, 'j')} "
+                "LIMIT %(limit)s OFFSET %(offset)s", {**params, "limit": limit, "offset": offset}).fetchall()
+        return SearchResult([self._job(r) for r in rows], int(total[0]) if total else 0)
+
     # Each pending state has a partial index whose rows are only that state's jobs; counting one state
     # through its index costs what is pending, however long the history (a condition on several states at
     # once matches no partial index, and a count over the site's rows reads every finished job).
@@ -504,6 +525,19 @@ class PostgresStore(Store):
         for queue, state, n in rows:
             out.setdefault(self.unqname(queue), {})[state] = int(n)
         return out
+
+    def waiting_since(self, now: float) -> dict[str, float]:
+        with self.link.session() as conn:
+            rows = _literal(conn).execute(
+                f'SELECT queue, min(t) FROM ('
+                f' SELECT queue, min(coalesce(enqueued_at, created_at)) AS t FROM "{self.schema}".jobs'
+                f"  WHERE site = %s AND state = 'queued' GROUP BY queue"
+                f' UNION ALL SELECT queue, min(run_at) FROM "{self.schema}".jobs'
+                f"  WHERE site = %s AND state = 'scheduled' AND run_at <= %s GROUP BY queue"
+                f") AS w GROUP BY queue",
+                (self.site_id, self.site_id, now),
+            ).fetchall()
+        return {self.unqname(queue): float(t) for queue, t in rows}
 
     def cancel(self, job_id: str, now: float) -> Job | None:
         rows = self._query("cancel", {"id": job_id, "now": now})

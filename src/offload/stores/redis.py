@@ -621,6 +621,10 @@ class RedisStore(Store):
             out.setdefault(queue, {})[state] = n
         return out
 
+    def waiting_since(self, now: float) -> dict[str, float]:
+        flat = self._run("waiting", repr(now))
+        return {self.unqname(flat[i]): float(flat[i + 1]) for i in range(0, len(flat), 2)}
+
     def cancel(self, job_id: str, now: float) -> Job | None:
         reply = self._run("cancel", job_id, repr(now))
         return None if reply is None else self._job(json.loads(reply))

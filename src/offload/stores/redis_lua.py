@@ -19,7 +19,7 @@ ROW_FIELDS = (
 )
 
 SCRIPT_FILES = ("enqueue", "periodic", "claim", "settle", "extend", "requeue", "cancel", "retry_now", "clear",
-                "purge", "select", "fetch", "delete", "progress", "workers", "front", "pause", "resume")
+                "purge", "select", "fetch", "delete", "progress", "workers", "front", "pause", "resume", "waiting")
 
 
 def _lua_words(text: str) -> set[str]:
@@ -47,8 +47,9 @@ _PER_CALL = {"B", "null"}
 #: would differ from how the EVAL scripts fare: the read-only ones, and the ones that drain or remove jobs, which
 #: an EVAL script may run out of memory (its first write is one Redis allows then), so that workers and
 #: operators can still empty a full server.
-_FLAGS = {"fetch": "no-writes", "select": "no-writes", "claim": "allow-oom", "settle": "allow-oom",
-          "cancel": "allow-oom", "delete": "allow-oom", "purge": "allow-oom", "clear": "allow-oom"}
+_FLAGS = {"fetch": "no-writes", "select": "no-writes", "waiting": "no-writes", "claim": "allow-oom",
+          "settle": "allow-oom", "cancel": "allow-oom", "delete": "allow-oom", "purge": "allow-oom",
+          "clear": "allow-oom"}
 
 
 class Lua:

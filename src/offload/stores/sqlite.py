@@ -34,10 +34,13 @@ from offload.jobs import (
     QUEUED,
     SCHEDULED,
     Job,
+    JobQuery,
     Outcome,
     ScheduleRun,
+    SearchResult,
     WorkerInfo,
 )
+from offload.stores import search_sql
 from offload.stores.base import Store, mark_stored
 from offload.stores.memory import abandoned_error
 from offload.stores.sqlite_schema import MIGRATIONS
@@ -580,6 +583,24 @@ class SQLiteStore(Store):
         ).fetchall()
         return [self._job(r) for r in rows]
 
+    def search(self, query: JobQuery, limit: int = 25, offset: int = 0) -> SearchResult:
+        queues = list(query.queues) if query.queues is not None else None
+        states = list(query.states) if query.states is not None else None
+        if query.plain:
+            return super().search(query, limit, offset)
+        where, params = self._where(queues, states)
+
+        def mark(value: Any) -> str:
+            params.append(value)
+            return "?"
+
+        clauses = " AND ".join([where, *search_sql.conditions(query, mark)])
+        conn = self._conn()
+        total = conn.execute(f"SELECT count(*) FROM jobs WHERE {clauses}", params).fetchone()[0]
+        rows = conn.execute(f"SELECT {_COLUMNS} FROM jobs WHERE {clauses} ORDER BY {search_sql.order_by(query)} "
+                            "LIMIT ? OFFSET ?", [*params, limit, offset]).fetchall()
+        return SearchResult([self._job(r) for r in rows], int(total))
+
     # Counting reads job_counts, kept up to date by triggers on jobs (schema version 2): no history scan.
     def count(self, queues: Sequence[str] | None = None, states: Sequence[str] | None = None) -> int:
         where, params = self._where(queues, states)
@@ -592,6 +613,16 @@ class SQLiteStore(Store):
         for queue, state, n in rows:
             out.setdefault(self.unqname(queue), {})[state] = n
         return out
+
+    def waiting_since(self, now: float) -> dict[str, float]:
+        rows = self._conn().execute(
+            "SELECT queue, min(t) FROM ("
+            " SELECT queue, min(coalesce(enqueued_at, created_at)) AS t FROM jobs"
+            "  WHERE site=? AND state='queued' GROUP BY queue"
+            " UNION ALL SELECT queue, min(run_at) FROM jobs"
+            "  WHERE site=? AND state='scheduled' AND run_at <= ? GROUP BY queue"
+            ") GROUP BY queue", (self.site_id, self.site_id, now))
+        return {self.unqname(queue): float(t) for queue, t in rows}
 
     def cancel(self, job_id: str, now: float) -> Job | None:
         with self._write() as conn:

@@ -34,7 +34,8 @@ audit_log = logging.getLogger("offload.web.audit")
 
 #: Modules imported by ``create_app`` so that their ``@action`` definitions are registered.
 ACTION_MODULES: list[str] = ["offload.web.job_actions", "offload.web.webhook_actions",
-                              "offload.web.task_status_actions"]
+                              "offload.web.task_status_actions", "offload.web.schedule_actions",
+                              "offload.web.search_actions"]
 
 
 class ActionError(Exception):

@@ -13,7 +13,7 @@ from werkzeug.exceptions import HTTPException
 
 from offload import registry
 from offload.app import Offload
-from offload.web import api, dashboard
+from offload.web import api, dashboard, jobs_page, pages  # noqa: F401  (they add routes to dashboard.bp)
 from offload.web.actions import ActionError, load_action_modules
 from offload.web.auth import TokenTable
 from offload.web.state import EXTENSION_KEY, WebState
@@ -44,7 +44,7 @@ def build_app(offload_app: Offload | None = None, config: Mapping[str, Any] | No
     app.config.update(dict(config or {}))
     app.extensions[EXTENSION_KEY] = WebState(offload, tokens)
     app.register_blueprint(api.bp)
-    app.register_blueprint(dashboard.bp)
+    app.register_blueprint(dashboard.bp)  # with the routes of ``pages``
     app.register_error_handler(HTTPException, _http_error)
     app.register_error_handler(Exception, _unexpected_error)
     return app

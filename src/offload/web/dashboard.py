@@ -14,13 +14,15 @@ import json
 import math
 import secrets
 import time
+from collections.abc import Callable
 from typing import Any
 
 from flask import Blueprint, Response, flash, redirect, render_template, request, session, url_for
+from markupsafe import Markup
 from werkzeug.wrappers.response import Response as BaseResponse
 
-from offload.errors import InvalidQueueName, JobNotFound, StoreError
-from offload.jobs import CANCELED, FAILED, PENDING_STATES, SCHEDULED, STATES, Job, check_job_id, check_queue_name
+from offload.errors import JobNotFound, StoreError
+from offload.jobs import CANCELED, FAILED, PENDING_STATES, SCHEDULED, STATES, Job, check_job_id
 from offload.web import metrics
 from offload.web.actions import ActionContext, ActionError, NotAuthorized, get_action
 from offload.web.auth import digest
@@ -87,7 +89,7 @@ def require_login() -> Response | None:
     if session_role() is None:
         return _login_page(403)
     if request.method == "POST" and not _csrf_ok():
-        return _error_page(400, "The form has expired (CSRF token missing or wrong); reload the page and try again.")
+        return error_page(400, "The form has expired (CSRF token missing or wrong); reload the page and try again.")
     return None
 
 
@@ -107,10 +109,10 @@ def security_headers(response: Response) -> Response:
 
 @bp.errorhandler(StoreError)
 def store_failed(exc: StoreError) -> Response:
-    return _error_page(503, "The job store cannot be reached; this page will retry.")
+    return error_page(503, "The job store cannot be reached; this page will retry.")
 
 
-def _error_page(status: int, message: str) -> Response:
+def error_page(status: int, message: str) -> Response:
     html = render_template("error.html", status=status, message=message)
     return Response(html, status=status, mimetype="text/html")
 
@@ -151,8 +153,12 @@ def overview() -> str:
               for name, row in by_queue.items()]
     totals = {s: sum(row[s] for row in by_queue.values()) for s in STATES}
     now = time.time()
-    recent = metrics.recent_done_jobs(offload, now)
-    series = metrics.throughput(recent)
+    range_name = request.args.get("range", "hour")
+    if range_name not in metrics.RANGES:
+        range_name = "hour"
+    chart_queue = request.args.get("queue", "")
+    chart_queues = [chart_queue] if chart_queue in counts else sorted(counts)
+    series = metrics.history_chart(offload, chart_queues, range_name, now)
     workers = []
     for info in offload.workers():
         running = [job for job in (offload.store.get(jid) for jid in info.jobs[:MAX_WORKER_JOBS_SHOWN]) if job]
@@ -160,33 +166,7 @@ def overview() -> str:
     return render_template(
         "overview.html", queues=queues, totals=totals, workers=workers, series=json.dumps(series),
         finished=sum(int(row["finished"]) for row in series), failed=sum(int(row["failed"]) for row in series),
-        truncated=recent.truncated, scan_limit=metrics.RECENT_SCAN_LIMIT,
-    )
-
-
-@bp.route("/jobs")
-def jobs() -> Response | str:
-    offload = web_state().offload
-    queue = request.args.get("queue", "")
-    state = request.args.get("state", "")
-    try:
-        if queue:
-            check_queue_name(queue)
-        if state and state not in (*STATES, "pending"):
-            raise ValueError(f"unknown state {state!r}")
-        page = int(request.args.get("page", "1"))
-        if not 1 <= page <= 1_000_000:
-            raise ValueError("page out of range")
-    except (InvalidQueueName, ValueError) as exc:
-        return _error_page(400, f"Bad filter: {exc}")
-    queues = [queue] if queue else None
-    states = list(PENDING_STATES) if state == "pending" else ([state] if state else None)
-    total = offload.store.count(queues, states)
-    pages = max(1, math.ceil(total / PAGE_SIZE))
-    found = offload.store.list(queues, states, PAGE_SIZE, (page - 1) * PAGE_SIZE, descending=True)
-    return render_template(
-        "jobs.html", jobs=found, queue=queue, state=state, page=page, pages=pages, total=total,
-        all_queues=sorted(set(offload.store.counts()) | ({queue} if queue else set())), states=STATES,
+        range_name=range_name, ranges=metrics.RANGES, chart_queue=chart_queue if chart_queue in counts else "",
     )
 
 
@@ -194,7 +174,7 @@ def jobs() -> Response | str:
 def job(job_id: str) -> Response | str:
     found = _find_job(job_id)
     if found is None:
-        return _error_page(404, f'There is no job with ID "{job_id}"')
+        return error_page(404, f'There is no job with ID "{job_id}"')
     data = found.to_dict()
     percent = None
     if found.progress and isinstance(found.progress.get("total"), (int, float)) and found.progress["total"]:
@@ -219,55 +199,56 @@ def _find_job(job_id: str) -> Job | None:
 
 
 # -- actions -----------------------------------------------------------------------------------------------------
-def _run(name: str, data: dict[str, Any], done: str) -> Response | None:
-    """Run an action for the logged-in user; flash the outcome. A role that may not do it gets a 403 page."""
+def run_action(name: str, data: dict[str, Any], done: str | Callable[[Any], str]) -> Response | None:
+    """Run an action for the logged-in user; flash the outcome (``done``, or ``done(result)``). A role that may
+    not do it gets a 403 page."""
     role = session_role()
     assert role is not None
     try:
         caller = (f"{web_state().tokens.describe_digest(session.get(SESSION_DIGEST))} from "
                   f"{request.remote_addr or 'an unknown address'} (dashboard)")
-        get_action(name)(ActionContext(web_state().offload, role, caller), data)
+        result = get_action(name)(ActionContext(web_state().offload, role, caller), data)
     except NotAuthorized as exc:
-        return _error_page(403, exc.message)
+        return error_page(403, exc.message)
     except ActionError as exc:
         flash(exc.detail or exc.message, "error")
         return None
-    flash(done, "ok")
+    flash(done if isinstance(done, str) else done(result), "ok")
     return None
 
 
-def _back(default: str) -> BaseResponse:
+def back(default: str) -> BaseResponse:
     return redirect(_local_target(request.form.get("next"), default))
 
 
 @bp.route("/jobs/<job_id>/cancel", methods=["POST"])
 def cancel(job_id: str) -> Response | BaseResponse:
-    denied = _run("job_cancel", {"id": job_id}, f"Canceled job {job_id}")
-    return denied or _back(url_for(".job", job_id=job_id))
+    denied = run_action("job_cancel", {"id": job_id}, f"Canceled job {job_id}")
+    return denied or back(url_for(".job", job_id=job_id))
 
 
 @bp.route("/jobs/<job_id>/retry", methods=["POST"])
 def retry(job_id: str) -> Response | BaseResponse:
-    denied = _run("job_retry", {"id": job_id}, f"Queued job {job_id} again")
-    return denied or _back(url_for(".job", job_id=job_id))
+    denied = run_action("job_retry", {"id": job_id}, f"Queued job {job_id} again")
+    return denied or back(url_for(".job", job_id=job_id))
 
 
 @bp.route("/queues/<queue>/clear", methods=["POST"])
 def clear(queue: str) -> Response | BaseResponse:
-    denied = _run("job_clear", {"queues": [queue]}, f'Cleared the waiting jobs of queue "{queue}"')
-    return denied or _back(url_for(".overview"))
+    denied = run_action("job_clear", {"queues": [queue]}, f'Cleared the waiting jobs of queue "{queue}"')
+    return denied or back(url_for(".overview"))
 
 
 @bp.route("/queues/<queue>/pause", methods=["POST"])
 def pause(queue: str) -> Response | BaseResponse:
-    denied = _run("queue_pause", {"queue": queue}, f'Paused queue "{queue}": workers take none of its jobs')
-    return denied or _back(url_for(".overview"))
+    denied = run_action("queue_pause", {"queue": queue}, f'Paused queue "{queue}": workers take none of its jobs')
+    return denied or back(url_for(".overview"))
 
 
 @bp.route("/queues/<queue>/resume", methods=["POST"])
 def resume(queue: str) -> Response | BaseResponse:
-    denied = _run("queue_resume", {"queue": queue}, f'Resumed queue "{queue}"')
-    return denied or _back(url_for(".overview"))
+    denied = run_action("queue_resume", {"queue": queue}, f'Resumed queue "{queue}"')
+    return denied or back(url_for(".overview"))
 
 
 # -- template helpers --------------------------------------------------------------------------------------------
@@ -278,15 +259,32 @@ def when(ts: float | None) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(ts))
 
 
+@bp.app_template_filter("ago")
+def ago(ts: float | None) -> Markup:
+    """``3 s ago`` (or ``in 5 min``) in a ``<time>`` whose title is the absolute time."""
+    if ts is None:
+        return Markup("-")
+    delta = time.time() - ts
+    text = f"{seconds(abs(delta))} ago" if delta >= 0 else f"in {seconds(-delta)}"
+    iso = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))
+    return Markup('<time datetime="{}" title="{}">{}</time>').format(iso, when(ts), text)
+
+
 @bp.app_template_filter("seconds")
 def seconds(value: float | None) -> str:
     if value is None:
         return "-"
+    if math.isinf(value):
+        return "> 1 h"  # above the run-time histogram's last bound
     if value < 1:
         return f"{value * 1000:.0f} ms"
     if value < 120:
         return f"{value:.1f} s"
-    return f"{value / 60:.1f} min"
+    if value < 7200:
+        return f"{value / 60:.1f} min"
+    if value < 172800:
+        return f"{value / 3600:.1f} h"
+    return f"{value / 86400:.1f} d"
 
 
 @bp.app_context_processor

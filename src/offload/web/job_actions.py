@@ -18,7 +18,7 @@ from offload.errors import (
     StoreError,
     TaskNotFound,
 )
-from offload.jobs import PENDING_STATES, STATES, Job, check_job_id, check_queue_name
+from offload.jobs import PENDING_STATES, SORT_FIELDS, STATES, Job, JobQuery, check_job_id, check_queue_name
 from offload.web.actions import (
     ActionContext,
     Boolean,
@@ -50,7 +50,7 @@ def _queue(name: str) -> str:
         raise ValueError(str(exc)) from None
 
 
-def _state(name: str) -> str:
+def state_name(name: str) -> str:
     if name not in STATE_CHOICES:
         raise ValueError(f"Unknown state {name!r}: use one of {', '.join(STATE_CHOICES)}")
     return name
@@ -113,10 +113,31 @@ def _states(requested: list[str]) -> list[str] | None:
     return list(dict.fromkeys(states))
 
 
+#: The search criteria of ``job_list``, ``job_search`` and ``job_bulk``, beside ``queues`` and ``state``.
+FILTER_PARAMS = {
+    "id": String(max_length=200, help="a job id (exact)"),
+    "q": String(max_length=200, help="text in the title, function path or task name (any case)"),
+    "args": String(max_length=200, help='text in the arguments as stored, JSON (any case), e.g. "user_id": 42'),
+    "created_after": Number(maximum=1e11, help="created at or after this time (UTC seconds since the epoch)"),
+    "created_before": Number(maximum=1e11, help="created before this time (UTC seconds since the epoch)"),
+    "sort": String(choices=SORT_FIELDS, default="created_at", help="the time to order by (default created_at)"),
+}
+
+
+def job_query(data: dict[str, Any], default_states: list[str] | None = None) -> JobQuery:
+    """The search an action's validated parameters describe."""
+    states = _states(data["state"]) if data.get("state") is not None else default_states
+    return JobQuery(queues=tuple(data["queues"]) if data["queues"] else None,
+                    states=tuple(states) if states is not None else None,
+                    job_id=data.get("id") or None, text=data.get("q") or None, args=data.get("args") or None,
+                    created_after=data.get("created_after"), created_before=data.get("created_before"),
+                    sort=data.get("sort") or "created_at", descending=data.get("order") == "desc")
+
+
 @action("job_list", role="read", params={
     "queues": QUEUES,
     "state": StringList(help="states to list: scheduled, queued, started, finished, failed, canceled, or pending "
-                             "(the first three) or all", item=_state, default=["queued"],
+                             "(the first three) or all", item=state_name, default=["queued"],
                         item_schema={"type": "string", "enum": list(STATE_CHOICES)}),
     "limit": Integer(help=f"at most this many jobs (default {DEFAULT_JOB_LIST_LIMIT})", minimum=0,
                      maximum=MAX_JOB_LIST_LIMIT, default=DEFAULT_JOB_LIST_LIMIT),
@@ -124,14 +145,20 @@ def _states(requested: list[str]) -> list[str] | None:
     "ids_only": Boolean(help="return job ids only"),
     "order": String(help="asc: oldest first (default); desc: newest first", choices=("asc", "desc"),
                     default="asc"),
+    **FILTER_PARAMS,
 }, result={"type": "array", "items": {"oneOf": [JOB_SCHEMA, {"type": "string"}]}})
 def job_list(ctx: ActionContext, data: dict[str, Any]) -> list[Any]:
     """List jobs, oldest first: by default the queued jobs of every queue (as CKAN's job_list does).
 
     ``queues`` restricts the queues, ``state`` the states (``pending`` = scheduled, queued and started;
-    ``all`` = every state), ``limit``/``offset`` page through them, ``ids_only`` returns ids only."""
-    jobs = ctx.offload.list_jobs(data["queues"], _states(data["state"]), data["limit"], data["offset"],
-                                 descending=data["order"] == "desc")
+    ``all`` = every state), ``id``, ``q`` (text in the title, function or task), ``created_after`` and
+    ``created_before`` narrow the list, ``sort`` and ``order`` order it, ``limit``/``offset`` page through it,
+    ``ids_only`` returns ids only. ``job_search`` also returns the total."""
+    try:
+        query = job_query(data)
+    except ValueError as exc:
+        raise ValidationError({"q": [str(exc)]}) from None
+    jobs = ctx.offload.store.search(query, data["limit"], data["offset"]).jobs
     if data["ids_only"]:
         return [job.id for job in jobs]
     return [job_dict(job) for job in jobs]
@@ -284,16 +311,19 @@ def worker_list(ctx: ActionContext, data: dict[str, Any]) -> list[dict[str, Any]
 
 @action("schedule_list", role="read", result={"type": "array", "items": {"type": "object"}})
 def schedule_list(ctx: ActionContext, data: dict[str, Any]) -> list[dict[str, Any]]:
-    """Periodic jobs (declared in imported task modules and in the ini file) with their last and next run."""
+    """Periodic jobs (declared in imported task modules and in the ini file) with their last and next run, and
+    whether they are enabled."""
     found = schedule.all_schedules(ctx.offload)
     runs = ctx.offload.store.schedule_runs()
+    off = schedule.disabled(ctx.offload)
     now = time.time()
     rows = []
     for name in sorted(found):
         entry = found[name]
         last = runs.get(name)
         rows.append({**entry.to_dict(), "spec": entry.spec, "last_run": last.last_slot if last else None,
-                     "last_job_id": last.job_id if last else None, "next_run": entry.next_slot(now)})
+                     "last_job_id": last.job_id if last else None, "next_run": entry.next_slot(now),
+                     "enabled": name not in off})
     return rows
 
 

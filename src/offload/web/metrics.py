@@ -16,6 +16,7 @@ from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from offload import history
 from offload.app import Offload
 from offload.jobs import FAILED, FINISHED, STATES, Job
 
@@ -57,6 +58,45 @@ def throughput(recent: RecentJobs, bucket: float = 60.0) -> list[dict[str, float
         if 0 <= index < count:
             rows[index][job.state] += 1
     return rows
+
+
+#: Chart ranges: name -> (history resolution, seconds covered, seconds per bar, label of the left end)
+RANGES = {"hour": ("minute", 3600, 60, "60 min ago"), "day": ("hour", 86400, 3600, "24 h ago"),
+          "month": ("hour", 30 * 86400, 86400, "30 days ago")}
+
+
+def history_chart(offload: Offload, queues: list[str], range_name: str, now: float) -> list[dict[str, float]]:
+    """Finished and failed jobs per bar over ``range_name`` from the metrics history, summed over ``queues``:
+    ``[{"t": bar start, "finished": n, "failed": n, "p95": run time, "wait": longest wait}, ...]``, oldest first
+    (``p95`` and ``wait`` only where there were runs)."""
+    resolution, span, step, _ = RANGES[range_name]
+    end = math.floor(now / step) * step + step
+    start = end - span
+    count = int(span // step)
+    merged = [history.Bucket() for _ in range(count)]
+    for queue in queues:
+        for bucket_start, bucket in history.series(offload.store, queue, resolution, start, now):
+            index = int((bucket_start - start) // step)
+            if 0 <= index < count:
+                merged[index].merge(bucket.to_dict())
+    rows: list[dict[str, float]] = []
+    for i, bucket in enumerate(merged):
+        row = {"t": float(start + i * step), "finished": float(bucket.finished), "failed": float(bucket.failed)}
+        p95 = bucket.percentile(0.95)
+        if p95 is not None:
+            row["p95"] = p95 if math.isfinite(p95) else 3600.0
+        if bucket.waits:
+            row["wait"] = bucket.wait_max
+        rows.append(row)
+    return rows
+
+
+def last_hour(offload: Offload, queue: str, now: float) -> history.Bucket:
+    """The metrics history of ``queue`` over the last hour, in one bucket."""
+    total = history.Bucket()
+    for _, bucket in history.series(offload.store, queue, "minute", now - 3600, now):
+        total.merge(bucket.to_dict())
+    return total
 
 
 # -- exposition --------------------------------------------------------------------------------------------------
@@ -111,6 +151,19 @@ def _duration_samples(jobs: list[Job]) -> list[tuple[str, dict[str, str], float]
     return samples
 
 
+def _history_samples(offload: Offload, queues: list[str], now: float) -> list[tuple[str, dict[str, str], float]]:
+    samples: list[tuple[str, dict[str, str], float]] = []
+    for queue in queues:
+        bucket = last_hour(offload, queue, now)
+        cumulative = 0
+        for bound, n in zip((*history.RUNTIME_BOUNDS, math.inf), bucket.runtimes, strict=True):
+            cumulative += n
+            samples.append(("_bucket", {"queue": queue, "le": _number(bound)}, cumulative))
+        samples.append(("_sum", {"queue": queue}, bucket.runtime_sum))
+        samples.append(("_count", {"queue": queue}, cumulative))
+    return samples
+
+
 def render(offload: Offload, now: float) -> str:
     """The metrics text for this site."""
     out = Exposition()
@@ -136,6 +189,14 @@ def render(offload: Offload, now: float) -> str:
     out.family("offload_recent_scan_truncated", "gauge",
                "1 when the last-hour figures were computed from a truncated scan of the store.",
                [("", {}, 1 if recent.truncated else 0)])
+    since = offload.store.waiting_since(now)
+    out.family("offload_queue_latency_seconds", "gauge",
+               "How long the oldest waiting job of each queue has been due (0: nothing waits).",
+               (("", {"queue": queue}, max(0.0, now - since[queue]) if queue in since else 0)
+                for queue in sorted(set(counts) | set(since))))
+    out.family("offload_queue_run_seconds", "histogram",
+               "Run time of the attempts that ended in the last hour, by queue (metrics history).",
+               _history_samples(offload, sorted(counts), now))
     workers = offload.workers(stale_after=STALE_WORKER_AFTER)
     out.family("offload_workers_alive", "gauge", "Workers that sent a heartbeat in the last 30 seconds.",
                [("", {}, len(workers))])

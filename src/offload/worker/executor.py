@@ -33,7 +33,7 @@ from typing import Any
 # ``config`` (what the configuration message holds) and ``registry`` (what loads the job modules) are imported with
 # the module, so that a forked executor has them from its parent (which needs them too) and a spawned one loads
 # them while it waits for that message.
-from offload import codec, context, default, funcs, registry
+from offload import codec, context, default, funcs, registry, tracing
 from offload import config as _config  # noqa: F401
 from offload.errors import JobFunctionError, SerializationError, TaskNotFound
 from offload.jobs import JobSpec
@@ -84,6 +84,13 @@ def _permanent_for_task(spec: JobSpec, exc: BaseException) -> bool:
 def run_job(spec: JobSpec, send_progress: Any = None, timer: Timer | None = None) -> dict[str, Any]:
     """Run one job in this process; the report says ``ok`` and carries the result or the error. With a ``timer``,
     ``JobTimeout`` is raised in the job at ``spec.timeout`` (the soft timeout, see ``offload.worker.timeouts``)."""
+    with tracing.run_span(spec) as finish:
+        report = _run_job(spec, send_progress, timer)
+        finish(report)
+    return report
+
+
+def _run_job(spec: JobSpec, send_progress: Any, timer: Timer | None) -> dict[str, Any]:
     started = time.perf_counter()
     token = context.enter(spec, send_progress)
     try:

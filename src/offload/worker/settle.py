@@ -9,6 +9,9 @@ from offload.jobs import Job, Outcome
 from offload.retry import RetryPolicy, decide, next_payload, recorded_budget
 
 log = logging.getLogger("offload")
+#: ``extra=`` of the per-job lifecycle lines (started, finished) that a burst run leaves out unless asked
+#: (``offload worker --burst`` without ``--log-level``): failures and retries are always logged.
+PER_JOB = {"offload_per_job": True}
 
 
 def outcome_for_report(job: Job, report: dict[str, Any], now: float) -> Outcome:
@@ -16,7 +19,7 @@ def outcome_for_report(job: Job, report: dict[str, Any], now: float) -> Outcome:
     token = job.lease_token or ""
     if report.get("ok"):
         if log.isEnabledFor(logging.INFO):
-            log.info("Job %s finished in %.3f s", job.describe(), report.get("duration", 0.0))
+            log.info("Job %s finished in %.3f s", job.describe(), report.get("duration", 0.0), extra=PER_JOB)
         return Outcome(job.id, token, "finish", result_json=report["result"], ended_at=now)
     if report.get("snooze") is not None:
         seconds = float(report["snooze"])

@@ -25,12 +25,14 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from offload import history
 from offload.errors import StoreUnavailable
 from offload.jobs import Job, Outcome, WorkerInfo, record_problem
 from offload.schedule import Scheduler, all_schedules
 from offload.version import __version__
 from offload.worker.pool import Assigned, Child
 from offload.worker.settle import (
+    PER_JOB,
     outcome_for_corrupt,
     outcome_for_crash,
     outcome_for_lost_result,
@@ -46,6 +48,8 @@ log = logging.getLogger("offload")
 
 PREFETCH_WINDOW = 0.05  # seconds of work a child may hold beyond what it runs, when jobs are short
 PREFETCH_MAX = 64
+HISTORY_FLUSH_SECONDS = 5.0  # how often a worker writes its metrics history (offload.history)
+HISTORY_PRUNE_SECONDS = 600.0
 
 
 @dataclass
@@ -133,6 +137,7 @@ class Supervisor:
         # known, so each runs again alone (same attempt) in an executor kept for them (``Child.isolating``).
         self.suspects: dict[str, Job] = {}
         self.discarded = 0  # results refused by the store (fencing): not counted as finished or failed
+        self.history = history.Recorder(self.store, self.id)
         self.outcomes: list[Outcome] = []
         self.avg_duration = 1.0  # seconds, EWMA; starts pessimistic so nothing is prefetched at first
         self.stopping: str | None = None  # None, "warm" or "cold"
@@ -188,6 +193,7 @@ class Supervisor:
             self.closed.set()
             with self.lock:
                 self._shutdown()
+        self._history_call(self.history.flush, time.time())
         discarded = f", {self.discarded} result(s) discarded (lease lost)" if self.discarded else ""
         log.info("Worker %s (PID %d) stopped: %d job(s) finished, %d failed%s",
                  self.id, os.getpid(), self.info.processed, self.info.failed, discarded)
@@ -287,7 +293,7 @@ class Supervisor:
                 runnable.append(job)
             else:
                 outcome = outcome_for_corrupt(job, problem, time.time())
-                self._count(outcome)
+                self._count(outcome, job)
                 self.outcomes.append(outcome)
         return runnable
 
@@ -326,7 +332,7 @@ class Supervisor:
         assigned.started_wall = wall or time.time()
         job = assigned.job
         assigned.deadline = self._deadline(job, now)
-        log.info("Job %s started (attempt %d of %d)", job.describe(), job.attempts, job.max_attempts)
+        log.info("Job %s started (attempt %d of %d)", job.describe(), job.attempts, job.max_attempts, extra=PER_JOB)
 
     def _deadline(self, job: Job, started: float) -> float | None:
         """When a job started at ``started`` is killed: its time limit, plus the grace after JobTimeout."""
@@ -383,7 +389,7 @@ class Supervisor:
         duration = report.get("duration", 0.0)
         self.avg_duration = 0.8 * self.avg_duration + 0.2 * duration
         outcome = outcome_for_report(entry.job, report, time.time())
-        self._count(outcome)
+        self._count(outcome, entry.job, entry.started_wall)
         self.outcomes.append(outcome)
         if child.threads == 1 and not report.get("ok") and report["error"].get("reason") == "timeout":
             # JobTimeout was raised at an arbitrary point of the job: what it left (child processes, threads,
@@ -403,11 +409,16 @@ class Supervisor:
                          child.jobs_done, child.rss)
                 child.retiring = True
 
-    def _count(self, outcome: Outcome) -> None:
+    def _count(self, outcome: Outcome, job: Job, started_wall: float | None = None) -> None:
         if outcome.kind == "finish":
             self.info.processed += 1
         elif outcome.kind == "fail":
             self.info.failed += 1
+        if outcome.kind in ("finish", "fail", "retry"):
+            ended = outcome.ended_at or time.time()
+            runtime = ended - started_wall if started_wall is not None else None
+            wait = started_wall - job.enqueued_at if started_wall is not None and job.enqueued_at else None
+            self.history.record(job.queue, ended, outcome.kind == "finish", runtime, wait)
 
     # -- timeouts and crashes ------------------------------------------------------------------------------
     def _observe(self, child: Child) -> None:
@@ -469,7 +480,7 @@ class Supervisor:
     def _finish_killed(self, child: Child, entry: Assigned, outcome: Outcome) -> None:
         child.assigned.pop(entry.job.id, None)
         self.held.pop(entry.job.id, None)
-        self._count(outcome)
+        self._count(outcome, entry.job, entry.started_wall)
         self.outcomes.append(outcome)
 
     def _release_rest(self, child: Child, why: str) -> None:
@@ -481,7 +492,7 @@ class Supervisor:
         for job_id, entry in list(child.assigned.items()):
             if entry.seq < seq or (entry.seq == seq and not running):
                 outcome = outcome_for_lost_result(entry.job, time.time())
-                self._count(outcome)
+                self._count(outcome, entry.job, entry.started_wall)
                 self.outcomes.append(outcome)
             else:
                 if entry.started is not None:
@@ -574,6 +585,17 @@ class Supervisor:
             self.next_tick = next_tick if next_tick is not None else time.time() + 1.0
         if self.opts.keep and self._due("purge", 60.0):
             self._store_call(self.store.purge, time.time() - self.opts.keep)
+        if self._due("history", HISTORY_FLUSH_SECONDS):
+            self._history_call(self.history.flush, time.time())
+        if self._due("history-prune", HISTORY_PRUNE_SECONDS):
+            self._history_call(history.prune, self.store, self.opts.queues, time.time())
+
+    def _history_call(self, fn: Any, *args: Any) -> None:
+        """A metrics-history write: never a reason for the worker to stop (an outage is retried later)."""
+        try:
+            self._store_call(fn, *args)
+        except Exception as exc:
+            log.warning("Worker %s: could not write its metrics history: %s", self.id, exc)
 
     def _lease_lost(self, job_id: str) -> None:
         if self.suspects.pop(job_id, None) is not None:

@@ -6,13 +6,38 @@
   var SVG = "http://www.w3.org/2000/svg";
   var STORAGE_KEY = "offload-auto-refresh";
 
-  // Forms that change something carry data-confirm: ask before submitting.
+  // Forms that change something carry data-confirm: ask before submitting. A selection form (data-selection)
+  // asks its clicked button's question with the number of checked boxes, and refuses an empty selection.
   document.addEventListener("submit", function (event) {
-    var question = event.target.getAttribute("data-confirm");
+    var form = event.target;
+    var question = form.getAttribute("data-confirm");
+    if (form.hasAttribute("data-selection")) {
+      var checked = document.querySelectorAll('input[name="ids"][form="' + form.id + '"]:checked').length;
+      if (!checked) {
+        window.alert("Select jobs first.");
+        event.preventDefault();
+        return;
+      }
+      var button = event.submitter;
+      question = ((button && button.getAttribute("data-question")) || "Go on?").replace("{n}", String(checked));
+    }
     if (question && !window.confirm(question)) {
       event.preventDefault();
     }
   });
+
+  // The header checkbox of a selectable list checks or clears every box on the page.
+  document.addEventListener("change", function (event) {
+    if (event.target.id !== "select-all") { return; }
+    Array.prototype.forEach.call(document.querySelectorAll('input[name="ids"]'), function (box) {
+      box.checked = event.target.checked;
+    });
+  });
+
+  function seconds(value) {
+    return value < 1 ? Math.round(value * 1000) + " ms" : value < 120 ? value.toFixed(1) + " s" :
+      (value / 60).toFixed(1) + " min";
+  }
 
   function el(name, attrs) {
     var node = document.createElementNS(SVG, name);
@@ -46,19 +71,23 @@
       var w = Math.max(1, step - 2);
       var hFinished = plot * row.finished / max;
       var hFailed = plot * row.failed / max;
-      var when = new Date(row.t * 1000).toISOString().slice(11, 16) + " UTC";
+      var iso = new Date(row.t * 1000).toISOString();
+      var when = (svg.getAttribute("data-bar") === "day" ? iso.slice(0, 10) :
+        svg.getAttribute("data-bar") === "hour" ? iso.slice(0, 10) + " " + iso.slice(11, 16) : iso.slice(11, 16)) + " UTC";
       [["finished", hFinished, height - bottom - hFinished], ["failed", hFailed, height - bottom - hFinished - hFailed]]
         .forEach(function (bar) {
           if (bar[1] <= 0) { return; }
           var rect = el("rect", {x: x, y: bar[2], width: w, height: bar[1], "class": "bar " + bar[0]});
           var title = document.createElementNS(SVG, "title");
-          title.textContent = when + ": " + row.finished + " finished, " + row.failed + " failed";
+          title.textContent = when + ": " + row.finished + " finished, " + row.failed + " failed" +
+            (row.p95 !== undefined ? "; run time p95 " + seconds(row.p95) : "") +
+            (row.wait !== undefined ? "; longest wait " + seconds(row.wait) : "");
           rect.appendChild(title);
           svg.appendChild(rect);
         });
     });
     var start = el("text", {x: left, y: height - 2, "class": "tick"});
-    start.textContent = "60 min ago";
+    start.textContent = svg.getAttribute("data-start-label") || "";
     svg.appendChild(start);
     var end = el("text", {x: width - 2, y: height - 2, "class": "tick end"});
     end.textContent = "now";
@@ -73,8 +102,10 @@
     return window.localStorage.getItem(STORAGE_KEY) !== "off";
   }
 
+  // Not while the user types or picks, nor while jobs are selected (a refresh would clear the selection).
   function busy() {
     var active = document.activeElement;
+    if (document.querySelector('input[name="ids"]:checked')) { return true; }
     return active && /^(INPUT|SELECT|TEXTAREA)$/.test(active.tagName) && active.id !== "auto-refresh";
   }
 
