@@ -19,7 +19,7 @@ ROW_FIELDS = (
 )
 
 SCRIPT_FILES = ("enqueue", "periodic", "claim", "settle", "extend", "requeue", "cancel", "retry_now", "clear",
-                "purge", "select", "fetch", "delete", "progress", "workers", "front")
+                "purge", "select", "fetch", "delete", "progress", "workers", "front", "reap")
 
 
 def _lua_words(text: str) -> set[str]:
