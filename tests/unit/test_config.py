@@ -94,5 +94,5 @@ def test_dead_worker_settings() -> None:
     assert conf["offload.worker.dead_after"] == 10 and conf["offload.worker.host_id"] == ""
     conf = Config.load(environ={"OFFLOAD_WORKER_DEAD_AFTER": "1m", "OFFLOAD_WORKER_HOST_ID": "rack-2"})
     assert conf["offload.worker.dead_after"] == 60 and conf["offload.worker.host_id"] == "rack-2"
-    with pytest.raises(ConfigError, match="offload.worker.dead_after must be at least 3 seconds"):
+    with pytest.raises(ConfigError, match=r"offload\.worker\.dead_after must be at least 3 seconds"):
         Config.load(environ={"OFFLOAD_WORKER_DEAD_AFTER": "1"})
