@@ -34,19 +34,22 @@ RESULTS = ROOT / "bench" / "results"
 TOOLS_PYTHON = ROOT / "bench" / ".venvs" / "tools" / "bin" / "python"
 ENGINES = ("sqlite", "redis", "postgresql")
 SCENARIOS = ("kill-storm", "store-restart", "poison", "timeouts", "fencing", "graceful", "bad-input", "corrupt",
-             "kill-storm-default", "dead-worker-same-host", "dead-worker-other-host", "paused-worker")
+             "kill-storm-default", "dead-worker-same-host", "dead-worker-other-host", "paused-worker", "kill-once")
 
 FULL: dict[str, Any] = {
     "kill-storm": {"sqlite": {"jobs": 20_000}, "redis": {"jobs": 50_000}, "postgresql": {"jobs": 50_000}},
     "store-restart": {"produce": 5.0, "down": 5.0, "after": 5.0, "backlog": 5000},
     "poison": {"healthy": 6000},
     "liveness": {"runs": 5},
+    # Jobs of 50 ms, so that the drain lasts (about 40 s on 8 executors) and kills land on running jobs.
+    "kill-storm-default": {"jobs": 6000, "job_seconds": 0.05},
 }
 QUICK: dict[str, Any] = {
     "kill-storm": {e: {"jobs": 5000} for e in ENGINES},
     "store-restart": {"produce": 2.0, "down": 2.0, "after": 2.0, "backlog": 1000},
     "poison": {"healthy": 2000},
     "liveness": {"runs": 3},
+    "kill-storm-default": {"jobs": 2000, "job_seconds": 0.05},
 }
 
 
@@ -64,8 +67,12 @@ def run_one(name: str, engine: str, sizes: dict[str, Any], servers: Any, workdir
         return [scenarios.kill_storm(engine, servers, workdir, seed=seed, **sizes["kill-storm"][engine])]
     if name == "kill-storm-default":  # issue 21: no lease tuning, recovery p99 <= 10 s
         result = scenarios.kill_storm(engine, servers, workdir, seed=seed, lease=None, recovery_mark=10.0,
-                                      **sizes["kill-storm"][engine])
+                                      **sizes["kill-storm-default"])
         return [{**result, "mode": "default settings"}]
+    if name == "kill-once":  # issue 21's side-by-side with the peers: one worker killed at 3 s, a fresh one at once
+        result = scenarios.kill_storm(engine, servers, workdir, seed=seed, jobs=300, job_seconds=0.2, workers=1,
+                                      concurrency=1, kill_every=3.0, max_kills=1, lease=None, recovery_mark=10.0)
+        return [{**result, "mode": "300 jobs of 0.2 s, killed at 3 s, a fresh worker at once"}]
     if name in ("dead-worker-same-host", "dead-worker-other-host", "paused-worker"):
         return [repeated(name, engine, sizes["liveness"]["runs"], servers, workdir)]
     if name == "store-restart":
