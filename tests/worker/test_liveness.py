@@ -9,7 +9,7 @@ import time
 
 from offload.jobs import WorkerInfo
 from offload.stores import open_store
-from offload.worker.liveness import Liveness, gone_here, host_identity, process_gone, process_start
+from offload.worker.liveness import REGISTRY_EVERY, Liveness, gone_here, host_identity, process_gone, process_start
 
 
 def info(worker_id: str, pid: int, host_id: str, pid_start: int) -> WorkerInfo:
@@ -68,6 +68,13 @@ def test_a_check_reaps_a_gone_worker_on_this_host_and_heartbeats() -> None:
     liveness = Liveness(store, me, dead_after=10.0)
     assert liveness.check(lambda fn, *args: fn(*args)) == []
     assert [w.id for w in store.list_workers(0.0)] == ["me", "silent"], "the gone one reaped, at once"
+    # The registry is read every REGISTRY_EVERY seconds; the processes of the workers on this host at every check.
+    store.register_worker(info("gone-later", child.pid, "host-a", started))
+    liveness.check(lambda fn, *args: fn(*args))
+    assert "gone-later" in [w.id for w in store.list_workers(0.0)]
+    liveness.listed_at = time.monotonic() - REGISTRY_EVERY
+    liveness.check(lambda fn, *args: fn(*args))
+    assert "gone-later" not in [w.id for w in store.list_workers(0.0)]
     # Silence is judged only once every live worker has had the time to reconnect after this one's start or
     # outage: a worker silent for a minute is still there right after the start...
     silent = store.list_workers(0.0)[1]

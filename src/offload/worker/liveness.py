@@ -1,7 +1,8 @@
 """Dead-worker detection, faster than the lease.
 
 Every ``HEARTBEAT`` seconds a supervisor makes its liveness exchange with the store (``Store.reap_dead_workers``):
-its own heartbeat, and the rule every live worker applies to the others. A worker silent for
+its own heartbeat, and the rule every live worker applies to the others. Every ``REGISTRY_EVERY`` seconds it also
+reads the registry to learn which workers run on its host. A worker silent for
 ``offload.worker.dead_after`` seconds is dead, and so is a worker on this host whose supervisor process is gone;
 the store puts a dead worker's started jobs back on their queues at once (attempt counted, error ``WorkerLost``).
 A worker that was only paused (SIGSTOP, a frozen VM) and comes back finds those jobs fenced off, as after an
@@ -33,6 +34,9 @@ log = logging.getLogger("offload")
 
 #: Seconds between a supervisor's liveness exchanges (heartbeat and reaping).
 HEARTBEAT = 1.0
+#: Seconds between two reads of the registry, for the workers on this host (whose processes are checked at every
+#: liveness check, in /proc): a read returns every entry of the site, so its cost grows with the workers.
+REGISTRY_EVERY = 5.0
 #: How long a live worker may take to reach the store again after an outage: the longest reconnect backoff of a
 #: supervisor (``Supervisor._store_call``), in seconds.
 RECONNECT = 10.0
@@ -94,15 +98,20 @@ class Liveness:
         self.info = info
         self.dead_after = dead_after
         self.silence_from = time.monotonic() + RECONNECT  # when the silence rule may apply (see the module doc)
+        self.peers: list[WorkerInfo] = []  # the other workers on this host, as the registry last showed them
+        self.listed_at = -REGISTRY_EVERY
 
     def check(self, call: StoreCall) -> list[Job]:
         """Heartbeat and reap through ``call`` (the supervisor's store call, None on an outage); the jobs that went
         back to their queues or failed because their worker was dead."""
-        workers = call(self.store.list_workers, 0.0)
-        if workers is None:
-            self.silence_from = time.monotonic() + RECONNECT
-            return []
-        dead = gone_here(workers, self.info)
+        if time.monotonic() >= self.listed_at + REGISTRY_EVERY:
+            workers = call(self.store.list_workers, 0.0)
+            if workers is None:
+                self.silence_from = time.monotonic() + RECONNECT
+                return []
+            self.peers = [w for w in workers if w.id != self.info.id and w.host_id == self.info.host_id]
+            self.listed_at = time.monotonic()
+        dead = gone_here(self.peers, self.info)
         now = time.time()
         # Reaped at most HEARTBEAT after the limit: a silence of dead_after in all, from the last heartbeat.
         silent = now - (self.dead_after - HEARTBEAT) if time.monotonic() >= self.silence_from else 0.0
@@ -110,6 +119,7 @@ class Liveness:
         if jobs is None:
             self.silence_from = time.monotonic() + RECONNECT
             return []
+        self.peers = [w for w in self.peers if w.id not in dead]
         for job in jobs:
             log.warning("Job %s lost its worker %s (declared dead: %s); now %s", job.describe(), job.worker,
                         "its process is gone" if job.worker in dead else "no heartbeat", job.state)
