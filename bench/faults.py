@@ -33,17 +33,23 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
 TOOLS_PYTHON = ROOT / "bench" / ".venvs" / "tools" / "bin" / "python"
 ENGINES = ("sqlite", "redis", "postgresql")
-SCENARIOS = ("kill-storm", "store-restart", "poison", "timeouts", "fencing", "graceful", "bad-input", "corrupt")
+SCENARIOS = ("kill-storm", "store-restart", "poison", "timeouts", "fencing", "graceful", "bad-input", "corrupt",
+             "kill-storm-default", "dead-worker-same-host", "dead-worker-other-host", "paused-worker", "kill-once")
 
 FULL: dict[str, Any] = {
     "kill-storm": {"sqlite": {"jobs": 20_000}, "redis": {"jobs": 50_000}, "postgresql": {"jobs": 50_000}},
     "store-restart": {"produce": 5.0, "down": 5.0, "after": 5.0, "backlog": 5000},
     "poison": {"healthy": 6000},
+    "liveness": {"runs": 5},
+    # Jobs of 50 ms, so that the drain lasts (about 40 s on 8 executors) and kills land on running jobs.
+    "kill-storm-default": {"jobs": 6000, "job_seconds": 0.05},
 }
 QUICK: dict[str, Any] = {
     "kill-storm": {e: {"jobs": 5000} for e in ENGINES},
     "store-restart": {"produce": 2.0, "down": 2.0, "after": 2.0, "backlog": 1000},
     "poison": {"healthy": 2000},
+    "liveness": {"runs": 3},
+    "kill-storm-default": {"jobs": 2000, "job_seconds": 0.05},
 }
 
 
@@ -59,6 +65,16 @@ def run_one(name: str, engine: str, sizes: dict[str, Any], servers: Any, workdir
 
     if name == "kill-storm":
         return [scenarios.kill_storm(engine, servers, workdir, seed=seed, **sizes["kill-storm"][engine])]
+    if name == "kill-storm-default":  # issue 21: no lease tuning, recovery p99 <= 10 s
+        result = scenarios.kill_storm(engine, servers, workdir, seed=seed, lease=None, recovery_mark=10.0,
+                                      **sizes["kill-storm-default"])
+        return [{**result, "mode": "default settings"}]
+    if name == "kill-once":  # issue 21's side-by-side with the peers: one worker killed at 3 s, a fresh one at once
+        result = scenarios.kill_storm(engine, servers, workdir, seed=seed, jobs=300, job_seconds=0.2, workers=1,
+                                      concurrency=1, kill_every=3.0, max_kills=1, lease=None, recovery_mark=10.0)
+        return [{**result, "mode": "300 jobs of 0.2 s, killed at 3 s, a fresh worker at once"}]
+    if name in ("dead-worker-same-host", "dead-worker-other-host", "paused-worker"):
+        return [repeated(name, engine, sizes["liveness"]["runs"], servers, workdir)]
     if name == "store-restart":
         out = []
         for mode in scenarios.RESTART_MODES[engine]:
@@ -79,6 +95,35 @@ def run_one(name: str, engine: str, sizes: dict[str, Any], servers: Any, workdir
     if name == "corrupt":
         return [scenarios.corrupt_records(engine, servers, workdir)]
     raise ValueError(name)
+
+
+def repeated(name: str, engine: str, runs: int, servers: Any, workdir: Path) -> dict[str, Any]:
+    """A dead-worker scenario (tests/faults/liveness.py) ``runs`` times: one result, its re-run delays' median as
+    recovery p50 and their maximum as p99, failed if any run failed."""
+    import statistics
+
+    from tests.faults import liveness
+
+    results = []
+    for n in range(runs):
+        sub = workdir / str(n)
+        sub.mkdir()
+        if name == "paused-worker":
+            results.append(liveness.paused_worker(engine, servers, sub))
+        else:
+            results.append(liveness.dead_worker(engine, servers, sub, other_host=name.endswith("other-host")))
+    delays = [r["rerun_delay"] for r in results if r.get("rerun_delay") is not None]
+    return {
+        **results[0],
+        "jobs": runs,
+        **{k: sum(r.get(k, 0) for r in results) for k in ("executions", "lost", "duplicates")},
+        "requeued_by": sorted({str(r.get("requeued_by")) for r in results}),
+        "rerun_delays": delays,
+        "recovery_p50": statistics.median(delays) if delays else None,
+        "recovery_p99": max(delays) if delays else None,
+        "reasons": [f"run {n}: {reason}" for n, r in enumerate(results) for reason in r["reasons"]],
+        "verdict": "fail" if any(r["verdict"] != "pass" for r in results) else "pass",
+    }
 
 
 def machine() -> dict[str, Any]:
@@ -207,6 +252,12 @@ def details(report: dict[str, Any]) -> str:
         elif s == "fencing":
             body.append(f"late result rejected {r.get('rejected_after_resume')} s after SIGCONT; stored "
                         f"{r['store_outcome']}.")
+        elif s.startswith("dead worker") or s == "paused worker":
+            body.append(f"{r['jobs']} runs, default settings (30 s lease); lost attempt requeued by "
+                        f"{', '.join(r['requeued_by'])}; re-run delays (kill or SIGSTOP to the second start) "
+                        f"{r['rerun_delays']} s, median {_num(r.get('recovery_p50'))} s"
+                        + (f", mark {r['mark']:g} s" if "mark" in r else f"; resumed after {r['pause']:g} s, the "
+                           "late result rejected") + ".")
         elif s == "graceful shutdown":
             body += [f"- {name}: {c}" for name, c in r["cases"].items()]
         elif s == "bad input":

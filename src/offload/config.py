@@ -82,6 +82,12 @@ SETTINGS: dict[str, Setting] = {
         Setting("offload.worker.concurrency", parse_int, 1, "executor child processes per worker"),
         Setting("offload.worker.lease", parse_duration, 30.0, "lease length; extended while a job runs"),
         Setting("offload.worker.grace", parse_duration, 60.0, "warm shutdown: how long running jobs may finish"),
+        Setting("offload.worker.dead_after", parse_duration, 10.0,
+                "a worker silent this long is dead: its running jobs go back to their queues (at most this long "
+                "after its last heartbeat), without waiting for their lease"),
+        Setting("offload.worker.host_id", parse_str, "",
+                "which host a worker says it is on (empty: this machine's boot id and PID namespace); workers with "
+                "the same one check each other's PIDs and reap a worker whose process is gone at once"),
         Setting("offload.worker.max_jobs_per_child", parse_int, 0, "recycle a child after N jobs (0: never)"),
         Setting("offload.worker.max_memory_per_child", parse_int, 0, "recycle a child above N MiB RSS (0: never)"),
         Setting("offload.log.level", parse_str, "INFO", "log level of the offload logger in workers"),
@@ -218,6 +224,7 @@ def _validate(values: dict[str, Any]) -> None:
     need(1 <= values["offload.worker.concurrency"] <= 512, "offload.worker.concurrency must be between 1 and 512")
     need(values["offload.worker.lease"] >= 1, "offload.worker.lease must be at least 1 second")
     need(values["offload.worker.grace"] >= 0, "offload.worker.grace must be >= 0")
+    need(values["offload.worker.dead_after"] >= 3, "offload.worker.dead_after must be at least 3 seconds")
     need(bool(re.fullmatch(r"[A-Za-z0-9_.:-]{1,100}", values["offload.site_id"])),
          "offload.site_id may only contain letters, digits, '_', '-', '.' and ':'")
     for entry in values["offload.api.tokens"]:

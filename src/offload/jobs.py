@@ -288,6 +288,11 @@ class WorkerInfo:
     processed: int = 0
     failed: int = 0
     version: str = ""
+    #: Which processes' PIDs ``pid`` is comparable with (the boot id and PID namespace; see worker/liveness.py),
+    #: and the supervisor's start time in clock ticks since boot: together they tell a worker on the same host
+    #: whether this one's process is gone.
+    host_id: str = ""
+    pid_start: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -302,6 +307,8 @@ class WorkerInfo:
             "processed": self.processed,
             "failed": self.failed,
             "version": self.version,
+            "host_id": self.host_id,
+            "pid_start": self.pid_start,
         }
 
 

@@ -177,14 +177,15 @@ class WorkerSet:
     workers: list[Worker] = field(default_factory=list)
     kills: list[Kill] = field(default_factory=list)
 
-    def start(self, *extra: str) -> Worker:
+    def start(self, *extra: str, env: dict[str, str] | None = None) -> Worker:
+        """Start a worker; ``env``: settings for it alone (e.g. ``OFFLOAD_WORKER_HOST_ID``, another host)."""
         n = len(self.workers)
         log_path = self.workdir / f"worker-{n}.log"
         cmd = [sys.executable, "-m", "offload", "--store", self.url, "--site-id", self.site, "worker",
                *self.queues, "--without-scheduler", *self.options, *extra]
         preexec = _limit_address_space(self.address_space_mib) if self.address_space_mib else None
         with open(log_path, "wb") as log:
-            proc = subprocess.Popen(cmd, env=clean_env(), stdin=subprocess.DEVNULL, stdout=log,
+            proc = subprocess.Popen(cmd, env={**clean_env(), **(env or {})}, stdin=subprocess.DEVNULL, stdout=log,
                                     stderr=subprocess.STDOUT, cwd=self.workdir, preexec_fn=preexec)
         worker = Worker(proc, log_path, time.time())
         self.workers.append(worker)

@@ -867,3 +867,17 @@ def test_commands_are_packed_with_byte_lengths() -> None:
             for _ in range(rng.randint(1, 3))
         ]
         assert _pack(commands) == reference(commands)
+
+
+def test_reaping_a_dead_worker_runs_as_functions_and_as_scripts(make: Callable[..., RedisStore]) -> None:
+    """reap.lua under both ways of running the Lua: its common.lua helpers (move, apply, row...) are there."""
+    store = make()
+    now = time.time()
+    store.register_worker(WorkerInfo("dead", "host", 1, ["a"], 1, now - 60, now - 60))
+    store.enqueue_many([make_job("a"), make_job("a", max_attempts=1)], now)
+    jobs = store.claim(["a"], "dead", 30.0, 2, now)
+    changed = store.reap_dead_workers("me", now, now - 10)
+    assert sorted((j.id, j.state) for j in changed) == sorted([(jobs[0].id, QUEUED), (jobs[1].id, FAILED)])
+    assert all(j.error["type"] == "WorkerLost" for j in changed)
+    assert store.counts() == {"a": {QUEUED: 1, FAILED: 1}}
+    assert store.list_workers(0.0) == []

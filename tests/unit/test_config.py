@@ -87,3 +87,12 @@ def test_durations() -> None:
     assert parse_duration("90") == 90 and parse_duration("1.5m") == 90 and parse_duration("7d") == 604800
     with pytest.raises(ValueError):
         parse_duration("7 days")
+
+
+def test_dead_worker_settings() -> None:
+    conf = Config.load(environ={})
+    assert conf["offload.worker.dead_after"] == 10 and conf["offload.worker.host_id"] == ""
+    conf = Config.load(environ={"OFFLOAD_WORKER_DEAD_AFTER": "1m", "OFFLOAD_WORKER_HOST_ID": "rack-2"})
+    assert conf["offload.worker.dead_after"] == 60 and conf["offload.worker.host_id"] == "rack-2"
+    with pytest.raises(ConfigError, match=r"offload\.worker\.dead_after must be at least 3 seconds"):
+        Config.load(environ={"OFFLOAD_WORKER_DEAD_AFTER": "1"})

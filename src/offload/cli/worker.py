@@ -63,6 +63,8 @@ def worker(ctx: click.Context, queues: tuple[str, ...], burst: bool, concurrency
         burst=burst,
         lease=lease or conf["offload.worker.lease"],
         grace=conf["offload.worker.grace"] if grace is None else grace,
+        dead_after=conf["offload.worker.dead_after"],
+        host_id=conf["offload.worker.host_id"],
         max_jobs_per_child=(conf["offload.worker.max_jobs_per_child"] if max_jobs_per_child is None
                             else max_jobs_per_child),
         max_memory_per_child=(conf["offload.worker.max_memory_per_child"] if max_memory_per_child is None

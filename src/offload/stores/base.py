@@ -19,6 +19,8 @@ State machine (what each verb may do):
     requeue_expired started (lease over) -> queued (at its old place, ahead of later jobs), or failed (reason
                    "abandoned") once attempts are spent
     waiting_since  (reads only) per queue, since when its oldest waiting job has been due
+    reap_dead_workers  started (its worker declared dead) -> as requeue_expired, error type "WorkerLost",
+                   without waiting for the lease
     cancel         scheduled | queued | started -> canceled (a started job's lease is revoked)
     retry_now      failed | canceled | scheduled -> queued (attempts reset to 0 for failed/canceled)
     to_front       queued -> queued, at the head of its queue (priority 0, and its enqueued_at, its place, just
@@ -279,6 +281,18 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def list_workers(self, seen_after: float) -> builtins.list[WorkerInfo]:
         """Workers seen after ``seen_after``, ordered by id; older entries may be pruned."""
+
+    @abc.abstractmethod
+    def reap_dead_workers(
+        self, worker_id: str, now: float, seen_before: float, dead: Sequence[str] = ()
+    ) -> builtins.list[Job]:
+        """The liveness round trip of worker ``worker_id``, in one exchange: its registry entry (if it has one)
+        is seen at ``now`` (its heartbeat); every other worker of the site whose entry was last seen before
+        ``seen_before``, or whose id is in ``dead``, is dead: its entry is removed and its started jobs go back to
+        ``queued`` at once, as ``requeue_expired`` does for an expired lease (attempt counted, place kept; failed,
+        reason ``abandoned``, once attempts are spent), with an error of type ``WorkerLost``. Their late results
+        are fenced off like those of an expired lease. Jobs of a worker with no registry entry wait for their
+        lease. Returns the jobs changed, in their new state."""
 
     # -- periodic schedules ------------------------------------------------------------------------------
     @abc.abstractmethod

@@ -60,6 +60,16 @@ def abandoned_error(job: Job) -> dict[str, Any]:
     }
 
 
+def worker_lost_error(job: Job) -> dict[str, Any]:
+    return {
+        "type": "WorkerLost",
+        "reason": "abandoned",
+        "message": f"worker {job.worker} was declared dead (no heartbeat, or its process is gone); "
+                   f"attempt {job.attempts}",
+        "traceback": None,
+    }
+
+
 class MemoryStore(Store):
     scheme = "memory"
 
@@ -217,20 +227,23 @@ class MemoryStore(Store):
             for job in self._mine():
                 if job.state != STARTED or job.lease_until is None or job.lease_until >= now:
                     continue
-                error = abandoned_error(job)
-                job.errors.append(error)
-                job.error = error
-                job.lease_token = None
-                job.lease_until = None
-                if job.attempts < job.max_attempts:
-                    job.state = QUEUED  # keeps its enqueued_at: back to its place, not behind the backlog
-                else:
-                    job.state = FAILED
-                    job.ended_at = now
-                changed.append(_copy(job))
+                changed.append(self._abandon(job, abandoned_error(job), now))
             if changed:
                 self._b.cond.notify_all()
         return changed
+
+    @staticmethod
+    def _abandon(job: Job, error: dict[str, Any], now: float) -> Job:
+        job.errors.append(error)
+        job.error = error
+        job.lease_token = None
+        job.lease_until = None
+        if job.attempts < job.max_attempts:
+            job.state = QUEUED  # keeps its enqueued_at: back to its place, not behind the backlog
+        else:
+            job.state = FAILED
+            job.ended_at = now
+        return _copy(job)
 
     def _has_work(self, queues: Sequence[str], now: float) -> bool:
         wanted = {q for q in queues if (self.site_id, q) not in self._b.paused}
@@ -414,6 +427,26 @@ class MemoryStore(Store):
                 (copy.deepcopy(w) for (site, _), w in self._b.workers.items() if site == self.site_id),
                 key=lambda w: w.id,
             )
+
+    def reap_dead_workers(
+        self, worker_id: str, now: float, seen_before: float, dead: Sequence[str] = ()
+    ) -> builtins.list[Job]:
+        with self._b.cond:
+            me = self._b.workers.get((self.site_id, worker_id))
+            if me is not None:
+                me.last_seen = now
+            gone = {w for w in dead if w != worker_id}
+            gone.update(wid for (site, wid), info in self._b.workers.items()
+                        if site == self.site_id and wid != worker_id and info.last_seen < seen_before)
+            if not gone:
+                return []
+            for wid in gone:
+                self._b.workers.pop((self.site_id, wid), None)
+            changed = [self._abandon(job, worker_lost_error(job), now) for job in self._mine()
+                       if job.state == STARTED and job.worker in gone]
+            if changed:
+                self._b.cond.notify_all()
+            return changed
 
     # -- schedules
     def enqueue_periodic(self, name: str, slot: float, job: Job, now: float) -> bool:

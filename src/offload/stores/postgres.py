@@ -601,6 +601,13 @@ class PostgresStore(Store):
             ).fetchall()
         return [WorkerInfo(**row[0]) for row in rows]
 
+    def reap_dead_workers(
+        self, worker_id: str, now: float, seen_before: float, dead: Sequence[str] = ()
+    ) -> builtins.list[Job]:
+        rows = self._query("reap_dead_workers", {"me": worker_id, "now": now, "seen_before": seen_before,
+                                                 "dead": list(dead), "channel": self.channel})
+        return [self._job(row) for row in rows]
+
     # -- schedules ---------------------------------------------------------------------------------------
     def enqueue_periodic(self, name: str, slot: float, job: Job, now: float) -> bool:
         params = {**self._one_params(job, now), "name": name, "slot": _float(slot)}

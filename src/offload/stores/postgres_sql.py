@@ -255,6 +255,36 @@ WHERE j.ctid = ANY(ARRAY(
 RETURNING {columns("j")}, {_notify("j.queue", "j.state")}
 """
 
+_WORKER_LOST = (
+    "json_build_object('type', 'WorkerLost', 'reason', 'abandoned', 'message', 'worker ' || "
+    "coalesce(j.worker, 'None') || ' was declared dead (no heartbeat, or its process is gone); attempt ' || "
+    "j.attempts, 'traceback', NULL)::text"
+)
+
+# The caller's heartbeat, then the dead workers' entries removed and their started jobs requeued (or failed).
+_REAP_DEAD_WORKERS = f"""
+WITH beat AS (
+    UPDATE {{s}}.workers SET last_seen = %(now)s WHERE site = %(site)s AND id = %(me)s
+), dead AS (
+    DELETE FROM {{s}}.workers w
+    WHERE w.site = %(site)s AND w.id <> %(me)s AND (w.last_seen < %(seen_before)s OR w.id = ANY(%(dead)s::text[]))
+    RETURNING w.id
+), gone AS (
+    SELECT id FROM dead UNION SELECT d FROM unnest(%(dead)s::text[]) AS d WHERE d <> %(me)s
+)
+UPDATE {{s}}.jobs j SET
+    state = CASE WHEN j.attempts < j.max_attempts THEN 'queued' ELSE 'failed' END,
+    ended_at = CASE WHEN j.attempts < j.max_attempts THEN j.ended_at ELSE %(now)s END,
+    error = ({_WORKER_LOST})::json, errors = {_append_json("j.errors", _WORKER_LOST)},
+    lease_token = NULL, lease_until = NULL
+WHERE j.ctid = ANY(ARRAY(
+    SELECT e.ctid FROM {{s}}.jobs e
+    WHERE e.site = %(site)s AND e.state = 'started' AND e.worker IN (SELECT id FROM gone)
+    FOR UPDATE SKIP LOCKED
+))
+RETURNING {columns("j")}, {_notify("j.queue", "j.state")}
+"""
+
 _WORK_READY = """
 SELECT EXISTS (
     SELECT 1 FROM unnest(%(queues)s::text[]) AS q(name)
@@ -364,6 +394,7 @@ STATEMENTS = {
     "extend": _EXTEND,
     "settle": _SETTLE,
     "requeue_expired": _REQUEUE_EXPIRED,
+    "reap_dead_workers": _REAP_DEAD_WORKERS,
     "work_ready": _WORK_READY,
     "pause": _PAUSE,
     "resume": _RESUME,

@@ -662,6 +662,11 @@ class RedisStore(Store):
         workers = [WorkerInfo(**json.loads(data)) for data in found if data is not None]
         return sorted(workers, key=lambda w: w.id)
 
+    def reap_dead_workers(
+        self, worker_id: str, now: float, seen_before: float, dead: Sequence[str] = ()
+    ) -> builtins.list[Job]:
+        return self._jobs(self._run("reap", worker_id, repr(now), repr(seen_before), *dead))
+
     # -- schedules ---------------------------------------------------------------------------------------
     def enqueue_periodic(self, name: str, slot: float, job: Job, now: float) -> bool:
         return bool(self._run("periodic", name, repr(slot), *self._enqueue_args([job], repr(now))))

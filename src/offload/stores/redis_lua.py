@@ -19,7 +19,8 @@ ROW_FIELDS = (
 )
 
 SCRIPT_FILES = ("enqueue", "periodic", "claim", "settle", "extend", "requeue", "cancel", "retry_now", "clear",
-                "purge", "select", "fetch", "delete", "progress", "workers", "front", "pause", "resume", "waiting")
+                "purge", "select", "fetch", "delete", "progress", "workers", "front", "pause", "resume", "waiting",
+                "reap")
 
 
 def _lua_words(text: str) -> set[str]:

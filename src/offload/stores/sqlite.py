@@ -19,7 +19,7 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -42,7 +42,7 @@ from offload.jobs import (
 )
 from offload.stores import search_sql
 from offload.stores.base import Store, mark_stored
-from offload.stores.memory import abandoned_error
+from offload.stores.memory import abandoned_error, worker_lost_error
 from offload.stores.sqlite_schema import MIGRATIONS
 
 _COLUMNS = (
@@ -479,23 +479,27 @@ class SQLiteStore(Store):
                 (now, self.site_id),
             ).fetchall()
             for row in rows:
-                job = self._job(row)
-                error = abandoned_error(job)
-                job.errors.append(error)
-                job.error = error
-                job.lease_token = None
-                job.lease_until = None
-                if job.attempts < job.max_attempts:
-                    job.state = QUEUED  # keeps its enqueued_at: back to its place, not behind the backlog
-                else:
-                    job.state, job.ended_at = FAILED, now
-                conn.execute(
-                    "UPDATE jobs SET state=?, enqueued_at=?, ended_at=?, error=?, errors=?, lease_token=NULL, "
-                    "lease_until=NULL WHERE site=? AND id=?",
-                    (job.state, job.enqueued_at, job.ended_at, _dump(error), _dump(job.errors), self.site_id, job.id),
-                )
-                changed.append(job)
+                changed.append(self._abandon(conn, self._job(row), abandoned_error, now))
         return changed
+
+    def _abandon(self, conn: sqlite3.Connection, job: Job, error_for: Callable[[Job], dict[str, Any]], now: float
+                 ) -> Job:
+        """Requeue (or fail, attempts spent) a started job whose worker is gone, recording ``error_for(job)``."""
+        error = error_for(job)
+        job.errors.append(error)
+        job.error = error
+        job.lease_token = None
+        job.lease_until = None
+        if job.attempts < job.max_attempts:
+            job.state = QUEUED  # keeps its enqueued_at: back to its place, not behind the backlog
+        else:
+            job.state, job.ended_at = FAILED, now
+        conn.execute(
+            "UPDATE jobs SET state=?, enqueued_at=?, ended_at=?, error=?, errors=?, lease_token=NULL, "
+            "lease_until=NULL WHERE site=? AND id=?",
+            (job.state, job.enqueued_at, job.ended_at, _dump(error), _dump(job.errors), self.site_id, job.id),
+        )
+        return job
 
     def _paused_among(self, conn: sqlite3.Connection, queues: Sequence[str]) -> set[str]:
         """Which of ``queues`` are paused."""
@@ -712,6 +716,26 @@ class SQLiteStore(Store):
             "SELECT info FROM workers WHERE site=? AND last_seen>? ORDER BY id", (self.site_id, seen_after)
         ).fetchall()
         return [WorkerInfo(**json.loads(r[0])) for r in rows]
+
+    def reap_dead_workers(
+        self, worker_id: str, now: float, seen_before: float, dead: Sequence[str] = ()
+    ) -> builtins.list[Job]:
+        with self._write() as conn:
+            conn.execute("UPDATE workers SET last_seen=? WHERE site=? AND id=?", (now, self.site_id, worker_id))
+            gone = {w for w in dead if w != worker_id}
+            gone.update(r[0] for r in conn.execute(
+                "SELECT id FROM workers WHERE site=? AND last_seen<? AND id<>?", (self.site_id, seen_before, worker_id)
+            ))
+            if not gone:
+                return []
+            ids = sorted(gone)
+            marks = ",".join("?" * len(ids))
+            conn.execute(f"DELETE FROM workers WHERE site=? AND id IN ({marks})", (self.site_id, *ids))
+            rows = conn.execute(
+                f"SELECT {_COLUMNS} FROM jobs WHERE state='started' AND site=? AND worker IN ({marks})",
+                (self.site_id, *ids),
+            ).fetchall()
+            return [self._abandon(conn, self._job(row), worker_lost_error, now) for row in rows]
 
     # -- schedules ---------------------------------------------------------------------------------------
     def enqueue_periodic(self, name: str, slot: float, job: Job, now: float) -> bool:

@@ -30,6 +30,7 @@ from offload.errors import StoreUnavailable
 from offload.jobs import Job, Outcome, WorkerInfo, record_problem
 from offload.schedule import Scheduler, all_schedules
 from offload.version import __version__
+from offload.worker.liveness import HEARTBEAT, Liveness, host_identity, process_start
 from offload.worker.pool import Assigned, Child
 from offload.worker.settle import (
     PER_JOB,
@@ -60,6 +61,8 @@ class WorkerOptions:
     burst: bool = False
     lease: float = 30.0
     grace: float = 60.0
+    dead_after: float = 10.0  # a worker silent this long is dead (worker/liveness.py)
+    host_id: str = ""  # this worker's host identity; empty: this machine's (worker/liveness.py)
     max_jobs_per_child: int = 0
     max_memory_per_child: int = 0  # MiB
     keep: float = 7 * 86400.0
@@ -128,7 +131,9 @@ class Supervisor:
         host = socket.gethostname()
         self.id = options.name or f"{host}.{os.getpid()}.{os.urandom(2).hex()}"
         self.info = WorkerInfo(self.id, host, os.getpid(), list(options.queues), options.concurrency,
-                               time.time(), time.time(), version=__version__)
+                               time.time(), time.time(), version=__version__,
+                               host_id=host_identity(options.host_id), pid_start=process_start(os.getpid()))
+        self.liveness = Liveness(self.store, self.info, options.dead_after)
         self.children: list[Child] = executors or []
         self.contributed: list[tuple[str, str]] = []  # task modules from entry points, found once
         self.spare: Child | None = None  # a booted executor kept ready once one has crashed or been killed
@@ -574,6 +579,8 @@ class Supervisor:
             self.info.last_seen = time.time()
             self.info.jobs = [*self.held, *self.suspects]
             self._store_call(self.store.register_worker, self.info)
+        if self._due("liveness", HEARTBEAT) and self.liveness.check(self._store_call) and self.queue_empty:
+            self.want_work.set()
         if self._due("expired", max(0.25, min(self.opts.lease / 2, 5.0))):
             for job in self._store_call(self.store.requeue_expired, time.time()) or []:
                 log.warning("Job %s lost its worker %s (lease expired); now %s", job.describe(),

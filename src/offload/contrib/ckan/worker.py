@@ -324,7 +324,8 @@ class Worker:
                     if lost:
                         self._lost.update(lost)
                 now = time.monotonic()
-                if now - last_registry >= 5.0:
+                # Also its heartbeat: offload workers reap a worker silent for offload.worker.dead_after (10 s).
+                if now - last_registry >= 2.0:
                     last_registry = now
                     self._store_call(self.app.store.register_worker, self._info())
                 if now - last_expired >= 5.0:
