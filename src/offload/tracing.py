@@ -31,7 +31,8 @@ def _api() -> Any:
         if importlib.util.find_spec("opentelemetry") is None:
             _otel = False
         else:
-            from opentelemetry import propagate, trace
+            import opentelemetry.propagate as propagate
+            import opentelemetry.trace as trace
 
             _otel = type("Otel", (), {"trace": trace, "propagate": propagate})
     return _otel
