@@ -41,6 +41,7 @@ class _Backend:
         self.schedules: dict[tuple[str, str], ScheduleRun] = {}
         self.records: dict[tuple[str, str, str], dict[str, Any]] = {}
         self.paused: dict[tuple[str, str], float] = {}
+        self.limits: dict[tuple[str, str], int] = {}
 
 
 _shared: dict[str, _Backend] = {}
@@ -155,7 +156,7 @@ class MemoryStore(Store):
                     (j for j in self._mine() if j.queue == queue and j.state == QUEUED),
                     key=lambda j: (j.priority, j.enqueued_at or 0.0, self._b.seq[self._key(j.id)]),
                 )
-                for job in ready[: limit - len(claimed)]:
+                for job in ready[: min(limit - len(claimed), self._room(queue))]:
                     job.state = STARTED
                     job.attempts += 1
                     job.lease_token = uuid.uuid4().hex
@@ -245,8 +246,15 @@ class MemoryStore(Store):
             job.ended_at = now
         return _copy(job)
 
+    def _room(self, queue: str) -> int:
+        """How many more jobs of ``queue`` its concurrency limit lets start (a large number without one)."""
+        cap = self._b.limits.get((self.site_id, queue))
+        if cap is None:
+            return 1 << 30
+        return max(0, cap - sum(1 for j in self._mine() if j.queue == queue and j.state == STARTED))
+
     def _has_work(self, queues: Sequence[str], now: float) -> bool:
-        wanted = {q for q in queues if (self.site_id, q) not in self._b.paused}
+        wanted = {q for q in queues if (self.site_id, q) not in self._b.paused and self._room(q) > 0}
         return any(
             j.queue in wanted and (j.state == QUEUED or (j.state == SCHEDULED and (j.run_at or 0) <= now))
             for j in self._mine()
@@ -408,6 +416,19 @@ class MemoryStore(Store):
     def paused(self) -> dict[str, float]:
         with self._b.cond:
             return {q: at for (site, q), at in self._b.paused.items() if site == self.site_id}
+
+    # -- concurrency limits
+    def set_limit(self, queue: str, concurrency: int | None) -> None:
+        with self._b.cond:
+            if concurrency is None:
+                self._b.limits.pop((self.site_id, queue), None)
+            else:
+                self._b.limits[(self.site_id, queue)] = concurrency
+            self._b.cond.notify_all()
+
+    def limits(self) -> dict[str, int]:
+        with self._b.cond:
+            return {q: n for (site, q), n in self._b.limits.items() if site == self.site_id}
 
     # -- workers
     def register_worker(self, info: WorkerInfo) -> None:

@@ -135,33 +135,42 @@ SELECT {_notify("ins.queue", "ins.state")} FROM ins
 """
 
 # Per queue, in the order given (paused ones left out): the head of the queue by priority, then its due scheduled
-# jobs (claimed straight from scheduled: this statement cannot see rows its own CTE promotes). Other due jobs of
-# the site are promoted.
+# jobs (claimed straight from scheduled: this statement cannot see rows its own CTE promotes), no more than the
+# room its concurrency limit leaves (`cap`; the store serialises claims of limited queues with an advisory lock
+# taken before this statement, whose snapshot then sees the other claims). Other due jobs of the site are
+# promoted.
 _CLAIM = f"""
 WITH wanted AS (
-    SELECT q.name, q.pos FROM unnest(%(queues)s::text[]) WITH ORDINALITY AS q(name, pos)
+    SELECT q.name, q.pos, CASE WHEN l.concurrency IS NULL THEN %(limit)s ELSE greatest(0, l.concurrency - (
+        SELECT count(*) FROM {{s}}.jobs r WHERE r.site = %(site)s AND r.queue = q.name AND r.state = 'started'
+    ))::int4 END AS cap
+    FROM unnest(%(queues)s::text[]) WITH ORDINALITY AS q(name, pos)
+    LEFT JOIN {{s}}.queue_limits l ON l.site = %(site)s AND l.queue = q.name
     WHERE NOT EXISTS (SELECT 1 FROM {{s}}.paused_queues p WHERE p.site = %(site)s AND p.queue = q.name)
 ),
 candidates AS (
-    SELECT w.pos, c.priority AS p, 0 AS part, c.enqueued_at AS k, c.seq, c.tid
+    SELECT w.pos, w.cap, c.priority AS p, 0 AS part, c.enqueued_at AS k, c.seq, c.tid
     FROM wanted w CROSS JOIN LATERAL (
         SELECT j.ctid AS tid, j.seq, j.enqueued_at, j.priority FROM {{s}}.jobs j
         WHERE j.queue = w.name AND j.state = 'queued'
-        ORDER BY j.priority, j.enqueued_at, j.seq LIMIT %(limit)s
+        ORDER BY j.priority, j.enqueued_at, j.seq LIMIT least(%(limit)s, w.cap)
         FOR UPDATE SKIP LOCKED
     ) c
     UNION ALL
-    SELECT w.pos, c.priority, 1, 0, c.seq, c.tid
+    SELECT w.pos, w.cap, c.priority, 1, 0, c.seq, c.tid
     FROM wanted w CROSS JOIN LATERAL (
         SELECT j.ctid AS tid, j.seq, j.priority FROM {{s}}.jobs j
         WHERE j.site = %(site)s AND j.state = 'scheduled' AND j.run_at <= %(now)s AND j.queue = w.name
-        ORDER BY j.priority, j.run_at, j.seq LIMIT %(limit)s
+        ORDER BY j.priority, j.run_at, j.seq LIMIT least(%(limit)s, w.cap)
         FOR UPDATE SKIP LOCKED
     ) c
 ),
 chosen AS (
-    SELECT c.tid, row_number() OVER (ORDER BY c.pos, c.p, c.part, c.k, c.seq) AS ord
-    FROM candidates c ORDER BY c.pos, c.p, c.part, c.k, c.seq LIMIT %(limit)s
+    SELECT x.tid, row_number() OVER (ORDER BY x.pos, x.p, x.part, x.k, x.seq) AS ord
+    FROM (
+        SELECT c.*, row_number() OVER (PARTITION BY c.pos ORDER BY c.p, c.part, c.k, c.seq) AS n FROM candidates c
+    ) x
+    WHERE x.n <= x.cap ORDER BY x.pos, x.p, x.part, x.k, x.seq LIMIT %(limit)s
 ),
 promoted AS (
     UPDATE {{s}}.jobs j SET state = 'queued', enqueued_at = %(now)s
@@ -232,7 +241,9 @@ UPDATE {{s}}.jobs j SET
     lease_token = NULL, lease_until = NULL
 FROM held o
 WHERE j.ctid = ANY(ARRAY(SELECT tid FROM held)) AND j.ctid = o.tid AND {_RELAXED_COMMIT}
-RETURNING o.ord, CASE WHEN o.kind IN ('retry', 'release', 'snooze') THEN {_notify("j.queue", "j.state")} END
+RETURNING o.ord, CASE WHEN o.kind IN ('retry', 'release', 'snooze') THEN {_notify("j.queue", "j.state")} END,
+    CASE WHEN EXISTS (SELECT 1 FROM {{s}}.queue_limits l WHERE l.site = %(site)s AND l.queue = j.queue)
+    THEN pg_notify(%(channel)s, j.queue) END
 """
 
 _ABANDONED = (
@@ -290,6 +301,9 @@ SELECT EXISTS (
     SELECT 1 FROM unnest(%(queues)s::text[]) AS q(name)
     WHERE EXISTS (SELECT 1 FROM {s}.jobs j WHERE j.queue = q.name AND j.state = 'queued')
       AND NOT EXISTS (SELECT 1 FROM {s}.paused_queues p WHERE p.site = %(site)s AND p.queue = q.name)
+      AND NOT EXISTS (SELECT 1 FROM {s}.queue_limits l WHERE l.site = %(site)s AND l.queue = q.name
+                      AND l.concurrency <= (SELECT count(*) FROM {s}.jobs r WHERE r.site = %(site)s
+                                            AND r.queue = q.name AND r.state = 'started'))
 ), (SELECT min(run_at) FROM {s}.jobs WHERE site = %(site)s AND state = 'scheduled')
 """
 
@@ -303,6 +317,22 @@ _RESUME = """
 WITH gone AS (DELETE FROM {s}.paused_queues WHERE site = %(site)s AND queue = %(queue)s RETURNING queue)
 SELECT pg_notify(%(channel)s, gone.queue) IS NULL FROM gone
 """
+
+# Setting a limit wakes the queue's idle workers (a higher limit may let them claim).
+_SET_LIMIT = """
+WITH up AS (
+    INSERT INTO {s}.queue_limits (site, queue, concurrency) VALUES (%(site)s, %(queue)s, %(concurrency)s)
+    ON CONFLICT (site, queue) DO UPDATE SET concurrency = excluded.concurrency RETURNING queue
+)
+SELECT pg_notify(%(channel)s, up.queue) IS NULL FROM up
+"""
+
+_DROP_LIMIT = """
+WITH gone AS (DELETE FROM {s}.queue_limits WHERE site = %(site)s AND queue = %(queue)s RETURNING queue)
+SELECT pg_notify(%(channel)s, gone.queue) IS NULL FROM gone
+"""
+
+_LIMITS = "SELECT queue, concurrency FROM {s}.queue_limits WHERE site = %(site)s ORDER BY queue"
 
 _PAUSED = "SELECT queue, paused_at FROM {s}.paused_queues WHERE site = %(site)s ORDER BY queue"
 
@@ -399,6 +429,9 @@ STATEMENTS = {
     "pause": _PAUSE,
     "resume": _RESUME,
     "paused": _PAUSED,
+    "set_limit": _SET_LIMIT,
+    "drop_limit": _DROP_LIMIT,
+    "limits": _LIMITS,
     "get": _GET,
     "cancel": _CANCEL,
     "retry_now": _RETRY_NOW,

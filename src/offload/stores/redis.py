@@ -29,6 +29,7 @@ Cluster hash tag, so one site lives in one slot); queues are stored as ``<site_i
     B sched            ZSET   scheduled job ids by run_at (promotion at claim; the waiter's next due time)
     B done             ZSET   finished, failed and canceled job ids by ended_at (``purge``)
     B paused           HASH   ``<Q>`` -> paused_at of each paused queue (claim skips it; it keeps no wake token)
+    B limits           HASH   ``<Q>`` -> concurrency limit (claim starts no more; a full queue keeps no wake token)
     B counts           HASH   ``<Q>|<state>`` -> jobs, kept by the scripts (zero fields dropped): ``counts``,
                               ``count`` and the set of queues, with no scan of jobs
     B u:<unique_key>   STRING id of the pending job holding a unique key
@@ -479,14 +480,17 @@ class RedisStore(Store):
     def _work_ready(self, queues: Sequence[str]) -> tuple[bool, float | None, str]:
         """Whether a queue that is not paused has work, the earliest due time, and the server's clock (as
         ``<s>.<us>``)."""
-        paused, head, clock, *queued = replies = self._exchange(
-            [("HMGET", self.base + "paused", *[self.qname(q) for q in queues]),
+        names = [self.qname(q) for q in queues]
+        paused, caps, started, head, clock, *queued = replies = self._exchange(
+            [("HMGET", self.base + "paused", *names), ("HMGET", self.base + "limits", *names),
+             ("HMGET", self.base + "counts", *[f"{n}|started" for n in names]),
              ("ZRANGE", self.base + "sched", "0", "0", "WITHSCORES"), ("TIME",),
              *[("EXISTS", *self._queue_lists(q)) for q in queues]])
         for reply in replies:
             if isinstance(reply, ResponseError):
                 raise StoreError(f"Redis store {self.safe_url} failed to look for work: {self._reply_text(reply)}")
-        ready = any(int(n) > 0 and at is None for n, at in zip(queued, paused, strict=True))
+        full = [cap is not None and int(n or 0) >= int(cap) for cap, n in zip(caps, started, strict=True)]
+        ready = any(int(n) > 0 and at is None and not f for n, at, f in zip(queued, paused, full, strict=True))
         return ready, float(head[1]) if head else None, f"{clock[0]}.{int(clock[1]):06d}"
 
     def _queue_lists(self, queue: str) -> list[str]:
@@ -566,6 +570,15 @@ class RedisStore(Store):
             if self._generation != generation:  # closed under our feet
                 return None
             raise
+
+    # -- concurrency limits (limit.lua; HASH B limits: Q -> concurrency) ------------------------------------
+    def set_limit(self, queue: str, concurrency: int | None) -> None:
+        self._run("limit", self.qname(queue), "" if concurrency is None else str(int(concurrency)))
+
+    def limits(self) -> dict[str, int]:
+        found = self._call("HGETALL", self.base + "limits")
+        pairs = zip(found[::2], found[1::2], strict=True)
+        return {self.unqname(q): int(n) for q, n in sorted(pairs) if q.startswith(self.prefix)}
 
     # -- paused queues (pause.lua, resume.lua; HASH B paused: Q -> paused_at) ---------------------------------
     def pause(self, queue: str, now: float) -> bool:

@@ -20,7 +20,7 @@ ROW_FIELDS = (
 
 SCRIPT_FILES = ("enqueue", "periodic", "claim", "settle", "extend", "requeue", "cancel", "retry_now", "clear",
                 "purge", "select", "fetch", "delete", "progress", "workers", "front", "pause", "resume", "waiting",
-                "reap")
+                "reap", "limit")
 
 
 def _lua_words(text: str) -> set[str]:

@@ -371,11 +371,12 @@ class SQLiteStore(Store):
         with self._write() as conn:
             self._promote(conn, now)
             paused = self._paused_among(conn, queues)
+            room = self._room(conn, queues)
             for queue in queues:
-                want = limit - len(claimed)
-                if want <= 0:
+                want = min(limit - len(claimed), room.get(queue, limit))
+                if len(claimed) >= limit:
                     break
-                if queue in paused:
+                if queue in paused or want <= 0:
                     continue
                 rows = conn.execute(
                     f"UPDATE jobs SET state='started', attempts=attempts+1, "
@@ -506,10 +507,20 @@ class SQLiteStore(Store):
         rows = conn.execute("SELECT queue FROM paused_queues WHERE site=?", (self.site_id,)).fetchall()
         return {self.unqname(r[0]) for r in rows} & set(queues) if rows else set()
 
+    def _room(self, conn: sqlite3.Connection, queues: Sequence[str]) -> dict[str, int]:
+        """For each limited one of ``queues``: how many more of its jobs its concurrency limit lets start."""
+        rows = conn.execute(
+            "SELECT l.queue, l.concurrency - coalesce((SELECT n FROM job_counts c WHERE c.site = l.site "
+            "AND c.queue = l.queue AND c.state = 'started'), 0) FROM queue_limits l WHERE l.site=?",
+            (self.site_id,),
+        ).fetchall()
+        return {self.unqname(r[0]): r[1] for r in rows} if rows else {}
+
     def _work_ready(self, conn: sqlite3.Connection, queues: Sequence[str], now: float) -> tuple[bool, float | None]:
         paused = self._paused_among(conn, queues)
-        if paused:
-            queues = [q for q in queues if q not in paused]
+        full = {q for q, n in self._room(conn, queues).items() if n <= 0}
+        if paused or full:
+            queues = [q for q in queues if q not in paused and q not in full]
             if not queues:
                 return False, None
         marks = ",".join("?" * len(queues))
@@ -679,6 +690,21 @@ class SQLiteStore(Store):
                 f"AND ended_at<? LIMIT ?)",
                 (self.site_id, ended_before, limit),
             ).rowcount
+
+    # -- concurrency limits ------------------------------------------------------------------------------
+    def set_limit(self, queue: str, concurrency: int | None) -> None:
+        with self._write() as conn:
+            if concurrency is None:
+                conn.execute("DELETE FROM queue_limits WHERE site=? AND queue=?", (self.site_id, self.qname(queue)))
+            else:
+                conn.execute("INSERT INTO queue_limits (site, queue, concurrency) VALUES (?, ?, ?) "
+                             "ON CONFLICT (site, queue) DO UPDATE SET concurrency=excluded.concurrency",
+                             (self.site_id, self.qname(queue), concurrency))
+
+    def limits(self) -> dict[str, int]:
+        rows = self._conn().execute("SELECT queue, concurrency FROM queue_limits WHERE site=? ORDER BY queue",
+                                    (self.site_id,)).fetchall()
+        return {self.unqname(r[0]): r[1] for r in rows}
 
     # -- paused queues -----------------------------------------------------------------------------------
     def pause(self, queue: str, now: float) -> bool:

@@ -104,3 +104,14 @@ MIGRATIONS.append([
         PRIMARY KEY (site, queue)
     ) WITHOUT ROWID""",
 ])
+
+# 4: concurrency limits per queue (issue 22): claim starts a job of a listed queue only while fewer than
+# `concurrency` of its jobs are started (job_counts).
+MIGRATIONS.append([
+    """CREATE TABLE queue_limits (
+        site TEXT NOT NULL,
+        queue TEXT NOT NULL,
+        concurrency INTEGER NOT NULL,
+        PRIMARY KEY (site, queue)
+    ) WITHOUT ROWID""",
+])

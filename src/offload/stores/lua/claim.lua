@@ -1,6 +1,6 @@
 -- claim: ARGV = now, lease_until, worker, token prefix, limit, promote limit, queue names in order.
 -- Promotes due scheduled jobs, then pops up to `limit` ids, earlier queues first, within a queue from its
--- priority lists in order (see pqkey); paused queues are skipped. Returns a JSON array of rows.
+-- priority lists in order (see pqkey); paused queues are skipped, limited ones give at most their room. Returns a JSON array of rows.
 -- A claim sent ahead, to run when the BLPOP before it in the same pipeline returns, cannot know its time: its
 -- now is "+<caller's time>+<server's TIME at that moment>+<lease>", and the time of the claim is the caller's
 -- plus what the server's clock says has passed since (only a duration is taken from the server's clock).
@@ -51,7 +51,11 @@ for i = 7, #ARGV do
   if want <= 0 then break end
   local q = ARGV[i]
   local ids = false
-  if not is_paused(q) then
+  local free = room(q)
+  if free and free < want then want = free end
+  if want <= 0 then
+    redis.call('DEL', wkey(q))  -- full: no idle worker wakes for its work until one of its jobs stops
+  elseif not is_paused(q) then
     ids = redis.call('LPOP', qkey(q), want)
     if not ids or #ids < want then ids = pop_lower(q, ids, want) end
   end
@@ -76,7 +80,7 @@ for i = 7, #ARGV do
       end
     end
     -- Work left behind: keep a token so the next idle worker wakes as well.
-    if has_queued(q) then
+    if has_queued(q) and (not free or free > #ids) then
       woken[q] = true
     else
       woken[q] = nil

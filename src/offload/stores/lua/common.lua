@@ -40,6 +40,14 @@ local function is_paused(q) return redis.call('HEXISTS', B .. 'paused', q) == 1 
 
 local function wkey(q) return B .. 'w:' .. q end
 
+-- Concurrency limits (issue 22): HASH limits, Q -> how many of its jobs may be started at once. room(q) is how
+-- many more may start (the started count of HASH counts, as apply() last wrote it), or nil without a limit.
+local function room(q)
+  local cap = redis.call('HGET', B .. 'limits', q)
+  if not cap then return nil end
+  return tonumber(cap) - tonumber(redis.call('HGET', B .. 'counts', q .. '|started') or 0)
+end
+
 local function skey(q, state) return B .. 's:' .. q .. ':' .. state end
 
 -- Listing members are "<15-digit seq>:<id>", so equal created_at scores sort in insertion order.
@@ -146,11 +154,17 @@ local function apply()
     -- The counters match the listing indexes (started jobs have none): a count of g.n is a new index.
     local count = g.to ~= 'gone' and tally(g.q, g.to, g.n)
     if #g.add > 0 then index_add(skey(g.q, g.to), g.add, count == g.n) end
+    -- A job of a limited queue stopped: the queue may have room again for work that waits.
+    if g.from == 'started' and redis.call('HEXISTS', B .. 'limits', g.q) == 1 and has_queued(g.q) then
+      woken[g.q] = true
+    end
   end
   for name, ids in pairs(site_rem) do chunked('ZREM', B .. name, ids) end
   for name, args in pairs(site_add) do chunked('ZADD', B .. name, args) end
   for q in pairs(woken) do
-    if redis.call('EXISTS', wkey(q)) == 0 and not is_paused(q) then redis.call('RPUSH', wkey(q), '1') end
+    if redis.call('EXISTS', wkey(q)) == 0 and not is_paused(q) and (room(q) or 1) > 0 then
+      redis.call('RPUSH', wkey(q), '1')
+    end
   end
   forget()
 end
