@@ -113,6 +113,8 @@ __all__ = [
     "enqueue_many",
     "get_job",
     "get_queue",
+    "limit",
+    "limits",
     "list_jobs",
     "notify",
     "pause",
@@ -191,6 +193,16 @@ def pause(queue: str) -> bool:
 def resume(queue: str) -> bool:
     """Resume a paused queue; False if it was not paused."""
     return default_app().resume(queue)
+
+
+def limit(queue: str, concurrency: int | None) -> None:
+    """Run at most ``concurrency`` jobs of ``queue`` at once across every worker (None: no limit)."""
+    default_app().limit(queue, concurrency)
+
+
+def limits() -> dict[str, int]:
+    """The concurrency limits of the default site's queues: name -> limit."""
+    return default_app().limits()
 
 
 def paused() -> dict[str, float]:

@@ -27,6 +27,7 @@ from offload.jobs import (
     STATES,
     Job,
     WorkerInfo,
+    check_concurrency,
     check_job_id,
     check_priority,
     check_queue_name,
@@ -539,6 +540,16 @@ class Offload:
     def paused(self) -> dict[str, float]:
         """The paused queues: name -> when it was paused (seconds since the epoch)."""
         return self.store.paused()
+
+    def limit(self, queue: str, concurrency: int | None) -> None:
+        """Let at most ``concurrency`` jobs of ``queue`` run at once across every worker and host (None: no
+        limit). Stored in the store and obeyed by the next claim of every worker; running jobs are not touched.
+        ValueError (nothing written) for a bad queue name or a limit that is not a whole number of at least 1."""
+        self.store.set_limit(check_queue_name(queue), check_concurrency(concurrency))
+
+    def limits(self) -> dict[str, int]:
+        """The concurrency limits of the site's queues: name -> limit."""
+        return self.store.limits()
 
     def cancel(self, job_id: str) -> Job:
         """Cancel a scheduled, queued or running job (a running job's process is stopped)."""

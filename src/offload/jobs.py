@@ -49,6 +49,15 @@ def check_job_id(job_id: object) -> str:
 PRIORITIES = range(10)
 
 
+def check_concurrency(concurrency: object) -> int | None:
+    """``concurrency`` if it is a whole number of at least 1 (or None: no limit), else ValueError naming it."""
+    if concurrency is None:
+        return None
+    if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
+        raise ValueError(f"invalid concurrency limit {concurrency!r}: use a whole number of at least 1")
+    return concurrency
+
+
 def check_priority(priority: object) -> int:
     """``priority`` if it is an int from 0 to 9, else ValueError naming the value."""
     if isinstance(priority, bool) or not isinstance(priority, int) or priority not in PRIORITIES:

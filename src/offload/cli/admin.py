@@ -12,6 +12,7 @@ import click
 from offload.cli.common import app_for, friendly, time_text
 from offload.cli.info import queue_table, worker_table
 from offload.cli.table import colour_on
+from offload.jobs import check_queue_name
 
 
 @click.command()
@@ -28,13 +29,15 @@ def migrate(ctx: click.Context) -> None:
 @click.pass_context
 @friendly
 def queues(ctx: click.Context, as_json: bool) -> None:
-    """Jobs per queue and state, and which queues are paused (JSON: ``"paused": true`` in a paused queue's
-    counts)."""
+    """Jobs per queue and state, which queues are paused and their concurrency limits (JSON: ``"paused": true``
+    and ``"concurrency_limit": N`` in a queue's counts)."""
     app = app_for(ctx)
     counts: dict[str, dict[str, object]] = {name: dict(n) for name, n in app.store.counts().items()}
     paused = app.paused()
     for name in paused:
         counts.setdefault(name, {})["paused"] = True
+    for name, n in app.limits().items():
+        counts.setdefault(name, {})["concurrency_limit"] = n
     if as_json:
         click.echo(json.dumps(counts, indent=2, sort_keys=True))
         return
@@ -54,6 +57,29 @@ def pause(ctx: click.Context, queue: str) -> None:
         click.echo(f'Paused queue "{queue}"')
     else:
         click.echo(f'Queue "{queue}" was paused already')
+
+
+@click.command()
+@click.argument("queue")
+@click.option("--concurrency", type=int, default=None, help="run at most N jobs of QUEUE at once, across all workers")
+@click.option("--no-concurrency", "clear", is_flag=True, help="remove the concurrency limit of QUEUE")
+@click.pass_context
+@friendly
+def limit(ctx: click.Context, queue: str, concurrency: int | None, clear: bool) -> None:
+    """Limit how many jobs of QUEUE run at once across every worker and host (stored in the store, obeyed by
+    every worker's next claim), or with no option show the limit."""
+    app = app_for(ctx)
+    if clear and concurrency is not None:
+        raise click.UsageError("give --concurrency N or --no-concurrency, not both")
+    if concurrency is None and not clear:
+        found = app.limits().get(check_queue_name(queue))
+        click.echo(f'Queue "{queue}": ' + (f"at most {found} at once" if found else "no concurrency limit"))
+        return
+    try:
+        app.limit(queue, None if clear else concurrency)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+    click.echo(f'Queue "{queue}": ' + ("no concurrency limit" if clear else f"at most {concurrency} at once"))
 
 
 @click.command()

@@ -20,7 +20,8 @@ def queue_table(app: Offload, now: float, workers: list[WorkerInfo], colour: boo
     counts = app.store.counts()
     since = app.store.waiting_since(now)
     stopped = set(app.paused())
-    names = sorted(set(counts) | set(since) | stopped)
+    limits = app.limits()
+    names = sorted(set(counts) | set(since) | stopped | set(limits))
     if not names:
         return ["There are no queues with jobs."]
     rows: list[list[Cell]] = []
@@ -32,9 +33,9 @@ def queue_table(app: Offload, now: float, workers: list[WorkerInfo], colour: boo
         row += [state_cell(s, str(counts.get(name, {}).get(s, 0))) if counts.get(name, {}).get(s) else "0"
                 for s in STATES]
         row += [duration_text(latency), (str(serving), {"fg": "red" if unserved else None, "bold": unserved}),
-                ("paused", {"fg": "yellow"}) if name in stopped else ""]
+                str(limits[name]) if name in limits else "", ("paused", {"fg": "yellow"}) if name in stopped else ""]
         rows.append(row)
-    headers = ["queue", *STATES, "latency", "workers", ""]
+    headers = ["queue", *STATES, "latency", "workers", "limit", ""]
     return render(headers, rows, right=range(1, len(headers) - 1), colour=colour)
 
 
