@@ -27,8 +27,8 @@ def main(ctx: click.Context, config: str | None, store: str | None, site_id: str
 
 for command in (worker.worker, jobs.list_, jobs.show, jobs.cancel, jobs.retry, jobs.clear, jobs.test, jobs.enqueue,
                 jobs.purge, admin.migrate, admin.queues, admin.pause, admin.resume, admin.limit, admin.workers,
-                admin.list_tasks, admin.list_schedules, admin.show_config, admin.demo, web.serve, web.token, events.consumers,
-                events.webhooks, task_status.task_status, info.info):
+                admin.list_tasks, admin.list_schedules, admin.show_config, admin.demo, web.serve, web.token,
+                events.consumers, events.webhooks, task_status.task_status, info.info):
     main.add_command(command)
 
 __all__ = ["main"]
