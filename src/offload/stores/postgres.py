@@ -52,7 +52,6 @@ from __future__ import annotations
 import builtins
 import hashlib
 import json
-import time
 from collections.abc import Callable, Sequence
 from typing import Any, ClassVar
 
@@ -123,7 +122,6 @@ class PostgresStore(Store):
         self._sql = {name: text.replace("{s}", quoted) for name, text in STATEMENTS.items()}
         self._enqueue_sql: str | None = None
         self.link = Link(self.options, site_id, self.channel, self._sql["work_ready"])
-        self._limits_read: tuple[float, set[str]] | None = None
         self._verified = Verified()
         self._analyze_after: int | None = None  # see _young_jobs_table
 
@@ -385,17 +383,7 @@ class PostgresStore(Store):
         self.link.discard_wakeups()
         queues = [self.qname(q) for q in dict.fromkeys(queues)]  # a queue listed twice is served once
         params = {"queues": queues, "limit": limit, "now": now, "lease_until": now + lease, "worker": worker_id}
-        params = {**params, "promote": self.promote_batch, "channel": self.channel, "site": self.site_id}
-        limited = sorted(self._limited_queues() & set(queues))
-        with self.link.session() as conn:
-            if not limited or self.options.pooler == "statement":  # no transaction there: a claim stays one statement
-                rows = conn.execute(self._sql["claim"], params).fetchall()
-            else:
-                # Claims of a limited queue take turns, each seeing the jobs the one before started.
-                with conn.transaction():
-                    for name in limited:
-                        conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 22))", (name,))
-                    rows = conn.execute(self._sql["claim"], params).fetchall()
+        rows = self._query("claim", {**params, "promote": self.promote_batch, "channel": self.channel})
         if rows:
             self.link.found_work()
         return [self._job(row[1:]) for row in rows]
@@ -431,24 +419,12 @@ class PostgresStore(Store):
         return self.link.wait([self.qname(q) for q in queues], timeout)
 
     # -- concurrency limits ------------------------------------------------------------------------------
-    #: How long a store trusts what it last read of the site's limited queues (seconds): a claim locks the limited
-    #: queues it claims from, so a limit set elsewhere is strict from this long after it was set.
-    LIMITS_TTL = 1.0
-
-    def _limited_queues(self) -> set[str]:
-        """The stored names of the site's limited queues, read at most every ``LIMITS_TTL`` seconds."""
-        mono = time.monotonic()
-        if self._limits_read is None or mono - self._limits_read[0] > self.LIMITS_TTL:
-            self._limits_read = (mono, {queue for queue, _ in self._query("limits", {})})
-        return self._limits_read[1]
-
     def set_limit(self, queue: str, concurrency: int | None) -> None:
         params = {"queue": self.qname(queue), "channel": self.channel}
         if concurrency is None:
             self._query("drop_limit", params)
         else:
             self._query("set_limit", {**params, "concurrency": int(concurrency)})
-        self._limits_read = None
 
     def limits(self) -> dict[str, int]:
         return {self.unqname(queue): n for queue, n in self._query("limits", {})}

@@ -136,14 +136,12 @@ SELECT {_notify("ins.queue", "ins.state")} FROM ins
 
 # Per queue, in the order given (paused ones left out): the head of the queue by priority, then its due scheduled
 # jobs (claimed straight from scheduled: this statement cannot see rows its own CTE promotes), no more than the
-# room its concurrency limit leaves (`cap`; the store serialises claims of limited queues with an advisory lock
-# taken before this statement, whose snapshot then sees the other claims). Other due jobs of the site are
-# promoted.
+# room its concurrency limit leaves (`cap`, from limit_room: see postgres_0003_limits.sql). Other due jobs of the
+# site are promoted.
 _CLAIM = f"""
 WITH wanted AS (
-    SELECT q.name, q.pos, CASE WHEN l.concurrency IS NULL THEN %(limit)s ELSE greatest(0, l.concurrency - (
-        SELECT count(*) FROM {{s}}.jobs r WHERE r.site = %(site)s AND r.queue = q.name AND r.state = 'started'
-    ))::int4 END AS cap
+    SELECT q.name, q.pos,
+           CASE WHEN l.concurrency IS NULL THEN %(limit)s ELSE {{s}}.limit_room(%(site)s, q.name, l.concurrency) END AS cap
     FROM unnest(%(queues)s::text[]) WITH ORDINALITY AS q(name, pos)
     LEFT JOIN {{s}}.queue_limits l ON l.site = %(site)s AND l.queue = q.name
     WHERE NOT EXISTS (SELECT 1 FROM {{s}}.paused_queues p WHERE p.site = %(site)s AND p.queue = q.name)
