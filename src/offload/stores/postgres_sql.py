@@ -141,7 +141,8 @@ SELECT {_notify("ins.queue", "ins.state")} FROM ins
 _CLAIM = f"""
 WITH wanted AS (
     SELECT q.name, q.pos,
-           CASE WHEN l.concurrency IS NULL THEN %(limit)s ELSE {{s}}.limit_room(%(site)s, q.name, l.concurrency) END AS cap
+           CASE WHEN l.concurrency IS NULL THEN %(limit)s
+                ELSE {{s}}.limit_room(%(site)s, q.name, l.concurrency) END AS cap
     FROM unnest(%(queues)s::text[]) WITH ORDINALITY AS q(name, pos)
     LEFT JOIN {{s}}.queue_limits l ON l.site = %(site)s AND l.queue = q.name
     WHERE NOT EXISTS (SELECT 1 FROM {{s}}.paused_queues p WHERE p.site = %(site)s AND p.queue = q.name)
