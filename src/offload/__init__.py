@@ -11,6 +11,7 @@ The module-level functions act on a default ``Offload`` built from the configura
 from __future__ import annotations
 
 import importlib
+from types import EllipsisType
 
 import offload.retry  # noqa: F401  (the submodule first: the function ``retry`` below must win the name)
 from offload.default import configure, configure_lazily, default_app
@@ -195,9 +196,11 @@ def resume(queue: str) -> bool:
     return default_app().resume(queue)
 
 
-def limit(queue: str, concurrency: int | None) -> None:
-    """Run at most ``concurrency`` jobs of ``queue`` at once across every worker (None: no limit)."""
-    default_app().limit(queue, concurrency)
+def limit(queue: str, concurrency: int | EllipsisType | None = ...,
+          key_concurrency: int | EllipsisType | None = ...) -> None:
+    """Run at most ``concurrency`` jobs of ``queue`` at once across every worker, and at most ``key_concurrency`` of
+    those sharing one ``limit_key`` (None: no such limit; left out: unchanged)."""
+    default_app().limit(queue, concurrency, key_concurrency)
 
 
 def limits() -> dict[str, int]:

@@ -99,3 +99,52 @@ def test_a_settle_wakes_a_worker_waiting_on_a_full_queue(make_store: Callable[..
         thread.join(25.0)
     claimed = got[0]
     assert isinstance(claimed, list) and [j.id for j in claimed] == [ids[1]]
+
+
+# -- per-key limits -------------------------------------------------------------------------------------
+def keyed(store: Store, queue: str, keys: list[str | None], now: float) -> list[str]:
+    jobs = [make_job(queue, now=now + i * 1e-3, max_attempts=5, limit_key=key) for i, key in enumerate(keys)]
+    store.enqueue_many(jobs, now)
+    assert [store.get(j.id).limit_key for j in jobs] == keys
+    return [j.id for j in jobs]
+
+
+def test_a_key_limit_passes_over_jobs_whose_key_is_full(store: Store) -> None:
+    now = time.time()
+    ids = keyed(store, "k", ["a", "a", "b", None, "a", "b", "c"], now)
+    store.set_key_limit("k", 1)
+    assert store.key_limits() == {"k": 1}
+    assert claim_ids(store, ["k"], 10, now) == [ids[0], ids[2], ids[3], ids[6]]
+    assert claim_ids(store, ["k"], 10, now) == []
+    assert store.wait_for_work(["k"], 0.05) is False, "jobs whose keys are full are no work to wait for"
+    first = store.get(ids[0])
+    assert store.settle([Outcome(first.id, first.lease_token, "finish", result_json="1")], now) == [True]
+    assert claim_ids(store, ["k"], 10, now) == [ids[1]], "the next job of key a, in its place"
+
+
+def test_key_and_queue_limits_together_and_released(store: Store) -> None:
+    now = time.time()
+    ids = keyed(store, "k", ["a", "a", "b", "c"], now)
+    store.set_key_limit("k", 1)
+    store.set_limit("k", 2)
+    assert claim_ids(store, ["k"], 10, now) == [ids[0], ids[2]]
+    store.cancel(ids[0], now)
+    assert claim_ids(store, ["k"], 10, now) == [ids[1]]
+    store.requeue_expired(now + LEASE + 1)
+    # Both back (Redis puts each requeued job at the head of its queue, so their order is not the contract's)
+    assert sorted(claim_ids(store, ["k"], 10, now + LEASE + 2)) == sorted([ids[1], ids[2]])
+    store.set_key_limit("k", None)
+    store.set_limit("k", None)
+    assert store.key_limits() == {}
+    assert claim_ids(store, ["k"], 10, now + LEASE + 2) == [ids[3]]
+
+
+def test_a_key_limit_set_while_jobs_run_counts_them(store: Store) -> None:
+    now = time.time()
+    ids = keyed(store, "k", ["a", "a", "b"], now)
+    assert claim_ids(store, ["k"], 1, now) == [ids[0]]
+    store.set_key_limit("k", 1)
+    assert claim_ids(store, ["k"], 10, now) == [ids[2]]
+    running = store.get(ids[0])
+    store.settle([Outcome(running.id, running.lease_token, "finish", result_json="1")], now)
+    assert claim_ids(store, ["k"], 10, now) == [ids[1]]

@@ -60,11 +60,13 @@ def test_queue_limit_sets_shows_and_removes_a_limit(site: Site, caplog: pytest.L
     for _ in range(3):
         site.offload.enqueue(jobfuncs.noop, queue="mail")
     with caplog.at_level("WARNING", logger="offload.web.audit"):
-        assert site.result("queue_limit", {"queue": "mail", "concurrency": 2}) == {"name": "mail", "concurrency": 2}
+        assert site.result("queue_limit", {"queue": "mail", "concurrency": 2}) == {
+            "name": "mail", "concurrency": 2, "key_concurrency": None}
         rows = {row["name"]: row for row in site.result("queue_list", token=READ)}
         assert rows["mail"]["concurrency_limit"] == 2
         assert len(site.offload.store.claim(["mail"], "w", 30, 3, 1e10)) == 2
-        assert site.result("queue_limit", {"queue": "mail"}) == {"name": "mail", "concurrency": None}
+        assert site.result("queue_limit", {"queue": "mail"}) == {
+            "name": "mail", "concurrency": None, "key_concurrency": None}
     audit = [r.getMessage().split(": ", 1)[1] for r in caplog.records if r.name == "offload.web.audit"]
     assert audit == ["set the concurrency limit of queue 'mail' to 2",
                      "set the concurrency limit of queue 'mail' to None"]

@@ -332,7 +332,7 @@ class RedisStore(Store):
 
     def _decode(self, r: builtins.list[Any]) -> Job:
         (job_id, spec, payload, state, enqueued_at, run_at, started_at, ended_at, attempts, result, error, errors,
-         worker, lease_until, lease_token, progress, meta, budget, priority) = r
+         worker, lease_until, lease_token, progress, meta, budget, priority, limit_key) = r
         queue, func, task, title, created_at, max_attempts, retry, timeout, unique_key = json.loads(spec)
         if budget is not None:  # the hash field: a retry may have changed it since the spec was written
             max_attempts = int(budget)
@@ -361,6 +361,7 @@ class RedisStore(Store):
             lease_token=lease_token,
             progress=None if progress is None else json.loads(progress),
             meta={} if meta is None else json.loads(meta),
+            limit_key=limit_key,
             unique_key=unique_key,
             priority=0 if priority is None else int(priority),
         )
@@ -381,7 +382,7 @@ class RedisStore(Store):
                 self.prefix + job.queue, state,
                 now if state == QUEUED else "" if job.enqueued_at is None else repr(job.enqueued_at),
                 str(job.attempts), str(job.max_attempts), codec.dump_meta(job.meta) if job.meta else "",
-                str(job.priority),
+                str(job.priority), job.limit_key or "",
             )
             number = kinds.get(kind)
             if number is None:
@@ -482,14 +483,17 @@ class RedisStore(Store):
         ``<s>.<us>``)."""
         names = [self.qname(q) for q in queues]
         paused, caps, started, head, clock, *queued = replies = self._exchange(
-            [("HMGET", self.base + "paused", *names), ("HMGET", self.base + "limits", *names),
+            [("HMGET", self.base + "paused", *names),
+             ("HMGET", self.base + "limits", *names, *[f"{n}#key" for n in names]),
              ("HMGET", self.base + "counts", *[f"{n}|started" for n in names]),
              ("ZRANGE", self.base + "sched", "0", "0", "WITHSCORES"), ("TIME",),
              *[("EXISTS", *self._queue_lists(q)) for q in queues]])
         for reply in replies:
             if isinstance(reply, ResponseError):
                 raise StoreError(f"Redis store {self.safe_url} failed to look for work: {self._reply_text(reply)}")
-        full = [cap is not None and int(n or 0) >= int(cap) for cap, n in zip(caps, started, strict=True)]
+        # A queue with a per-key limit counts as no work here: its wake token says when a claim may find some.
+        full = [(cap is not None and int(n or 0) >= int(cap)) or keyed is not None
+                for cap, keyed, n in zip(caps[:len(names)], caps[len(names):], started, strict=True)]
         ready = any(int(n) > 0 and at is None and not f for n, at, f in zip(queued, paused, full, strict=True))
         return ready, float(head[1]) if head else None, f"{clock[0]}.{int(clock[1]):06d}"
 
@@ -573,9 +577,19 @@ class RedisStore(Store):
 
     # -- concurrency limits (limit.lua; HASH B limits: Q -> concurrency) ------------------------------------
     def set_limit(self, queue: str, concurrency: int | None) -> None:
-        self._run("limit", self.qname(queue), "" if concurrency is None else str(int(concurrency)))
+        self._run("limit", self.qname(queue), "" if concurrency is None else str(int(concurrency)), "")
 
     def limits(self) -> dict[str, int]:
+        return {q: n for q, n in self._all_limits().items() if not q.endswith("#key")}
+
+    def set_key_limit(self, queue: str, concurrency: int | None) -> None:
+        self._run("limit", self.qname(queue), "" if concurrency is None else str(int(concurrency)), "key")
+
+    def key_limits(self) -> dict[str, int]:
+        return {q[:-4]: n for q, n in self._all_limits().items() if q.endswith("#key")}
+
+    def _all_limits(self) -> dict[str, int]:
+        """HASH limits: queue -> concurrency limit, and ``<queue>#key`` -> per-key limit."""
         found = self._call("HGETALL", self.base + "limits")
         pairs = zip(found[::2], found[1::2], strict=True)
         return {self.unqname(q): int(n) for q, n in sorted(pairs) if q.startswith(self.prefix)}

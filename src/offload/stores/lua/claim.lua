@@ -45,6 +45,28 @@ local function pop_lower(q, ids, want)
   return #ids > 0 and ids
 end
 
+-- Up to `want` ids of a queue with a per-key limit of `kcap`, first to last, passing over (in place) a job whose
+-- limit_key has kcap jobs started, counting those this call takes. Looks at the first 1,000 of each list.
+local function pick_keyed(q, want, kcap)
+  local running, taken, ids = B .. 'kr:' .. q, {}, {}
+  for _, key in ipairs(pqkeys(q)) do
+    for _, id in ipairs(redis.call('LRANGE', key, 0, 999)) do
+      local lk = redis.call('HGET', jkey(id), 'limit_key')
+      local free = true
+      if lk then
+        free = tonumber(redis.call('HGET', running, lk) or 0) + (taken[lk] or 0) < kcap
+        if free then taken[lk] = (taken[lk] or 0) + 1 end
+      end
+      if free then
+        redis.call('LREM', key, 1, id)
+        ids[#ids + 1] = id
+        if #ids >= want then return ids end
+      end
+    end
+  end
+  return #ids > 0 and ids
+end
+
 local out = {}
 for i = 7, #ARGV do
   local want = limit - #out
@@ -52,12 +74,19 @@ for i = 7, #ARGV do
   local q = ARGV[i]
   local ids = false
   local free = room(q)
+  local kcap = false
   if free and free < want then want = free end
   if want <= 0 then
     redis.call('DEL', wkey(q))  -- full: no idle worker wakes for its work until one of its jobs stops
   elseif not is_paused(q) then
-    ids = redis.call('LPOP', qkey(q), want)
-    if not ids or #ids < want then ids = pop_lower(q, ids, want) end
+    kcap = key_cap(q)
+    if kcap then
+      ids = pick_keyed(q, want, kcap)
+      if not ids then redis.call('DEL', wkey(q)) end  -- every key full: wait for one of its jobs to stop
+    else
+      ids = redis.call('LPOP', qkey(q), want)
+      if not ids or #ids < want then ids = pop_lower(q, ids, want) end
+    end
   end
   if ids then
     for _, id in ipairs(ids) do
@@ -80,7 +109,7 @@ for i = 7, #ARGV do
       end
     end
     -- Work left behind: keep a token so the next idle worker wakes as well.
-    if has_queued(q) and (not free or free > #ids) then
+    if has_queued(q) and (not free or free > #ids) and (not kcap or #ids >= want) then
       woken[q] = true
     else
       woken[q] = nil
