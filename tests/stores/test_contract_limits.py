@@ -142,7 +142,8 @@ def test_key_and_queue_limits_together_and_released(store: Store) -> None:
 def test_a_key_limit_set_while_jobs_run_counts_them(store: Store) -> None:
     now = time.time()
     ids = keyed(store, "k", ["a", "a", "b"], now)
-    assert claim_ids(store, ["k"], 1, now) == [ids[0]]
+    got = store.claim(["k"], "w1", LEASE, 1, now)
+    assert [(j.id, j.limit_key) for j in got] == [(ids[0], "a")], "a claimed job carries its key"
     store.set_key_limit("k", 1)
     assert claim_ids(store, ["k"], 10, now) == [ids[2]]
     running = store.get(ids[0])

@@ -1,6 +1,6 @@
 """Concurrency limits with real worker processes (issue 22): four workers, each able to run several jobs, never
-run more of a limited queue at once than its limit, counted from a ledger the job bodies write (SQLite, Redis,
-PostgreSQL)."""
+run more of a limited queue (or of one limit key) at once than its limit, counted from a ledger the job bodies
+write (SQLite, Redis, PostgreSQL)."""
 
 from __future__ import annotations
 
@@ -53,4 +53,22 @@ def test_four_workers_never_run_more_than_the_limit_of_a_queue(fleet: Workers, t
     assert len(limited) == len(jobs)
     assert most_at_once(limited) == 2, "at most 2 at once, and the limit was reached"
     assert most_at_once([(start, end) for tag, start, end in ran if tag == "free"]) > 2, "the other queue is free"
+    assert all(p.poll() is None for p in fleet.procs)
+
+
+def test_a_key_limit_of_one_never_runs_two_jobs_of_a_key_at_once(fleet: Workers, tmp_path: Path) -> None:
+    ledger = tmp_path / "keys.txt"
+    fleet.app.limit("harvest", key_concurrency=1)
+    keys = ["source-1", "source-2", "source-3"]
+    jobs = [fleet.app.enqueue(jobfuncs.span, [str(ledger), key, 0.1], queue="harvest", limit_key=key)
+            for key in keys * 9]
+    for _ in range(4):
+        fleet.start("harvest", "-n", "3")
+    wait_until(lambda: fleet.app.store.count(["harvest"], ["finished"]) == len(jobs), timeout=60,
+               what="the queue drained")
+    ran = spans(ledger)
+    assert len(ran) == len(jobs)
+    for key in keys:
+        assert most_at_once([(start, end) for tag, start, end in ran if tag == key]) == 1, key
+    assert most_at_once([(start, end) for _, start, end in ran]) > 1, "different keys ran side by side"
     assert all(p.poll() is None for p in fleet.procs)

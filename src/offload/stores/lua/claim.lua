@@ -93,7 +93,7 @@ for i = 7, #ARGV do
       local jk = jkey(id)
       local h = redis.call('HMGET', jk, 'state', 'seq', 'created_at', 'attempts', 'ended_at', 'spec', 'payload',
                            'enqueued_at', 'run_at', 'result', 'error', 'errors', 'progress', 'meta',
-                           'max_attempts', 'priority')
+                           'max_attempts', 'priority', 'limit_key')
       if h[1] == 'queued' then
         local attempts = tonumber(h[4]) + 1
         local token = prefix .. (#out + 1)
@@ -105,7 +105,7 @@ for i = 7, #ARGV do
         -- The row in ROW_FIELDS order, from what was read and what was just written.
         out[#out + 1] = {id, h[6], h[7], 'started', h[8] or null, h[9] or null, now, null, attempts, h[10] or null,
                          h[11] or null, h[12] or null, worker, lease_until, token, h[13] or null, h[14] or null,
-                         h[15] or null, h[16] or null}
+                         h[15] or null, h[16] or null, h[17] or null}
       end
     end
     -- Work left behind: keep a token so the next idle worker wakes as well.
