@@ -114,6 +114,7 @@ __all__ = [
     "enqueue_many",
     "get_job",
     "get_queue",
+    "key_limits",
     "limit",
     "limits",
     "list_jobs",
@@ -201,6 +202,11 @@ def limit(queue: str, concurrency: int | EllipsisType | None = ...,
     """Run at most ``concurrency`` jobs of ``queue`` at once across every worker, and at most ``key_concurrency`` of
     those sharing one ``limit_key`` (None: no such limit; left out: unchanged)."""
     default_app().limit(queue, concurrency, key_concurrency)
+
+
+def key_limits() -> dict[str, int]:
+    """The per-key concurrency limits of the default site's queues: name -> limit."""
+    return default_app().key_limits()
 
 
 def limits() -> dict[str, int]:

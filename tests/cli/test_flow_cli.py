@@ -126,3 +126,27 @@ def test_the_python_api_refuses_a_bad_limit_by_name(tmp_path: Path, concurrency:
     with pytest.raises(InvalidQueueName, match="no spaces"):
         app.limit("no spaces", 2)
     assert app.limits() == {}
+
+
+def test_limit_with_a_per_key_limit(cli: Cli) -> None:
+    out = cli("limit", "harvest", "--key-concurrency", "1")
+    assert out.returncode == 0 and out.stdout == 'Queue "harvest": no concurrency limit, at most 1 per limit key\n'
+    out = cli("limit", "harvest", "--concurrency", "3")
+    assert out.stdout == 'Queue "harvest": at most 3 at once, at most 1 per limit key\n', "the key limit is kept"
+    assert cli.app.limits() == {"harvest": 3} and cli.app.key_limits() == {"harvest": 1}
+    counts = json.loads(cli("queues", "--json").stdout)
+    assert counts["harvest"] == {"concurrency_limit": 3, "key_concurrency_limit": 1}
+    assert "3/key 1" in cli("queues").stdout
+    assert cli("limit", "harvest", "--key-concurrency", "0").returncode != 0
+    assert cli("limit", "harvest", "--no-key-concurrency").stdout == 'Queue "harvest": at most 3 at once\n'
+    assert cli.app.key_limits() == {}
+
+
+@pytest.mark.parametrize("key", [42, "", "x" * 201, ["a"]])
+def test_enqueue_refuses_a_bad_limit_key_by_name_and_writes_nothing(tmp_path: Path, key: object) -> None:
+    app = Offload(store=f"sqlite:///{tmp_path}/jobs.db")
+    with pytest.raises(ValueError, match=re.escape(f"invalid limit_key {key!r}")):
+        app.enqueue(jobfuncs.noop, limit_key=key)
+    assert app.store.count() == 0
+    job = app.enqueue(jobfuncs.noop, limit_key="source-42")
+    assert app.get_job(job.id).limit_key == "source-42"

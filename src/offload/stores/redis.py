@@ -29,7 +29,9 @@ Cluster hash tag, so one site lives in one slot); queues are stored as ``<site_i
     B sched            ZSET   scheduled job ids by run_at (promotion at claim; the waiter's next due time)
     B done             ZSET   finished, failed and canceled job ids by ended_at (``purge``)
     B paused           HASH   ``<Q>`` -> paused_at of each paused queue (claim skips it; it keeps no wake token)
-    B limits           HASH   ``<Q>`` -> concurrency limit (claim starts no more; a full queue keeps no wake token)
+    B limits           HASH   ``<Q>`` -> concurrency limit (claim starts no more; a full queue keeps no wake token),
+                              ``<Q>#key`` -> per-key limit
+    B kr:<Q>           HASH   limit_key -> started jobs of the queue with that key, while it has a per-key limit
     B counts           HASH   ``<Q>|<state>`` -> jobs, kept by the scripts (zero fields dropped): ``counts``,
                               ``count`` and the set of queues, with no scan of jobs
     B u:<unique_key>   STRING id of the pending job holding a unique key
