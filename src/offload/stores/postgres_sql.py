@@ -313,11 +313,17 @@ RETURNING {columns("j")}, {_notify("j.queue", "j.state")}
 _WORK_READY = """
 SELECT EXISTS (
     SELECT 1 FROM unnest(%(queues)s::text[]) AS q(name)
-    WHERE EXISTS (SELECT 1 FROM {s}.jobs j WHERE j.queue = q.name AND j.state = 'queued'
-                  AND (j.limit_key IS NULL
-                  OR NOT EXISTS (SELECT 1 FROM {s}.queue_limits k WHERE k.site = %(site)s AND k.queue = q.name
-                                 AND k.key_concurrency <= (SELECT count(*) FROM {s}.jobs r WHERE r.queue = q.name
-                                     AND r.state = 'started' AND r.limit_key = j.limit_key))))
+    WHERE EXISTS (SELECT 1 FROM {s}.jobs j WHERE j.queue = q.name AND j.state = 'queued')
+      -- with a per-key limit: one of its first 1,000 queued jobs has no key, or a key with room
+      AND (NOT EXISTS (SELECT 1 FROM {s}.queue_limits k WHERE k.site = %(site)s AND k.queue = q.name
+                       AND k.key_concurrency IS NOT NULL)
+           OR EXISTS (SELECT 1 FROM (SELECT j.limit_key FROM {s}.jobs j WHERE j.queue = q.name AND j.state = 'queued'
+                                     ORDER BY j.priority, j.enqueued_at, j.seq LIMIT 1000) c
+                      WHERE c.limit_key IS NULL
+                         OR (SELECT count(*) FROM {s}.jobs r WHERE r.queue = q.name AND r.state = 'started'
+                             AND r.limit_key = c.limit_key)
+                            < (SELECT k.key_concurrency FROM {s}.queue_limits k
+                               WHERE k.site = %(site)s AND k.queue = q.name)))
       AND NOT EXISTS (SELECT 1 FROM {s}.paused_queues p WHERE p.site = %(site)s AND p.queue = q.name)
       AND NOT EXISTS (SELECT 1 FROM {s}.queue_limits l WHERE l.site = %(site)s AND l.queue = q.name
                       AND l.concurrency IS NOT NULL
