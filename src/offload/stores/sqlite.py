@@ -381,8 +381,7 @@ class SQLiteStore(Store):
         claimed: list[Job] = []
         with self._write() as conn:
             self._promote(conn, now)
-            paused = self._paused_among(conn, queues)
-            room, keyed = self._limits_of(conn)
+            paused, room, keyed = self._flow_of(conn, queues)
             for queue in queues:
                 want = min(limit - len(claimed), room.get(queue, limit))
                 if len(claimed) >= limit:
@@ -515,27 +514,24 @@ class SQLiteStore(Store):
         )
         return job
 
-    def _paused_among(self, conn: sqlite3.Connection, queues: Sequence[str]) -> set[str]:
-        """Which of ``queues`` are paused."""
-        rows = conn.execute("SELECT queue FROM paused_queues WHERE site=?", (self.site_id,)).fetchall()
-        return {self.unqname(r[0]) for r in rows} & set(queues) if rows else set()
-
-    def _limits_of(self, conn: sqlite3.Connection) -> tuple[dict[str, int], dict[str, int]]:
-        """For each queue of the site with a concurrency limit, how many more of its jobs it lets start; and for
-        each with a per-key limit, that limit."""
+    def _flow_of(self, conn: sqlite3.Connection, queues: Sequence[str]
+                 ) -> tuple[set[str], dict[str, int], dict[str, int]]:
+        """In one statement: which of ``queues`` are paused; for each queue of the site with a concurrency limit,
+        how many more of its jobs it lets start; and for each with a per-key limit, that limit."""
         rows = conn.execute(
-            "SELECT l.queue, l.concurrency - coalesce((SELECT n FROM job_counts c WHERE c.site = l.site "
+            "SELECT 0, queue, NULL, NULL FROM paused_queues WHERE site=?1 UNION ALL "
+            "SELECT 1, l.queue, l.concurrency - coalesce((SELECT n FROM job_counts c WHERE c.site = l.site "
             "AND c.queue = l.queue AND c.state = 'started'), 0), l.key_concurrency FROM queue_limits l "
-            "WHERE l.site=?", (self.site_id,),
+            "WHERE l.site=?1", (self.site_id,),
         ).fetchall()
         if not rows:
-            return {}, {}
-        return ({self.unqname(r[0]): r[1] for r in rows if r[1] is not None},
-                {self.unqname(r[0]): r[2] for r in rows if r[2] is not None})
+            return set(), {}, {}
+        paused = {self.unqname(r[1]) for r in rows if r[0] == 0} & set(queues)
+        return (paused, {self.unqname(r[1]): r[2] for r in rows if r[0] == 1 and r[2] is not None},
+                {self.unqname(r[1]): r[3] for r in rows if r[0] == 1 and r[3] is not None})
 
     def _work_ready(self, conn: sqlite3.Connection, queues: Sequence[str], now: float) -> tuple[bool, float | None]:
-        paused = self._paused_among(conn, queues)
-        room, keyed = self._limits_of(conn)
+        paused, room, keyed = self._flow_of(conn, queues)
         full = {q for q, n in room.items() if n <= 0}
         if paused or full:
             queues = [q for q in queues if q not in paused and q not in full]

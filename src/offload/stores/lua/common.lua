@@ -171,8 +171,8 @@ local function apply()
     local count = g.to ~= 'gone' and tally(g.q, g.to, g.n)
     if #g.add > 0 then index_add(skey(g.q, g.to), g.add, count == g.n) end
     -- A job of a limited queue stopped: the queue may have room again for work that waits.
-    if g.from == 'started' and has_queued(g.q) and (redis.call('HEXISTS', B .. 'limits', g.q) == 1
-        or redis.call('HEXISTS', B .. 'limits', g.q .. '#key') == 1) then
+    if g.from == 'started' and (redis.call('HEXISTS', B .. 'limits', g.q) == 1
+        or redis.call('HEXISTS', B .. 'limits', g.q .. '#key') == 1) and has_queued(g.q) then
       woken[g.q] = true
     end
   end
