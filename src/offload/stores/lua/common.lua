@@ -218,6 +218,44 @@ local function append_error(errors, err)
   return string.sub(errors, 1, -2) .. ',' .. err .. ']'
 end
 
+-- A started job whose worker is gone (its lease ran out, or it was declared dead): the error of type kind is
+-- recorded and the attempt counted; the job goes back to the head of its priority's waiting list (collected in
+-- heads, pushed by requeue_heads) or fails once its attempts are spent. f: the job's ABANDON_FIELDS.
+local ABANDON_FIELDS = {'state', 'queue', 'seq', 'created_at', 'attempts', 'max_attempts', 'worker', 'errors',
+                        'unique_key', 'priority'}
+local function abandon(id, f, kind, message, now, heads)
+  local jk, q = jkey(id), f[2]
+  local err = '{"type":"' .. kind .. '","reason":"abandoned","message":' .. cjson.encode(message) ..
+              ',"traceback":null}'
+  redis.call('HSET', jk, 'error', err, 'errors', append_error(f[8], err))
+  redis.call('HDEL', jk, 'lease_token', 'lease_until')
+  if tonumber(f[5]) < tonumber(f[6]) then
+    redis.call('HSET', jk, 'state', 'queued')
+    move(q, id, f[3], f[4], 'started', 'queued')
+    local k = pqkey(q, f[10])
+    local head = heads[k]
+    if not head then
+      head = {}
+      heads[k] = head
+    end
+    head[#head + 1] = {tonumber(f[3]), id}
+    woken[q] = true
+  else
+    redis.call('HSET', jk, 'state', 'failed', 'ended_at', now)
+    site_set('done', id, now)
+    move(q, id, f[3], f[4], 'started', 'failed')
+    release_key(f[9], id)
+  end
+end
+
+-- Push the jobs abandon collected back at the head of their lists, in their order of arrival (seq).
+local function requeue_heads(heads)
+  for k, head in pairs(heads) do
+    table.sort(head, function(a, b) return a[1] < b[1] end)
+    for j = #head, 1, -1 do redis.call('LPUSH', k, head[j][2]) end
+  end
+end
+
 -- Delete a job and its index entries; in_list false when the caller already dropped the queue list.
 local function remove(id, in_list)
   local jk = jkey(id)

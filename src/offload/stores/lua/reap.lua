@@ -24,44 +24,16 @@ end
 -- The started jobs are the lease ZSET's members; only a dead worker's are touched.
 local changed, heads = {}, {}
 for _, id in ipairs(redis.call('ZRANGE', B .. 'lease', 0, -1)) do
-  local jk = jkey(id)
-  local f = redis.call('HMGET', jk, 'state', 'queue', 'seq', 'created_at', 'attempts', 'max_attempts', 'worker',
-                       'errors', 'unique_key', 'priority')
+  local f = redis.call('HMGET', jkey(id), unpack(ABANDON_FIELDS))
   if f[1] == 'started' and f[7] and gone[f[7]] then
-    local q = f[2]
     site_drop('lease', id)
-    local message = 'worker ' .. f[7] .. ' was declared dead (no heartbeat, or its process is gone); attempt ' ..
-                    f[5]
-    local err = '{"type":"WorkerLost","reason":"abandoned","message":' .. cjson.encode(message) ..
-                ',"traceback":null}'
-    redis.call('HSET', jk, 'error', err, 'errors', append_error(f[8], err))
-    redis.call('HDEL', jk, 'lease_token', 'lease_until')
-    if tonumber(f[5]) < tonumber(f[6]) then
-      redis.call('HSET', jk, 'state', 'queued')
-      move(q, id, f[3], f[4], 'started', 'queued')
-      local k = pqkey(q, f[10])  -- the waiting list of its priority
-      local head = heads[k]
-      if not head then
-        head = {}
-        heads[k] = head
-      end
-      head[#head + 1] = id
-      woken[q] = true
-    else
-      redis.call('HSET', jk, 'state', 'failed', 'ended_at', now)
-      site_set('done', id, now)
-      move(q, id, f[3], f[4], 'started', 'failed')
-      release_key(f[9], id)
-    end
+    abandon(id, f, 'WorkerLost',
+            'worker ' .. f[7] .. ' was declared dead (no heartbeat, or its process is gone); attempt ' .. f[5], now,
+            heads)
     changed[#changed + 1] = id
   end
 end
-local seqs = {}
-for _, id in ipairs(changed) do seqs[id] = tonumber(redis.call('HGET', jkey(id), 'seq')) end
-for k, head in pairs(heads) do
-  table.sort(head, function(a, b) return seqs[a] < seqs[b] end)  -- their order of arrival, not of lease
-  for j = #head, 1, -1 do redis.call('LPUSH', k, head[j]) end
-end
+requeue_heads(heads)
 apply()
 local out = {}
 for _, id in ipairs(changed) do out[#out + 1] = row(id) end
