@@ -1,4 +1,5 @@
-"""What priorities and paused queues cost a claim (issue 22), on each store, against plain FIFO in the same run.
+"""What priorities, paused queues and concurrency limits cost a claim (issue 22), on each store, against plain
+FIFO in the same run.
 
     .venv/bin/python bench/flow_claim.py            # about a minute
     .venv/bin/python bench/flow_claim.py --jobs 2000 --rounds 7
@@ -9,7 +10,10 @@ as a worker with one free slot does) and settles each as finished, timing every 
 - ``fifo``: every job at priority 0 (the baseline: what every job was before priorities);
 - ``low``: every job at priority 5 (on Redis the claim first finds the priority 0 list empty);
 - ``mixed``: priorities 0-9 at random;
-- ``paused-other``: priority 0, the claim naming a paused queue first (it is skipped).
+- ``paused-other``: priority 0, the claim naming a paused queue first (it is skipped);
+- ``limit-loose``: priority 0, the queue with a concurrency limit of 1,000,000 (configured, never binding);
+- ``limit-tight``: priority 0, the queue with a concurrency limit of 1: every claim takes the one free slot,
+  which the settle before it gave back (binding: on PostgreSQL the claim takes the queue's advisory lock).
 
 Rounds interleave the cases, so a slow spell of the shared machine hits each of them. Figures: the median claim
 time of each round, then the median over rounds, and its ratio to ``fifo``'s. Writes
@@ -31,7 +35,7 @@ from offload.jobs import Job, Outcome, new_id
 from offload.stores import Store, open_store
 
 BENCH = Path(__file__).resolve().parent
-CASES = ("fifo", "low", "mixed", "paused-other")
+CASES = ("fifo", "low", "mixed", "paused-other", "limit-loose", "limit-tight")
 
 
 def urls(work: Path, run: str) -> dict[str, str]:
@@ -46,12 +50,14 @@ def one_case(store: Store, case: str, jobs: int) -> float:
     """The median time of one claim, in microseconds, over ``jobs`` claims."""
     now = time.time()
     rng = random.Random(7)
-    prio = {"fifo": lambda: 0, "low": lambda: 5, "mixed": lambda: rng.randrange(10), "paused-other": lambda: 0}[case]
+    prio = {"low": lambda: 5, "mixed": lambda: rng.randrange(10)}.get(case, lambda: 0)
     store.enqueue_many([Job(id=new_id(), queue="default", func="x:y", created_at=now, priority=prio())
                         for _ in range(jobs)], now)
     queues = ["held", "default"] if case == "paused-other" else ["default"]
     if case == "paused-other":
         store.pause("held", now)
+    if case.startswith("limit-"):
+        store.set_limit("default", 1 if case == "limit-tight" else 1_000_000)
     times: list[float] = []
     for _ in range(jobs):
         t0 = time.perf_counter()
@@ -59,6 +65,7 @@ def one_case(store: Store, case: str, jobs: int) -> float:
         times.append(time.perf_counter() - t0)
         store.settle([Outcome(job.id, job.lease_token or "", "finish", result_json="null")], time.time())
     store.resume("held")
+    store.set_limit("default", None)
     store.purge(time.time() + 1)
     return statistics.median(times) * 1e6
 
@@ -100,7 +107,7 @@ def cleanup(store: Store, name: str) -> None:
 
 
 def write(results: dict[str, dict[str, list[float]]], args: argparse.Namespace) -> None:
-    lines = ["# Claim time with priorities and paused queues (bench/flow_claim.py)", "",
+    lines = ["# Claim time with priorities, paused queues and concurrency limits (bench/flow_claim.py)", "",
              f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; {args.jobs} claims of one job per case and "
              f"round, {args.rounds} rounds; median claim time (µs) per round, median over rounds; ratio to fifo "
              "in the same run.", "", "| store | " + " | ".join(CASES) + " |", "|---|" + "---:|" * len(CASES)]

@@ -48,6 +48,20 @@ def ledger_then_sleep(path: str, seconds: float) -> str:
     return "slept"
 
 
+def span(path: str, tag: str, seconds: float) -> str:
+    """Sleep ``seconds`` and append one line: ``tag``, start and end time (wall clock), pid. An independent
+    ledger of when job bodies ran, for counting how many ran at once."""
+    start = time.time()
+    time.sleep(seconds)
+    line = f"{tag} {start!r} {time.time()!r} {os.getpid()}\n"
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, line.encode())
+    finally:
+        os.close(fd)
+    return tag
+
+
 def sleep(seconds: float) -> str:
     time.sleep(seconds)
     return "slept"

@@ -11,6 +11,7 @@ The module-level functions act on a default ``Offload`` built from the configura
 from __future__ import annotations
 
 import importlib
+from types import EllipsisType
 
 import offload.retry  # noqa: F401  (the submodule first: the function ``retry`` below must win the name)
 from offload.default import configure, configure_lazily, default_app
@@ -113,6 +114,9 @@ __all__ = [
     "enqueue_many",
     "get_job",
     "get_queue",
+    "key_limits",
+    "limit",
+    "limits",
     "list_jobs",
     "notify",
     "pause",
@@ -191,6 +195,23 @@ def pause(queue: str) -> bool:
 def resume(queue: str) -> bool:
     """Resume a paused queue; False if it was not paused."""
     return default_app().resume(queue)
+
+
+def limit(queue: str, concurrency: int | EllipsisType | None = ...,
+          key_concurrency: int | EllipsisType | None = ...) -> None:
+    """Run at most ``concurrency`` jobs of ``queue`` at once across every worker, and at most ``key_concurrency`` of
+    those sharing one ``limit_key`` (None: no such limit; left out: unchanged)."""
+    default_app().limit(queue, concurrency, key_concurrency)
+
+
+def key_limits() -> dict[str, int]:
+    """The per-key concurrency limits of the default site's queues: name -> limit."""
+    return default_app().key_limits()
+
+
+def limits() -> dict[str, int]:
+    """The concurrency limits of the default site's queues: name -> limit."""
+    return default_app().limits()
 
 
 def paused() -> dict[str, float]:

@@ -7,6 +7,7 @@ import math
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
+from types import EllipsisType
 from typing import TYPE_CHECKING, Any
 
 from offload import codec, funcs, registry, taskstatus, tracing
@@ -27,7 +28,9 @@ from offload.jobs import (
     STATES,
     Job,
     WorkerInfo,
+    check_concurrency,
     check_job_id,
+    check_limit_key,
     check_priority,
     check_queue_name,
     new_id,
@@ -45,7 +48,7 @@ MAX_RUN_AT = 253402300799.0  # 9999-12-31T23:59:59Z, the last moment a datetime 
 # RQ options CKAN code passes through rq_kwargs that have no meaning here and are safe to ignore.
 _IGNORED_RQ_KWARGS = {"result_ttl", "ttl", "failure_ttl"}
 _ENQUEUE_OPTIONS = {"rq_kwargs", "max_attempts", "max_retries", "retry", "at", "delay", "unique_key", "job_id",
-                    "meta", "task_status", "priority"}
+                    "meta", "task_status", "priority", "limit_key"}
 
 
 # enqueue options that make a job differ from its neighbours in one enqueue_many: no shared template then.
@@ -306,6 +309,8 @@ class Offload:
             fields["unique_key"] = unique_key
         if options.get("priority") is not None:
             fields["priority"] = check_priority(options["priority"])
+        if options.get("limit_key") is not None:
+            fields["limit_key"] = check_limit_key(options["limit_key"])
         run_at = _when(options.get("at"), options.get("delay"), now)
         if run_at is not None:
             fields["run_at"] = run_at
@@ -539,6 +544,28 @@ class Offload:
     def paused(self) -> dict[str, float]:
         """The paused queues: name -> when it was paused (seconds since the epoch)."""
         return self.store.paused()
+
+    def limit(self, queue: str, concurrency: int | EllipsisType | None = ...,
+              key_concurrency: int | EllipsisType | None = ...) -> None:
+        """Let at most ``concurrency`` jobs of ``queue`` run at once across every worker and host, and at most
+        ``key_concurrency`` of its jobs that share one ``limit_key`` (None: no such limit; left out: unchanged).
+        Stored in the store and obeyed by the next claim of every worker; running jobs are not touched.
+        ValueError (nothing written) for a bad queue name or a limit that is not a whole number of at least 1."""
+        name = check_queue_name(queue)
+        queue_limit = ... if concurrency is ... else check_concurrency(concurrency)
+        key_limit = ... if key_concurrency is ... else check_concurrency(key_concurrency)
+        if queue_limit is not ...:
+            self.store.set_limit(name, queue_limit)
+        if key_limit is not ...:
+            self.store.set_key_limit(name, key_limit)
+
+    def limits(self) -> dict[str, int]:
+        """The concurrency limits of the site's queues: name -> limit."""
+        return self.store.limits()
+
+    def key_limits(self) -> dict[str, int]:
+        """The per-key concurrency limits of the site's queues: name -> limit."""
+        return self.store.key_limits()
 
     def cancel(self, job_id: str) -> Job:
         """Cancel a scheduled, queued or running job (a running job's process is stopped)."""

@@ -49,6 +49,22 @@ def check_job_id(job_id: object) -> str:
 PRIORITIES = range(10)
 
 
+def check_concurrency(concurrency: object) -> int | None:
+    """``concurrency`` if it is a whole number of at least 1 (or None: no limit), else ValueError naming it."""
+    if concurrency is None:
+        return None
+    if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
+        raise ValueError(f"invalid concurrency limit {concurrency!r}: use a whole number of at least 1")
+    return concurrency
+
+
+def check_limit_key(key: object) -> str:
+    """``key`` if it is a string of 1-200 characters, else ValueError naming the value."""
+    if not isinstance(key, str) or not 0 < len(key) <= 200:
+        raise ValueError(f"invalid limit_key {key!r}: use a string of 1 to 200 characters")
+    return key
+
+
 def check_priority(priority: object) -> int:
     """``priority`` if it is an int from 0 to 9, else ValueError naming the value."""
     if isinstance(priority, bool) or not isinstance(priority, int) or priority not in PRIORITIES:
@@ -122,6 +138,9 @@ class Job:
     unique_key: str | None = None
     #: Order within its queue: 0 (the default) first, 9 last; FIFO among equals.
     priority: int = 0
+    #: The key this job counts against within its queue's per-key concurrency limit (None: it counts only against
+    #: the queue's limit).
+    limit_key: str | None = None
     # Set on the Job returned by enqueue when an equal pending job already existed (nothing was added).
     duplicate: bool = field(default=False, compare=False)
     # Set by a store that could not decode this job's record (corrupted, or written by something else): what is
@@ -215,6 +234,7 @@ class Job:
             "meta": self.meta,
             "unique_key": self.unique_key,
             "priority": self.priority,
+            "limit_key": self.limit_key,
         }
 
 

@@ -36,7 +36,7 @@ def test_tables_are_aligned_and_plain_when_piped(cli: Cli) -> None:
     assert not any(ANSI.search(line) for line in lines)
     header, *rows = lines
     assert header.split() == ["queue", "scheduled", "queued", "started", "finished", "failed", "canceled", "latency",
-                              "workers"]
+                              "workers", "limit"]
     # Right-aligned numeric columns end where their header ends.
     for name in ("queued", "workers"):
         end = header.index(name) + len(name)

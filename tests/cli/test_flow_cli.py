@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from offload import Offload
+from offload.errors import InvalidQueueName
 from tests import jobfuncs
 from tests.cli.test_cli import Cli
 
@@ -89,3 +90,63 @@ def test_module_level_pause_and_resume(tmp_path) -> None:  # type: ignore[no-unt
             offload.pause("bad name")
     finally:
         offload.default_app().close()
+
+
+def test_limit_sets_shows_and_removes_a_concurrency_limit(cli: Cli) -> None:
+    cli.app.enqueue(jobfuncs.noop, queue="mail")
+    out = cli("limit", "mail", "--concurrency", "2")
+    assert out.returncode == 0 and out.stdout == 'Queue "mail": at most 2 at once\n'
+    assert cli("limit", "mail").stdout == 'Queue "mail": at most 2 at once\n'
+    assert cli.app.limits() == {"mail": 2}
+    counts = json.loads(cli("queues", "--json").stdout)
+    assert counts["mail"]["concurrency_limit"] == 2 and counts["mail"]["queued"] == 1
+    header, row = cli("queues").stdout.splitlines()[:2]
+    assert "limit" in header.split() and row.split()[0] == "mail" and "2" in row.split()[-1:]
+    assert cli("limit", "mail", "--no-concurrency").stdout == 'Queue "mail": no concurrency limit\n'
+    assert cli.app.limits() == {}
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["mail", "--concurrency", "0"], "invalid concurrency limit 0"),
+    (["mail", "--concurrency", "two"], "'two' is not a valid integer"),
+    (["no spaces", "--concurrency", "2"], "no spaces"),
+    (["mail", "--concurrency", "2", "--no-concurrency"], "not both"),
+])
+def test_limit_refuses_bad_input_and_writes_nothing(cli: Cli, args: list[str], message: str) -> None:
+    out = cli("limit", *args)
+    assert out.returncode != 0 and message in out.stderr
+    assert cli.app.limits() == {}
+
+
+@pytest.mark.parametrize("concurrency", [0, -3, 2.5, "2", True])
+def test_the_python_api_refuses_a_bad_limit_by_name(tmp_path: Path, concurrency: object) -> None:
+    app = Offload(store=f"sqlite:///{tmp_path}/jobs.db")
+    with pytest.raises(ValueError, match=re.escape(f"invalid concurrency limit {concurrency!r}")):
+        app.limit("mail", concurrency)  # type: ignore[arg-type]
+    with pytest.raises(InvalidQueueName, match="no spaces"):
+        app.limit("no spaces", 2)
+    assert app.limits() == {}
+
+
+def test_limit_with_a_per_key_limit(cli: Cli) -> None:
+    out = cli("limit", "harvest", "--key-concurrency", "1")
+    assert out.returncode == 0 and out.stdout == 'Queue "harvest": no concurrency limit, at most 1 per limit key\n'
+    out = cli("limit", "harvest", "--concurrency", "3")
+    assert out.stdout == 'Queue "harvest": at most 3 at once, at most 1 per limit key\n', "the key limit is kept"
+    assert cli.app.limits() == {"harvest": 3} and cli.app.key_limits() == {"harvest": 1}
+    counts = json.loads(cli("queues", "--json").stdout)
+    assert counts["harvest"] == {"concurrency_limit": 3, "key_concurrency_limit": 1}
+    assert "3/key 1" in cli("queues").stdout
+    assert cli("limit", "harvest", "--key-concurrency", "0").returncode != 0
+    assert cli("limit", "harvest", "--no-key-concurrency").stdout == 'Queue "harvest": at most 3 at once\n'
+    assert cli.app.key_limits() == {}
+
+
+@pytest.mark.parametrize("key", [42, "", "x" * 201, ["a"]])
+def test_enqueue_refuses_a_bad_limit_key_by_name_and_writes_nothing(tmp_path: Path, key: object) -> None:
+    app = Offload(store=f"sqlite:///{tmp_path}/jobs.db")
+    with pytest.raises(ValueError, match=re.escape(f"invalid limit_key {key!r}")):
+        app.enqueue(jobfuncs.noop, limit_key=key)
+    assert app.store.count() == 0
+    job = app.enqueue(jobfuncs.noop, limit_key="source-42")
+    assert app.get_job(job.id).limit_key == "source-42"

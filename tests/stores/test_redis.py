@@ -378,7 +378,8 @@ def test_a_waiting_claim_runs_in_the_same_exchange_as_the_wait(make: Callable[..
     thread.join(10)
     [claimed] = got
     assert [j.id for j in claimed] == [job.id]
-    assert exchanges == [4, 2], "one look (paused, ZRANGE, TIME, EXISTS), then the BLPOP with the claim behind it"
+    assert exchanges == [6, 2], ("one look (paused, limits, started counts, ZRANGE, TIME, EXISTS), then the BLPOP "
+                                 "with the claim behind it")
     assert claimed[0].started_at >= job.enqueued_at - 0.01
 
 

@@ -143,9 +143,10 @@ def test_a_bulk_insert_stores_the_same_rows_as_single_inserts(tmp_path: Path) ->
     assert not any(job.duplicate for job in store.enqueue_many(jobs("b"), now))
     conn = sqlite3.connect(store.path)
     query = "SELECT * FROM jobs WHERE id LIKE ? ORDER BY seq"
-    # The columns but seq, the ids and unique keys without their tag (unique_key is last but priority)
-    single = [(r[1], r[2][1:], *r[3:-2], (r[-2] or "")[1:], r[-1]) for r in conn.execute(query, ("s%",))]
-    bulk = [(r[1], r[2][1:], *r[3:-2], (r[-2] or "")[1:], r[-1]) for r in conn.execute(query, ("b%",))]
+    # The columns but seq, the ids and unique keys without their tag (unique_key is followed by priority and
+    # limit_key)
+    single = [(r[1], r[2][1:], *r[3:-3], (r[-3] or "")[1:], *r[-2:]) for r in conn.execute(query, ("s%",))]
+    bulk = [(r[1], r[2][1:], *r[3:-3], (r[-3] or "")[1:], *r[-2:]) for r in conn.execute(query, ("b%",))]
     assert len(bulk) == 300 and bulk == single
     conn.close()
     store.close()

@@ -54,3 +54,31 @@ def test_queue_pause_needs_an_admin_token_and_a_valid_name(site: Site) -> None:
     status, body = site.call("queue_resume", {})
     assert status == 409 and body["error"]["queue"] == ["Missing value"]
     assert site.offload.paused() == {}
+
+
+def test_queue_limit_sets_shows_and_removes_a_limit(site: Site, caplog: pytest.LogCaptureFixture) -> None:
+    for _ in range(3):
+        site.offload.enqueue(jobfuncs.noop, queue="mail")
+    with caplog.at_level("WARNING", logger="offload.web.audit"):
+        assert site.result("queue_limit", {"queue": "mail", "concurrency": 2}) == {
+            "name": "mail", "concurrency": 2, "key_concurrency": None}
+        rows = {row["name"]: row for row in site.result("queue_list", token=READ)}
+        assert rows["mail"]["concurrency_limit"] == 2
+        assert len(site.offload.store.claim(["mail"], "w", 30, 3, 1e10)) == 2
+        assert site.result("queue_limit", {"queue": "mail"}) == {
+            "name": "mail", "concurrency": None, "key_concurrency": None}
+    audit = [r.getMessage().split(": ", 1)[1] for r in caplog.records if r.name == "offload.web.audit"]
+    assert audit == ["set the concurrency limit of queue 'mail' to 2",
+                     "set the concurrency limit of queue 'mail' to None"]
+    assert site.offload.limits() == {}
+
+
+@pytest.mark.parametrize("concurrency", [0, -1, 1.5, "two", True])
+def test_queue_limit_refuses_a_bad_limit_or_name_and_writes_nothing(site: Site, concurrency: object) -> None:
+    status, body = site.call("queue_limit", {"queue": "mail", "concurrency": concurrency})
+    assert status == 409 and body["error"]["concurrency"][0].startswith("Must be an integer between 1 and")
+    status, body = site.call("queue_limit", {"queue": "no spaces", "concurrency": 2})
+    assert status == 409 and body["error"]["queue"] == ["Must be 1-100 letters, digits, '_', '-' or '.'"]
+    status, body = site.call("queue_limit", {"queue": "mail", "concurrency": 2}, token=READ)
+    assert status == 403
+    assert site.offload.limits() == {}

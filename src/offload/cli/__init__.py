@@ -1,7 +1,7 @@
 """The ``offload`` command line: one group, its commands in the modules beside this one.
 
 ``jobs`` (list, show, cancel, retry, clear, test, enqueue, purge), ``worker``, ``admin`` (migrate, queues, workers,
-pause, resume, tasks, schedules, config, demo), ``info`` (queues and workers, --watch), ``events`` (consumers,
+pause, resume, limit, tasks, schedules, config, demo), ``info`` (queues and workers, --watch), ``events`` (consumers,
 webhooks) and ``web`` (serve, token); ``table`` draws their tables. Output follows CKAN's ``ckan jobs`` where the
 two overlap; ``common`` holds what they share.
 """
@@ -26,9 +26,9 @@ def main(ctx: click.Context, config: str | None, store: str | None, site_id: str
 
 
 for command in (worker.worker, jobs.list_, jobs.show, jobs.cancel, jobs.retry, jobs.clear, jobs.test, jobs.enqueue,
-                jobs.purge, admin.migrate, admin.queues, admin.pause, admin.resume, admin.workers, admin.list_tasks,
-                admin.list_schedules, admin.show_config, admin.demo, web.serve, web.token, events.consumers,
-                events.webhooks, task_status.task_status, info.info):
+                jobs.purge, admin.migrate, admin.queues, admin.pause, admin.resume, admin.limit, admin.workers,
+                admin.list_tasks, admin.list_schedules, admin.show_config, admin.demo, web.serve, web.token,
+                events.consumers, events.webhooks, task_status.task_status, info.info):
     main.add_command(command)
 
 __all__ = ["main"]

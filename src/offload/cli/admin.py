@@ -6,12 +6,14 @@ from __future__ import annotations
 import json
 import sys
 import time
+from types import EllipsisType
 
 import click
 
 from offload.cli.common import app_for, friendly, time_text
 from offload.cli.info import queue_table, worker_table
 from offload.cli.table import colour_on
+from offload.jobs import check_queue_name
 
 
 @click.command()
@@ -28,13 +30,17 @@ def migrate(ctx: click.Context) -> None:
 @click.pass_context
 @friendly
 def queues(ctx: click.Context, as_json: bool) -> None:
-    """Jobs per queue and state, and which queues are paused (JSON: ``"paused": true`` in a paused queue's
-    counts)."""
+    """Jobs per queue and state, which queues are paused and their concurrency limits (JSON: ``"paused": true``
+    and ``"concurrency_limit": N`` in a queue's counts)."""
     app = app_for(ctx)
     counts: dict[str, dict[str, object]] = {name: dict(n) for name, n in app.store.counts().items()}
     paused = app.paused()
     for name in paused:
         counts.setdefault(name, {})["paused"] = True
+    for name, n in app.limits().items():
+        counts.setdefault(name, {})["concurrency_limit"] = n
+    for name, n in app.key_limits().items():
+        counts.setdefault(name, {})["key_concurrency_limit"] = n
     if as_json:
         click.echo(json.dumps(counts, indent=2, sort_keys=True))
         return
@@ -54,6 +60,41 @@ def pause(ctx: click.Context, queue: str) -> None:
         click.echo(f'Paused queue "{queue}"')
     else:
         click.echo(f'Queue "{queue}" was paused already')
+
+
+def limit_text(queue: str, concurrency: int | None, key_concurrency: int | None) -> str:
+    parts = [f"at most {concurrency} at once" if concurrency else "no concurrency limit"]
+    if key_concurrency:
+        parts.append(f"at most {key_concurrency} per limit key")
+    return f'Queue "{queue}": ' + ", ".join(parts)
+
+
+@click.command()
+@click.argument("queue")
+@click.option("--concurrency", type=int, default=None, help="run at most N jobs of QUEUE at once, across all workers")
+@click.option("--no-concurrency", "clear", is_flag=True, help="remove the concurrency limit of QUEUE")
+@click.option("--key-concurrency", type=int, default=None,
+              help="run at most N jobs of QUEUE with one limit_key at once, across all workers")
+@click.option("--no-key-concurrency", "clear_key", is_flag=True, help="remove the per-key limit of QUEUE")
+@click.pass_context
+@friendly
+def limit(ctx: click.Context, queue: str, concurrency: int | None, clear: bool, key_concurrency: int | None,
+          clear_key: bool) -> None:
+    """Limit how many jobs of QUEUE run at once across every worker and host, and how many of those that share
+    one limit_key (`enqueue(..., limit_key=...)`); stored in the store, obeyed by every worker's next claim. With
+    no option, show the limits."""
+    app = app_for(ctx)
+    if (clear and concurrency is not None) or (clear_key and key_concurrency is not None):
+        raise click.UsageError("give a limit or remove it, not both")
+    new: int | EllipsisType | None = None if clear else ... if concurrency is None else concurrency
+    new_key: int | EllipsisType | None = None if clear_key else ... if key_concurrency is None else key_concurrency
+    if new is not ... or new_key is not ...:
+        try:
+            app.limit(queue, new, new_key)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc)) from None
+    name = check_queue_name(queue)
+    click.echo(limit_text(queue, app.limits().get(name), app.key_limits().get(name)))
 
 
 @click.command()

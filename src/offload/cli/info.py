@@ -16,11 +16,19 @@ from offload.cli.table import Cell, colour_on, duration_text, render, state_cell
 from offload.jobs import STATES, WorkerInfo
 
 
+def limit_cell(concurrency: int | None, key_concurrency: int | None) -> str:
+    """A queue's limits: ``2``, ``2/key 1`` or ``key 1``; empty without any."""
+    parts = ([str(concurrency)] if concurrency else []) + ([f"key {key_concurrency}"] if key_concurrency else [])
+    return "/".join(parts)
+
+
 def queue_table(app: Offload, now: float, workers: list[WorkerInfo], colour: bool) -> list[str]:
     counts = app.store.counts()
     since = app.store.waiting_since(now)
     stopped = set(app.paused())
-    names = sorted(set(counts) | set(since) | stopped)
+    limits = app.limits()
+    key_limits = app.key_limits()
+    names = sorted(set(counts) | set(since) | stopped | set(limits) | set(key_limits))
     if not names:
         return ["There are no queues with jobs."]
     rows: list[list[Cell]] = []
@@ -32,9 +40,10 @@ def queue_table(app: Offload, now: float, workers: list[WorkerInfo], colour: boo
         row += [state_cell(s, str(counts.get(name, {}).get(s, 0))) if counts.get(name, {}).get(s) else "0"
                 for s in STATES]
         row += [duration_text(latency), (str(serving), {"fg": "red" if unserved else None, "bold": unserved}),
+                limit_cell(limits.get(name), key_limits.get(name)),
                 ("paused", {"fg": "yellow"}) if name in stopped else ""]
         rows.append(row)
-    headers = ["queue", *STATES, "latency", "workers", ""]
+    headers = ["queue", *STATES, "latency", "workers", "limit", ""]
     return render(headers, rows, right=range(1, len(headers) - 1), colour=colour)
 
 

@@ -33,6 +33,14 @@ Paused queues: ``pause`` marks a queue of the site paused in the store; ``claim`
 can still be enqueued, cancelled and so on) and ``wait_for_work`` does not count its work, until ``resume``, which
 wakes idle workers if it holds work. Running jobs are not touched.
 
+Concurrency limits: ``set_limit`` stores a queue's limit (None removes it). ``claim`` starts a job of a limited
+queue only while fewer than ``concurrency`` of the queue's jobs are ``started`` (across every worker of the
+site), so a limit is released by whatever ends the started state: settle, requeue_expired, reap_dead_workers,
+cancel, delete. ``set_key_limit`` likewise limits the started jobs of a queue that share one ``limit_key``: the
+claim passes over a queued job whose key is at its limit (it keeps its place) and takes the next one.
+``wait_for_work`` does not count the work of a queue at its limit, and a job of a limited queue
+leaving ``started`` wakes idle workers when the queue holds work.
+
 Fencing: settle and extend_leases act only on a started job whose ``lease_token`` matches; anything else
 is a late or foreign result and is rejected (returns False / reported as lost).
 
@@ -268,6 +276,25 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def paused(self) -> dict[str, float]:
         """The paused queues of this site: name -> when it was paused."""
+
+    # -- concurrency limits ------------------------------------------------------------------------------
+    @abc.abstractmethod
+    def set_limit(self, queue: str, concurrency: int | None) -> None:
+        """Limit how many jobs of ``queue`` may be started at once on the site (None: no limit), waking idle
+        workers (a raised limit may let them claim)."""
+
+    @abc.abstractmethod
+    def limits(self) -> dict[str, int]:
+        """The concurrency limits of this site's queues: name -> limit."""
+
+    @abc.abstractmethod
+    def set_key_limit(self, queue: str, concurrency: int | None) -> None:
+        """Limit how many jobs of ``queue`` with one ``limit_key`` may be started at once (None: no limit); jobs
+        without a key are not limited by it. Wakes idle workers."""
+
+    @abc.abstractmethod
+    def key_limits(self) -> dict[str, int]:
+        """The per-key concurrency limits of this site's queues: name -> limit."""
 
     # -- workers -----------------------------------------------------------------------------------------
     @abc.abstractmethod

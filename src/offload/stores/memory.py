@@ -41,6 +41,8 @@ class _Backend:
         self.schedules: dict[tuple[str, str], ScheduleRun] = {}
         self.records: dict[tuple[str, str, str], dict[str, Any]] = {}
         self.paused: dict[tuple[str, str], float] = {}
+        self.limits: dict[tuple[str, str], int] = {}
+        self.key_limits: dict[tuple[str, str], int] = {}
 
 
 _shared: dict[str, _Backend] = {}
@@ -155,7 +157,7 @@ class MemoryStore(Store):
                     (j for j in self._mine() if j.queue == queue and j.state == QUEUED),
                     key=lambda j: (j.priority, j.enqueued_at or 0.0, self._b.seq[self._key(j.id)]),
                 )
-                for job in ready[: limit - len(claimed)]:
+                for job in self._by_key(queue, ready)[: min(limit - len(claimed), self._room(queue))]:
                     job.state = STARTED
                     job.attempts += 1
                     job.lease_token = uuid.uuid4().hex
@@ -245,12 +247,40 @@ class MemoryStore(Store):
             job.ended_at = now
         return _copy(job)
 
+    def _room(self, queue: str) -> int:
+        """How many more jobs of ``queue`` its concurrency limit lets start (a large number without one)."""
+        cap = self._b.limits.get((self.site_id, queue))
+        if cap is None:
+            return 1 << 30
+        return max(0, cap - sum(1 for j in self._mine() if j.queue == queue and j.state == STARTED))
+
+    def _by_key(self, queue: str, ready: list[Job]) -> list[Job]:
+        """``ready`` without the jobs that the queue's per-key limit does not let start now."""
+        cap = self._b.key_limits.get((self.site_id, queue))
+        if cap is None:
+            return ready
+        running: dict[str, int] = {}
+        for j in self._mine():
+            if j.queue == queue and j.state == STARTED and j.limit_key is not None:
+                running[j.limit_key] = running.get(j.limit_key, 0) + 1
+        allowed: list[Job] = []
+        for job in ready:
+            if job.limit_key is not None:
+                if running.get(job.limit_key, 0) >= cap:
+                    continue
+                running[job.limit_key] = running.get(job.limit_key, 0) + 1
+            allowed.append(job)
+        return allowed
+
     def _has_work(self, queues: Sequence[str], now: float) -> bool:
-        wanted = {q for q in queues if (self.site_id, q) not in self._b.paused}
-        return any(
-            j.queue in wanted and (j.state == QUEUED or (j.state == SCHEDULED and (j.run_at or 0) <= now))
-            for j in self._mine()
-        )
+        for queue in queues:
+            if (self.site_id, queue) in self._b.paused or self._room(queue) <= 0:
+                continue
+            ready = [j for j in self._mine() if j.queue == queue
+                     and (j.state == QUEUED or (j.state == SCHEDULED and (j.run_at or 0) <= now))]
+            if self._by_key(queue, ready):
+                return True
+        return False
 
     def wait_for_work(self, queues: Sequence[str], timeout: float) -> bool:
         deadline = time.monotonic() + timeout
@@ -408,6 +438,31 @@ class MemoryStore(Store):
     def paused(self) -> dict[str, float]:
         with self._b.cond:
             return {q: at for (site, q), at in self._b.paused.items() if site == self.site_id}
+
+    # -- concurrency limits
+    def set_limit(self, queue: str, concurrency: int | None) -> None:
+        with self._b.cond:
+            if concurrency is None:
+                self._b.limits.pop((self.site_id, queue), None)
+            else:
+                self._b.limits[(self.site_id, queue)] = concurrency
+            self._b.cond.notify_all()
+
+    def limits(self) -> dict[str, int]:
+        with self._b.cond:
+            return {q: n for (site, q), n in self._b.limits.items() if site == self.site_id}
+
+    def set_key_limit(self, queue: str, concurrency: int | None) -> None:
+        with self._b.cond:
+            if concurrency is None:
+                self._b.key_limits.pop((self.site_id, queue), None)
+            else:
+                self._b.key_limits[(self.site_id, queue)] = concurrency
+            self._b.cond.notify_all()
+
+    def key_limits(self) -> dict[str, int]:
+        with self._b.cond:
+            return {q: n for (site, q), n in self._b.key_limits.items() if site == self.site_id}
 
     # -- workers
     def register_worker(self, info: WorkerInfo) -> None:

@@ -314,7 +314,7 @@ class PostgresStore(Store):
             "enqueued_at": _float(now if job.state == QUEUED else job.enqueued_at), "run_at": _float(job.run_at),
             "attempts": str(int(job.attempts)), "max_attempts": str(int(job.max_attempts)),
             "retry": _dump(job.retry), "timeout": _float(job.timeout), "meta": codec.dump_meta(job.meta),
-            "unique_key": job.unique_key, "priority": str(int(job.priority)),
+            "unique_key": job.unique_key, "priority": str(int(job.priority)), "limit_key": job.limit_key,
         }
         # fmt: on
 
@@ -370,7 +370,7 @@ class PostgresStore(Store):
         rows = [
             [j.id, self.prefix + j.queue, j.func, j.task, j.payload, j.title, j.state, j.created_at,
              now if j.state == QUEUED else j.enqueued_at, j.run_at, j.attempts, j.max_attempts, _dump(j.retry),
-             j.timeout, codec.dump_meta(j.meta), j.unique_key, ins, j.priority]
+             j.timeout, codec.dump_meta(j.meta), j.unique_key, ins, j.priority, j.limit_key]
             for j, ins in zip(jobs, insert, strict=True)
         ]
         # fmt: on
@@ -417,6 +417,20 @@ class PostgresStore(Store):
 
     def wait_for_work(self, queues: Sequence[str], timeout: float) -> bool:
         return self.link.wait([self.qname(q) for q in queues], timeout)
+
+    # -- concurrency limits ------------------------------------------------------------------------------
+    def set_limit(self, queue: str, concurrency: int | None) -> None:
+        self._query("set_limit", {"queue": self.qname(queue), "channel": self.channel, "concurrency": concurrency})
+
+    def set_key_limit(self, queue: str, concurrency: int | None) -> None:
+        params = {"queue": self.qname(queue), "channel": self.channel, "concurrency": concurrency}
+        self._query("set_key_limit", params)
+
+    def key_limits(self) -> dict[str, int]:
+        return {self.unqname(queue): n for queue, n in self._query("key_limits", {})}
+
+    def limits(self) -> dict[str, int]:
+        return {self.unqname(queue): n for queue, n in self._query("limits", {})}
 
     # -- paused queues -----------------------------------------------------------------------------------
     def pause(self, queue: str, now: float) -> bool:

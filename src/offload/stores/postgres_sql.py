@@ -5,7 +5,7 @@ from __future__ import annotations
 
 _COLUMNS = (
     "id queue func task payload title state created_at enqueued_at run_at started_at ended_at attempts max_attempts "
-    "retry timeout result error errors worker lease_until lease_token progress meta unique_key priority"
+    "retry timeout result error errors worker lease_until lease_token progress meta unique_key priority limit_key"
 ).split()
 JOB_FIELDS = ["result_json" if c == "result" else c for c in _COLUMNS]
 _PENDING = "('scheduled', 'queued', 'started')"
@@ -53,7 +53,7 @@ WITH input AS (
            e->>6 AS state, (e->>7)::float8 AS created_at, (e->>8)::float8 AS enqueued_at,
            (e->>9)::float8 AS run_at, (e->>10)::int4 AS attempts, (e->>11)::int4 AS max_attempts,
            (e->>12)::json AS retry, (e->>13)::float8 AS timeout, (e->>14)::json AS meta, e->>15 AS unique_key,
-           (e->>16)::bool AS insert, (e->>17)::int4 AS priority, i.ord, nextval('{{seq}}') AS seq
+           (e->>16)::bool AS insert, (e->>17)::int4 AS priority, e->>18 AS limit_key, i.ord, nextval('{{seq}}') AS seq
     FROM jsonb_array_elements(%(jobs)s::jsonb) WITH ORDINALITY AS i(e, ord)
 ),
 same_id AS (
@@ -79,9 +79,11 @@ free AS (
 ),
 ins AS (
     INSERT INTO {{s}}.jobs AS j (seq, site, id, queue, func, task, payload, title, state, created_at, enqueued_at,
-                                 run_at, attempts, max_attempts, retry, timeout, meta, unique_key, priority)
+                                 run_at, attempts, max_attempts, retry, timeout, meta, unique_key, priority,
+                                 limit_key)
     SELECT f.seq, %(site)s, f.id, f.queue, f.func, f.task, f.payload, f.title, f.state, f.created_at,
-           f.enqueued_at, f.run_at, f.attempts, f.max_attempts, f.retry, f.timeout, f.meta, f.unique_key, f.priority
+           f.enqueued_at, f.run_at, f.attempts, f.max_attempts, f.retry, f.timeout, f.meta, f.unique_key, f.priority,
+           f.limit_key
     FROM free f
     WHERE NOT EXISTS (SELECT 1 FROM same_id s WHERE s.ord = f.ord)
     RETURNING j.id, j.queue, j.state
@@ -93,7 +95,7 @@ replaced AS (
         started_at = NULL, ended_at = NULL, attempts = f.attempts, max_attempts = f.max_attempts,
         retry = f.retry, timeout = f.timeout, result = NULL, error = NULL, errors = '[]', worker = NULL,
         lease_until = NULL, lease_token = NULL, progress = NULL, meta = f.meta, unique_key = f.unique_key,
-        priority = f.priority
+        priority = f.priority, limit_key = f.limit_key
     FROM free f JOIN same_id s ON s.ord = f.ord
     WHERE j.ctid = ANY(ARRAY(SELECT tid FROM same_id WHERE NOT pending)) AND j.ctid = s.tid
     RETURNING j.id, j.queue, j.state
@@ -119,11 +121,12 @@ WHERE {_notify("w.queue", "w.state")} IS NULL
 # not, small or large), and with them psycopg's prepared statement, are the same for every job.
 _INSERT_ONE = """
     INSERT INTO {s}.jobs AS j (site, id, queue, func, task, payload, title, state, created_at, enqueued_at,
-                               run_at, attempts, max_attempts, retry, timeout, meta, unique_key, priority)"""
+                               run_at, attempts, max_attempts, retry, timeout, meta, unique_key, priority,
+                               limit_key)"""
 _ONE_ROW = """%(site)s, %(id)s, %(queue)s, %(func)s, %(task)s, %(payload)s, %(title)s, %(state)s,
             %(created_at)s::float8, %(enqueued_at)s::float8, %(run_at)s::float8, %(attempts)s::int4,
             %(max_attempts)s::int4, %(retry)s::json, %(timeout)s::float8, %(meta)s::json, %(unique_key)s,
-            %(priority)s::int4"""
+            %(priority)s::int4, %(limit_key)s"""
 
 _ENQUEUE_NEW = f"""
 WITH ins AS ({_INSERT_ONE}
@@ -135,33 +138,53 @@ SELECT {_notify("ins.queue", "ins.state")} FROM ins
 """
 
 # Per queue, in the order given (paused ones left out): the head of the queue by priority, then its due scheduled
-# jobs (claimed straight from scheduled: this statement cannot see rows its own CTE promotes). Other due jobs of
-# the site are promoted.
+# jobs (claimed straight from scheduled: this statement cannot see rows its own CTE promotes), no more than the
+# room its concurrency limit leaves (`cap`, from limit_room: see postgres_0003_limits.sql). Other due jobs of the
+# site are promoted.
+# A job free to start as far as its queue's per-key limit goes (one job per key and claim: key_free counts what
+# is started, not what this claim takes).
+_KEY_FREE = "(w.kcap IS NULL OR j.limit_key IS NULL OR {s}.key_free(%(site)s, j.queue, j.limit_key, w.kcap))"
+
 _CLAIM = f"""
 WITH wanted AS (
-    SELECT q.name, q.pos FROM unnest(%(queues)s::text[]) WITH ORDINALITY AS q(name, pos)
+    SELECT q.name, q.pos, l.key_concurrency AS kcap,
+           CASE WHEN l.concurrency IS NULL AND l.key_concurrency IS NULL THEN %(limit)s
+                ELSE {{s}}.limit_room(%(site)s, q.name, coalesce(l.concurrency, 1073741824)) END AS cap
+    FROM unnest(%(queues)s::text[]) WITH ORDINALITY AS q(name, pos)
+    LEFT JOIN {{s}}.queue_limits l ON l.site = %(site)s AND l.queue = q.name
     WHERE NOT EXISTS (SELECT 1 FROM {{s}}.paused_queues p WHERE p.site = %(site)s AND p.queue = q.name)
 ),
 candidates AS (
-    SELECT w.pos, c.priority AS p, 0 AS part, c.enqueued_at AS k, c.seq, c.tid
+    SELECT w.pos, w.cap, w.kcap, c.limit_key AS lk, c.priority AS p, 0 AS part, c.enqueued_at AS k, c.seq, c.tid
     FROM wanted w CROSS JOIN LATERAL (
-        SELECT j.ctid AS tid, j.seq, j.enqueued_at, j.priority FROM {{s}}.jobs j
-        WHERE j.queue = w.name AND j.state = 'queued'
-        ORDER BY j.priority, j.enqueued_at, j.seq LIMIT %(limit)s
+        SELECT j.ctid AS tid, j.seq, j.enqueued_at, j.priority, j.limit_key FROM {{s}}.jobs j
+        WHERE j.queue = w.name AND j.state = 'queued' AND {_KEY_FREE}
+        ORDER BY j.priority, j.enqueued_at, j.seq
+        LIMIT least(%(limit)s, CASE WHEN w.kcap IS NULL OR w.cap = 0 THEN w.cap ELSE %(limit)s END)
         FOR UPDATE SKIP LOCKED
     ) c
     UNION ALL
-    SELECT w.pos, c.priority, 1, 0, c.seq, c.tid
+    SELECT w.pos, w.cap, w.kcap, c.limit_key, c.priority, 1, 0, c.seq, c.tid
     FROM wanted w CROSS JOIN LATERAL (
-        SELECT j.ctid AS tid, j.seq, j.priority FROM {{s}}.jobs j
+        SELECT j.ctid AS tid, j.seq, j.priority, j.limit_key FROM {{s}}.jobs j
         WHERE j.site = %(site)s AND j.state = 'scheduled' AND j.run_at <= %(now)s AND j.queue = w.name
-        ORDER BY j.priority, j.run_at, j.seq LIMIT %(limit)s
+          AND {_KEY_FREE}
+        ORDER BY j.priority, j.run_at, j.seq
+        LIMIT least(%(limit)s, CASE WHEN w.kcap IS NULL OR w.cap = 0 THEN w.cap ELSE %(limit)s END)
         FOR UPDATE SKIP LOCKED
     ) c
 ),
 chosen AS (
-    SELECT c.tid, row_number() OVER (ORDER BY c.pos, c.p, c.part, c.k, c.seq) AS ord
-    FROM candidates c ORDER BY c.pos, c.p, c.part, c.k, c.seq LIMIT %(limit)s
+    SELECT y.tid, row_number() OVER (ORDER BY y.pos, y.p, y.part, y.k, y.seq) AS ord
+    FROM (
+        SELECT x.*, row_number() OVER (PARTITION BY x.pos ORDER BY x.p, x.part, x.k, x.seq) AS n
+        FROM (
+            SELECT c.*, row_number() OVER (PARTITION BY c.pos, c.lk ORDER BY c.p, c.part, c.k, c.seq) AS kn
+            FROM candidates c
+        ) x
+        WHERE x.kcap IS NULL OR x.lk IS NULL OR x.kn = 1
+    ) y
+    WHERE y.n <= y.cap ORDER BY y.pos, y.p, y.part, y.k, y.seq LIMIT %(limit)s
 ),
 promoted AS (
     UPDATE {{s}}.jobs j SET state = 'queued', enqueued_at = %(now)s
@@ -232,7 +255,9 @@ UPDATE {{s}}.jobs j SET
     lease_token = NULL, lease_until = NULL
 FROM held o
 WHERE j.ctid = ANY(ARRAY(SELECT tid FROM held)) AND j.ctid = o.tid AND {_RELAXED_COMMIT}
-RETURNING o.ord, CASE WHEN o.kind IN ('retry', 'release', 'snooze') THEN {_notify("j.queue", "j.state")} END
+RETURNING o.ord, CASE WHEN o.kind IN ('retry', 'release', 'snooze') THEN {_notify("j.queue", "j.state")} END,
+    CASE WHEN EXISTS (SELECT 1 FROM {{s}}.queue_limits l WHERE l.site = %(site)s AND l.queue = j.queue)
+    THEN pg_notify(%(channel)s, j.queue) END
 """
 
 _ABANDONED = (
@@ -289,7 +314,21 @@ _WORK_READY = """
 SELECT EXISTS (
     SELECT 1 FROM unnest(%(queues)s::text[]) AS q(name)
     WHERE EXISTS (SELECT 1 FROM {s}.jobs j WHERE j.queue = q.name AND j.state = 'queued')
+      -- with a per-key limit: one of its first 1,000 queued jobs has no key, or a key with room
+      AND (NOT EXISTS (SELECT 1 FROM {s}.queue_limits k WHERE k.site = %(site)s AND k.queue = q.name
+                       AND k.key_concurrency IS NOT NULL)
+           OR EXISTS (SELECT 1 FROM (SELECT j.limit_key FROM {s}.jobs j WHERE j.queue = q.name AND j.state = 'queued'
+                                     ORDER BY j.priority, j.enqueued_at, j.seq LIMIT 1000) c
+                      WHERE c.limit_key IS NULL
+                         OR (SELECT count(*) FROM {s}.jobs r WHERE r.queue = q.name AND r.state = 'started'
+                             AND r.limit_key = c.limit_key)
+                            < (SELECT k.key_concurrency FROM {s}.queue_limits k
+                               WHERE k.site = %(site)s AND k.queue = q.name)))
       AND NOT EXISTS (SELECT 1 FROM {s}.paused_queues p WHERE p.site = %(site)s AND p.queue = q.name)
+      AND NOT EXISTS (SELECT 1 FROM {s}.queue_limits l WHERE l.site = %(site)s AND l.queue = q.name
+                      AND l.concurrency IS NOT NULL
+                      AND l.concurrency <= (SELECT count(*) FROM {s}.jobs r WHERE r.site = %(site)s
+                                            AND r.queue = q.name AND r.state = 'started'))
 ), (SELECT min(run_at) FROM {s}.jobs WHERE site = %(site)s AND state = 'scheduled')
 """
 
@@ -303,6 +342,29 @@ _RESUME = """
 WITH gone AS (DELETE FROM {s}.paused_queues WHERE site = %(site)s AND queue = %(queue)s RETURNING queue)
 SELECT pg_notify(%(channel)s, gone.queue) IS NULL FROM gone
 """
+
+# Setting a limit (NULL: none; a row with no limit left limits nothing) wakes the queue's idle workers.
+_SET_LIMIT = """
+WITH up AS (
+    INSERT INTO {s}.queue_limits (site, queue, concurrency) VALUES (%(site)s, %(queue)s, %(concurrency)s)
+    ON CONFLICT (site, queue) DO UPDATE SET concurrency = excluded.concurrency RETURNING queue
+)
+SELECT pg_notify(%(channel)s, up.queue) IS NULL FROM up
+"""
+
+_SET_KEY_LIMIT = """
+WITH up AS (
+    INSERT INTO {s}.queue_limits (site, queue, key_concurrency) VALUES (%(site)s, %(queue)s, %(concurrency)s)
+    ON CONFLICT (site, queue) DO UPDATE SET key_concurrency = excluded.key_concurrency RETURNING queue
+)
+SELECT pg_notify(%(channel)s, up.queue) IS NULL FROM up
+"""
+
+_KEY_LIMITS = """SELECT queue, key_concurrency FROM {s}.queue_limits
+WHERE site = %(site)s AND key_concurrency IS NOT NULL ORDER BY queue"""
+
+_LIMITS = ("SELECT queue, concurrency FROM {s}.queue_limits WHERE site = %(site)s AND concurrency IS NOT NULL "
+           "ORDER BY queue")
 
 _PAUSED = "SELECT queue, paused_at FROM {s}.paused_queues WHERE site = %(site)s ORDER BY queue"
 
@@ -399,6 +461,10 @@ STATEMENTS = {
     "pause": _PAUSE,
     "resume": _RESUME,
     "paused": _PAUSED,
+    "set_limit": _SET_LIMIT,
+    "set_key_limit": _SET_KEY_LIMIT,
+    "limits": _LIMITS,
+    "key_limits": _KEY_LIMITS,
     "get": _GET,
     "cancel": _CANCEL,
     "retry_now": _RETRY_NOW,

@@ -29,6 +29,9 @@ Cluster hash tag, so one site lives in one slot); queues are stored as ``<site_i
     B sched            ZSET   scheduled job ids by run_at (promotion at claim; the waiter's next due time)
     B done             ZSET   finished, failed and canceled job ids by ended_at (``purge``)
     B paused           HASH   ``<Q>`` -> paused_at of each paused queue (claim skips it; it keeps no wake token)
+    B limits           HASH   ``<Q>`` -> concurrency limit (claim starts no more; a full queue keeps no wake token),
+                              ``<Q>#key`` -> per-key limit
+    B kr:<Q>           HASH   limit_key -> started jobs of the queue with that key, while it has a per-key limit
     B counts           HASH   ``<Q>|<state>`` -> jobs, kept by the scripts (zero fields dropped): ``counts``,
                               ``count`` and the set of queues, with no scan of jobs
     B u:<unique_key>   STRING id of the pending job holding a unique key
@@ -331,7 +334,7 @@ class RedisStore(Store):
 
     def _decode(self, r: builtins.list[Any]) -> Job:
         (job_id, spec, payload, state, enqueued_at, run_at, started_at, ended_at, attempts, result, error, errors,
-         worker, lease_until, lease_token, progress, meta, budget, priority) = r
+         worker, lease_until, lease_token, progress, meta, budget, priority, limit_key) = r
         queue, func, task, title, created_at, max_attempts, retry, timeout, unique_key = json.loads(spec)
         if budget is not None:  # the hash field: a retry may have changed it since the spec was written
             max_attempts = int(budget)
@@ -360,6 +363,7 @@ class RedisStore(Store):
             lease_token=lease_token,
             progress=None if progress is None else json.loads(progress),
             meta={} if meta is None else json.loads(meta),
+            limit_key=limit_key,
             unique_key=unique_key,
             priority=0 if priority is None else int(priority),
         )
@@ -380,7 +384,7 @@ class RedisStore(Store):
                 self.prefix + job.queue, state,
                 now if state == QUEUED else "" if job.enqueued_at is None else repr(job.enqueued_at),
                 str(job.attempts), str(job.max_attempts), codec.dump_meta(job.meta) if job.meta else "",
-                str(job.priority),
+                str(job.priority), job.limit_key or "",
             )
             number = kinds.get(kind)
             if number is None:
@@ -479,14 +483,20 @@ class RedisStore(Store):
     def _work_ready(self, queues: Sequence[str]) -> tuple[bool, float | None, str]:
         """Whether a queue that is not paused has work, the earliest due time, and the server's clock (as
         ``<s>.<us>``)."""
-        paused, head, clock, *queued = replies = self._exchange(
-            [("HMGET", self.base + "paused", *[self.qname(q) for q in queues]),
+        names = [self.qname(q) for q in queues]
+        paused, caps, started, head, clock, *queued = replies = self._exchange(
+            [("HMGET", self.base + "paused", *names),
+             ("HMGET", self.base + "limits", *names, *[f"{n}#key" for n in names]),
+             ("HMGET", self.base + "counts", *[f"{n}|started" for n in names]),
              ("ZRANGE", self.base + "sched", "0", "0", "WITHSCORES"), ("TIME",),
              *[("EXISTS", *self._queue_lists(q)) for q in queues]])
         for reply in replies:
             if isinstance(reply, ResponseError):
                 raise StoreError(f"Redis store {self.safe_url} failed to look for work: {self._reply_text(reply)}")
-        ready = any(int(n) > 0 and at is None for n, at in zip(queued, paused, strict=True))
+        # A queue with a per-key limit counts as no work here: its wake token says when a claim may find some.
+        full = [(cap is not None and int(n or 0) >= int(cap)) or keyed is not None
+                for cap, keyed, n in zip(caps[:len(names)], caps[len(names):], started, strict=True)]
+        ready = any(int(n) > 0 and at is None and not f for n, at, f in zip(queued, paused, full, strict=True))
         return ready, float(head[1]) if head else None, f"{clock[0]}.{int(clock[1]):06d}"
 
     def _queue_lists(self, queue: str) -> list[str]:
@@ -566,6 +576,25 @@ class RedisStore(Store):
             if self._generation != generation:  # closed under our feet
                 return None
             raise
+
+    # -- concurrency limits (limit.lua; HASH B limits: Q -> concurrency) ------------------------------------
+    def set_limit(self, queue: str, concurrency: int | None) -> None:
+        self._run("limit", self.qname(queue), "" if concurrency is None else str(int(concurrency)), "")
+
+    def limits(self) -> dict[str, int]:
+        return {q: n for q, n in self._all_limits().items() if not q.endswith("#key")}
+
+    def set_key_limit(self, queue: str, concurrency: int | None) -> None:
+        self._run("limit", self.qname(queue), "" if concurrency is None else str(int(concurrency)), "key")
+
+    def key_limits(self) -> dict[str, int]:
+        return {q[:-4]: n for q, n in self._all_limits().items() if q.endswith("#key")}
+
+    def _all_limits(self) -> dict[str, int]:
+        """HASH limits: queue -> concurrency limit, and ``<queue>#key`` -> per-key limit."""
+        found = self._call("HGETALL", self.base + "limits")
+        pairs = zip(found[::2], found[1::2], strict=True)
+        return {self.unqname(q): int(n) for q, n in sorted(pairs) if q.startswith(self.prefix)}
 
     # -- paused queues (pause.lua, resume.lua; HASH B paused: Q -> paused_at) ---------------------------------
     def pause(self, queue: str, now: float) -> bool:

@@ -15,12 +15,12 @@ from collections.abc import Sequence
 #: ``max_attempts`` is in it too, but a retry that asks for another budget changes the hash field, which wins.
 ROW_FIELDS = (
     "spec", "payload", "state", "enqueued_at", "run_at", "started_at", "ended_at", "attempts", "result", "error",
-    "errors", "worker", "lease_until", "lease_token", "progress", "meta", "max_attempts", "priority",
+    "errors", "worker", "lease_until", "lease_token", "progress", "meta", "max_attempts", "priority", "limit_key",
 )
 
 SCRIPT_FILES = ("enqueue", "periodic", "claim", "settle", "extend", "requeue", "cancel", "retry_now", "clear",
                 "purge", "select", "fetch", "delete", "progress", "workers", "front", "pause", "resume", "waiting",
-                "reap")
+                "reap", "limit")
 
 
 def _lua_words(text: str) -> set[str]:

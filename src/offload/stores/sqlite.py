@@ -48,9 +48,18 @@ from offload.stores.sqlite_schema import MIGRATIONS
 _COLUMNS = (
     "id, queue, func, task, payload, title, state, created_at, enqueued_at, run_at, started_at, ended_at, "
     "attempts, max_attempts, retry, timeout, result, error, errors, worker, lease_until, lease_token, "
-    "progress, meta, unique_key, priority"
+    "progress, meta, unique_key, priority, limit_key"
 )
 _PENDING_SQL = "('scheduled','queued','started')"
+_START = ("UPDATE jobs SET state='started', attempts=attempts+1, lease_token=lower(hex(randomblob(16))), "
+          "lease_until=?, worker=?, started_at=?, ended_at=NULL WHERE seq IN ")
+_CLAIM = (_START + "(SELECT seq FROM jobs WHERE queue=? AND state='queued' ORDER BY priority, enqueued_at, seq "
+          f"LIMIT ?) RETURNING seq, {_COLUMNS}")
+# The first queued job of a queue whose key (if it has one) has fewer than `?` started jobs.
+_KEY_FREE = ("j.limit_key IS NULL OR (SELECT count(*) FROM jobs r WHERE r.queue = j.queue AND r.state = 'started' "
+             "AND r.limit_key = j.limit_key) < ?")
+_CLAIM_KEYED = (_START + f"(SELECT seq FROM jobs j WHERE queue=? AND state='queued' AND ({_KEY_FREE}) "
+                f"ORDER BY priority, enqueued_at, seq LIMIT 1) RETURNING seq, {_COLUMNS}")
 # A job's errors array, or an empty one where a corrupted or foreign row holds something else (CASE is lazy:
 # json_type() would raise on malformed JSON).
 _ERRORS = "(CASE WHEN NOT json_valid(errors) THEN '[]' WHEN json_type(errors) <> 'array' THEN '[]' ELSE errors END)"
@@ -83,9 +92,9 @@ def _load(text: str | None) -> Any:
 _BATCH = 256
 _INSERT_HEAD = (
     "INSERT INTO jobs (site, id, queue, func, task, payload, title, state, created_at, enqueued_at, run_at, "
-    "attempts, max_attempts, retry, timeout, meta, unique_key, priority, errors) VALUES "
+    "attempts, max_attempts, retry, timeout, meta, unique_key, priority, limit_key, errors) VALUES "
 )
-_VALUES = "(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,'[]')"
+_VALUES = "(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,'[]')"
 _WIDTH = _VALUES.count("?")  # values per row, as ``SQLiteStore._row`` builds them
 
 
@@ -276,6 +285,7 @@ class SQLiteStore(Store):
             meta=_load(row[23]) or {},
             unique_key=row[24],
             priority=row[25],
+            limit_key=row[26],
         )
 
     def _row(self, job: Job, now: float) -> tuple[Any, ...]:
@@ -283,6 +293,7 @@ class SQLiteStore(Store):
             self.site_id, job.id, self.qname(job.queue), job.func, job.task, job.payload, job.title, job.state,
             job.created_at, now if job.state == QUEUED else job.enqueued_at, job.run_at, job.attempts,
             job.max_attempts, _dump(job.retry), job.timeout, codec.dump_meta(job.meta), job.unique_key, job.priority,
+            job.limit_key,
         )
 
     _INSERT = _INSERT_HEAD + _VALUES
@@ -370,20 +381,22 @@ class SQLiteStore(Store):
         claimed: list[Job] = []
         with self._write() as conn:
             self._promote(conn, now)
-            paused = self._paused_among(conn, queues)
+            paused, room, keyed = self._flow_of(conn, queues)
             for queue in queues:
-                want = limit - len(claimed)
-                if want <= 0:
+                want = min(limit - len(claimed), room.get(queue, limit))
+                if len(claimed) >= limit:
                     break
-                if queue in paused:
+                if queue in paused or want <= 0:
                     continue
-                rows = conn.execute(
-                    f"UPDATE jobs SET state='started', attempts=attempts+1, "
-                    f"lease_token=lower(hex(randomblob(16))), lease_until=?, worker=?, started_at=?, ended_at=NULL "
-                    f"WHERE seq IN (SELECT seq FROM jobs WHERE queue=? AND state='queued' "
-                    f"ORDER BY priority, enqueued_at, seq LIMIT ?) RETURNING seq, {_COLUMNS}",
-                    (now + lease, worker_id, now, self.qname(queue), want),
-                ).fetchall()
+                start = (now + lease, worker_id, now)
+                if queue in keyed:  # one at a time, each seeing the keys the ones before took
+                    for _ in range(want):
+                        rows = conn.execute(_CLAIM_KEYED, (*start, self.qname(queue), keyed[queue])).fetchall()
+                        claimed.extend(self._job(r[1:]) for r in rows)
+                        if not rows:
+                            break
+                    continue
+                rows = conn.execute(_CLAIM, (*start, self.qname(queue), want)).fetchall()
                 rows.sort(key=lambda r: (r[26], r[9], r[0]))  # RETURNING order is unspecified: sort again
                 claimed.extend(self._job(r[1:]) for r in rows)
         return claimed
@@ -501,15 +514,32 @@ class SQLiteStore(Store):
         )
         return job
 
-    def _paused_among(self, conn: sqlite3.Connection, queues: Sequence[str]) -> set[str]:
-        """Which of ``queues`` are paused."""
-        rows = conn.execute("SELECT queue FROM paused_queues WHERE site=?", (self.site_id,)).fetchall()
-        return {self.unqname(r[0]) for r in rows} & set(queues) if rows else set()
+    def _flow_of(self, conn: sqlite3.Connection, queues: Sequence[str]
+                 ) -> tuple[set[str], dict[str, int], dict[str, int]]:
+        """In one statement: which of ``queues`` are paused; for each queue of the site with a concurrency limit,
+        how many more of its jobs it lets start; and for each with a per-key limit, that limit."""
+        rows = conn.execute(
+            "SELECT 0, queue, NULL, NULL FROM paused_queues WHERE site=?1 UNION ALL "
+            "SELECT 1, l.queue, l.concurrency - coalesce((SELECT n FROM job_counts c WHERE c.site = l.site "
+            "AND c.queue = l.queue AND c.state = 'started'), 0), l.key_concurrency FROM queue_limits l "
+            "WHERE l.site=?1", (self.site_id,),
+        ).fetchall()
+        if not rows:
+            return set(), {}, {}
+        paused = {self.unqname(r[1]) for r in rows if r[0] == 0} & set(queues)
+        return (paused, {self.unqname(r[1]): r[2] for r in rows if r[0] == 1 and r[2] is not None},
+                {self.unqname(r[1]): r[3] for r in rows if r[0] == 1 and r[3] is not None})
 
     def _work_ready(self, conn: sqlite3.Connection, queues: Sequence[str], now: float) -> tuple[bool, float | None]:
-        paused = self._paused_among(conn, queues)
-        if paused:
-            queues = [q for q in queues if q not in paused]
+        paused, room, keyed = self._flow_of(conn, queues)
+        full = {q for q, n in room.items() if n <= 0}
+        if paused or full:
+            queues = [q for q in queues if q not in paused and q not in full]
+        if keyed:
+            blocked = {q for q in queues if q in keyed and conn.execute(
+                f"SELECT 1 FROM jobs j WHERE queue=? AND state='queued' AND ({_KEY_FREE}) LIMIT 1",
+                (self.qname(q), keyed[q])).fetchone() is None}
+            queues = [q for q in queues if q not in blocked]
             if not queues:
                 return False, None
         marks = ",".join("?" * len(queues))
@@ -679,6 +709,32 @@ class SQLiteStore(Store):
                 f"AND ended_at<? LIMIT ?)",
                 (self.site_id, ended_before, limit),
             ).rowcount
+
+    # -- concurrency limits ------------------------------------------------------------------------------
+    def _set_limit(self, column: str, queue: str, concurrency: int | None) -> None:
+        with self._write() as conn:
+            conn.execute(f"INSERT INTO queue_limits (site, queue, {column}) VALUES (?, ?, ?) "
+                         f"ON CONFLICT (site, queue) DO UPDATE SET {column}=excluded.{column}",
+                         (self.site_id, self.qname(queue), concurrency))
+            conn.execute("DELETE FROM queue_limits WHERE site=? AND queue=? AND concurrency IS NULL "
+                         "AND key_concurrency IS NULL", (self.site_id, self.qname(queue)))
+
+    def _limits(self, column: str) -> dict[str, int]:
+        rows = self._conn().execute(f"SELECT queue, {column} FROM queue_limits WHERE site=? AND {column} IS NOT NULL "
+                                    "ORDER BY queue", (self.site_id,)).fetchall()
+        return {self.unqname(r[0]): r[1] for r in rows}
+
+    def set_limit(self, queue: str, concurrency: int | None) -> None:
+        self._set_limit("concurrency", queue, concurrency)
+
+    def limits(self) -> dict[str, int]:
+        return self._limits("concurrency")
+
+    def set_key_limit(self, queue: str, concurrency: int | None) -> None:
+        self._set_limit("key_concurrency", queue, concurrency)
+
+    def key_limits(self) -> dict[str, int]:
+        return self._limits("key_concurrency")
 
     # -- paused queues -----------------------------------------------------------------------------------
     def pause(self, queue: str, now: float) -> bool:

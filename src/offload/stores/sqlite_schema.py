@@ -104,3 +104,18 @@ MIGRATIONS.append([
         PRIMARY KEY (site, queue)
     ) WITHOUT ROWID""",
 ])
+
+# 4: concurrency limits (issue 22): claim starts a job of a listed queue only while fewer than `concurrency` of
+# its jobs are started (job_counts), and one with a `limit_key` only while fewer than `key_concurrency` of the
+# queue's jobs with that key are (jobs_keyed). NULL: no such limit.
+MIGRATIONS.append([
+    "ALTER TABLE jobs ADD COLUMN limit_key TEXT",
+    "CREATE INDEX jobs_keyed ON jobs (queue, limit_key) WHERE state = 'started'",
+    """CREATE TABLE queue_limits (
+        site TEXT NOT NULL,
+        queue TEXT NOT NULL,
+        concurrency INTEGER,
+        key_concurrency INTEGER,
+        PRIMARY KEY (site, queue)
+    ) WITHOUT ROWID""",
+])

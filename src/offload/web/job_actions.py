@@ -264,15 +264,19 @@ def job_enqueue(ctx: ActionContext, data: dict[str, Any]) -> dict[str, Any]:
 
 @action("queue_list", role="read", result={"type": "array", "items": {"type": "object", "properties": {
     "name": {"type": "string"}, "counts": {"type": "object"}, "total": {"type": "integer"},
-    "paused": {"type": "boolean"}, "paused_at": {"type": ["number", "null"]}}}})
+    "paused": {"type": "boolean"}, "paused_at": {"type": ["number", "null"]},
+    "concurrency_limit": {"type": ["integer", "null"]}, "key_concurrency_limit": {"type": ["integer", "null"]}}}})
 def queue_list(ctx: ActionContext, data: dict[str, Any]) -> list[dict[str, Any]]:
-    """The site's queues that hold jobs or are paused, with the number of jobs in each state and whether (since
-    when) the queue is paused."""
+    """The site's queues that hold jobs, are paused or are limited, with the number of jobs in each state,
+    whether (since when) the queue is paused and its concurrency limit (null: none)."""
     counts = ctx.offload.store.counts()
     paused = ctx.offload.paused()
+    limits = ctx.offload.limits()
+    key_limits = ctx.offload.key_limits()
     return [{"name": name, "counts": {state: counts.get(name, {}).get(state, 0) for state in STATES},
-             "total": sum(counts.get(name, {}).values()), "paused": name in paused, "paused_at": paused.get(name)}
-            for name in sorted({*counts, *paused})]
+             "total": sum(counts.get(name, {}).values()), "paused": name in paused, "paused_at": paused.get(name),
+             "concurrency_limit": limits.get(name), "key_concurrency_limit": key_limits.get(name)}
+            for name in sorted({*counts, *paused, *limits, *key_limits})]
 
 
 QUEUE = String(required=True, max_length=100, pattern=r"[A-Za-z0-9_.-]{1,100}",
@@ -298,6 +302,25 @@ def queue_resume(ctx: ActionContext, data: dict[str, Any]) -> dict[str, Any]:
     if changed:
         audit(ctx, "queue_resume", f"resumed queue {data['queue']!r}")
     return {"name": data["queue"], "paused": False, "changed": changed}
+
+
+@action("queue_limit", role="admin", params={
+    "queue": QUEUE,
+    "concurrency": Integer(minimum=1, help="run at most this many jobs of the queue at once (omitted: no limit)"),
+    "key_concurrency": Integer(minimum=1, help="run at most this many jobs of the queue with one limit_key at once "
+                                               "(omitted: no limit)"),
+}, result={"type": "object", "properties": {"name": {"type": "string"},
+                                            "concurrency": {"type": ["integer", "null"]},
+                                            "key_concurrency": {"type": ["integer", "null"]}}})
+def queue_limit(ctx: ActionContext, data: dict[str, Any]) -> dict[str, Any]:
+    """Set a queue's limits to those given: how many of its jobs run at once across every worker and host
+    (``concurrency``), and how many of those sharing one ``limit_key`` (``key_concurrency``); an omitted one is
+    removed. Obeyed by every worker's next claim; running jobs are not touched."""
+    concurrency, key_concurrency = data.get("concurrency"), data.get("key_concurrency")
+    ctx.offload.limit(data["queue"], concurrency, key_concurrency)
+    audit(ctx, "queue_limit", f"set the concurrency limit of queue {data['queue']!r} to {concurrency}"
+          + (f", per key {key_concurrency}" if key_concurrency is not None else ""))
+    return {"name": data["queue"], "concurrency": concurrency, "key_concurrency": key_concurrency}
 
 
 @action("worker_list", role="read", params={

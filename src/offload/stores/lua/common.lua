@@ -40,6 +40,21 @@ local function is_paused(q) return redis.call('HEXISTS', B .. 'paused', q) == 1 
 
 local function wkey(q) return B .. 'w:' .. q end
 
+-- Concurrency limits (issue 22): HASH limits, Q -> how many of its jobs may be started at once. room(q) is how
+-- many more may start (the started count of HASH counts, as apply() last wrote it), or nil without a limit.
+local function room(q)
+  local cap = redis.call('HGET', B .. 'limits', q)
+  if not cap then return nil end
+  return tonumber(cap) - tonumber(redis.call('HGET', B .. 'counts', q .. '|started') or 0)
+end
+
+-- Per-key limits: field '<Q>#key' of HASH limits ('#' is never part of a queue name); HASH kr:<Q> counts the
+-- queue's started jobs per limit_key while the queue has one (move() keeps it, limit.lua rebuilds it).
+local function key_cap(q)
+  local cap = redis.call('HGET', B .. 'limits', q .. '#key')
+  return cap and tonumber(cap)
+end
+
 local function skey(q, state) return B .. 's:' .. q .. ':' .. state end
 
 -- Listing members are "<15-digit seq>:<id>", so equal created_at scores sort in insertion order.
@@ -79,7 +94,16 @@ end
 -- Listing ZSETs s:<queue>:<state> (by created_at) exist for every state but started, whose index is the lease
 -- ZSET. 'new' and 'gone' stand for no state.
 local groups, group_list = {}, {}
+local keyed = {}  -- per call: queue -> whether it has a per-key limit
 local function move(q, id, seq, created, from, to)
+  if from == 'started' or to == 'started' then
+    if keyed[q] == nil then keyed[q] = redis.call('HEXISTS', B .. 'limits', q .. '#key') == 1 end
+    local lk = keyed[q] and redis.call('HGET', jkey(id), 'limit_key')
+    if lk then
+      local n = redis.call('HINCRBY', B .. 'kr:' .. q, lk, from == 'started' and -1 or 1)
+      if n <= 0 then redis.call('HDEL', B .. 'kr:' .. q, lk) end
+    end
+  end
   local k = q .. '|' .. from .. '|' .. to
   local g = groups[k]
   if not g then
@@ -135,7 +159,7 @@ end
 -- Drops the writes gathered above: once apply() has made them, and at the start of each library call (one that
 -- failed half-way must not leave its writes to the next).
 local function forget()
-  groups, group_list, site_add, site_rem, woken, pushes = {}, {}, {}, {}, {}, {}
+  groups, group_list, site_add, site_rem, woken, pushes, keyed = {}, {}, {}, {}, {}, {}, {}
 end
 
 local function apply()
@@ -146,11 +170,18 @@ local function apply()
     -- The counters match the listing indexes (started jobs have none): a count of g.n is a new index.
     local count = g.to ~= 'gone' and tally(g.q, g.to, g.n)
     if #g.add > 0 then index_add(skey(g.q, g.to), g.add, count == g.n) end
+    -- A job of a limited queue stopped: the queue may have room again for work that waits.
+    if g.from == 'started' and (redis.call('HEXISTS', B .. 'limits', g.q) == 1
+        or redis.call('HEXISTS', B .. 'limits', g.q .. '#key') == 1) and has_queued(g.q) then
+      woken[g.q] = true
+    end
   end
   for name, ids in pairs(site_rem) do chunked('ZREM', B .. name, ids) end
   for name, args in pairs(site_add) do chunked('ZADD', B .. name, args) end
   for q in pairs(woken) do
-    if redis.call('EXISTS', wkey(q)) == 0 and not is_paused(q) then redis.call('RPUSH', wkey(q), '1') end
+    if redis.call('EXISTS', wkey(q)) == 0 and not is_paused(q) and (room(q) or 1) > 0 then
+      redis.call('RPUSH', wkey(q), '1')
+    end
   end
   forget()
 end
@@ -264,7 +295,8 @@ local function encode(list)
 end
 
 -- New jobs arrive in ARGV from o + 1 on as kinds, the values that most jobs of a batch share, then the jobs:
--- the number of kinds; per kind its queue, state, enqueued_at, attempts, max_attempts, meta and priority (a digit);
+-- the number of kinds; per kind its queue, state, enqueued_at, attempts, max_attempts, meta, priority (a digit)
+-- and limit_key;
 -- per job its kind
 -- (1, 2, ...), id, created_at, run_at, unique_key ('=' and the key), spec and payload; '' for an absent value.
 -- Returns the kinds by the text of their number, and the offset of the first job. A kind's `fields` are its part
@@ -273,7 +305,7 @@ local function read_kinds(o)
   local count = tonumber(ARGV[o + 1])
   local kinds = {}
   for i = 1, count do
-    local b = o + 1 + (i - 1) * 7
+    local b = o + 1 + (i - 1) * 8
     local q, state, enqueued_at, meta, p = ARGV[b + 1], ARGV[b + 2], ARGV[b + 3], ARGV[b + 6], ARGV[b + 7]
     local fields = {'queue', q, 'state', state, 'attempts', ARGV[b + 4], 'max_attempts', ARGV[b + 5]}
     if enqueued_at ~= '' then
@@ -288,9 +320,13 @@ local function read_kinds(o)
       fields[#fields + 1] = 'priority'
       fields[#fields + 1] = p
     end
+    if ARGV[b + 8] ~= '' then
+      fields[#fields + 1] = 'limit_key'
+      fields[#fields + 1] = ARGV[b + 8]
+    end
     kinds[tostring(i)] = {q = q, state = state, fields = fields, p = p}
   end
-  return kinds, o + 1 + count * 7
+  return kinds, o + 1 + count * 8
 end
 
 -- Store one new job, the 7 values from ARGV[o + 1] on (see read_kinds); `jk` its key if the caller has it,
@@ -342,18 +378,19 @@ local function seqs(n)
 end
 
 -- The usual single enqueue, in direct commands rather than through the batching of enqueue_one and apply():
--- ARGV holds one kind and one job (15 values, see read_kinds), a queued job of priority 0 with no run_at and no
--- unique key, whose id is not in use. Returns false, having written nothing, for any other call.
+-- ARGV holds one kind and one job (16 values, see read_kinds), a queued job of priority 0 with no run_at, no
+-- unique key and no limit key, whose id is not in use. Returns false, having written nothing, for any other call.
 local NO_META = {}
 local function add_queued()
-  if #ARGV ~= 15 or ARGV[3] ~= 'queued' or ARGV[4] == '' or ARGV[8] ~= '0' or ARGV[12] ~= '' or ARGV[13] ~= '' then
+  if #ARGV ~= 16 or ARGV[3] ~= 'queued' or ARGV[4] == '' or ARGV[8] ~= '0' or ARGV[9] ~= '' or ARGV[13] ~= ''
+      or ARGV[14] ~= '' then
     return false
   end
-  local q, id, created, meta = ARGV[2], ARGV[10], ARGV[11], ARGV[7]
+  local q, id, created, meta = ARGV[2], ARGV[11], ARGV[12], ARGV[7]
   local jk = jkey(id)
   if redis.call('EXISTS', jk) == 1 then return false end
   local seq = string.format('%015d', redis.call('INCR', B .. 'seq'))
-  redis.call('HSET', jk, 'spec', ARGV[14], 'payload', ARGV[15], 'created_at', created, 'seq', seq, 'queue', q,
+  redis.call('HSET', jk, 'spec', ARGV[15], 'payload', ARGV[16], 'created_at', created, 'seq', seq, 'queue', q,
              'state', 'queued', 'attempts', ARGV[5], 'max_attempts', ARGV[6], 'enqueued_at', ARGV[4],
              unpack(meta ~= '' and {'meta', meta} or NO_META))
   local count = redis.call('HINCRBY', B .. 'counts', q .. '|queued', 1)
