@@ -88,6 +88,17 @@ def test_pause_and_resume_from_the_queues_page(seeded: tuple[Site, Seeded]) -> N
     assert ">Pause</button>" in _row(text(site.client.get("/queues")), "data-queue", "mail")
 
 
+def test_queues_show_their_concurrency_limits(seeded: tuple[Site, Seeded]) -> None:
+    site, _ = seeded
+    login(site.client, ADMIN)
+    assert re.search(r'class="num limit">-<', _row(text(site.client.get("/queues")), "data-queue", "mail"))
+    site.offload.limit("mail", concurrency=2, key_concurrency=1)
+    site.offload.limit("imports", concurrency=4)  # a queue that holds no job yet is listed for its limit
+    page = text(site.client.get("/queues"))
+    assert re.search(r'class="num limit">2; 1 per key<', _row(page, "data-queue", "mail"))
+    assert re.search(r'class="num limit">4<', _row(page, "data-queue", "imports"))
+
+
 def test_workers_page_lists_host_pid_queues_and_heartbeat(seeded: tuple[Site, Seeded]) -> None:
     site, _ = seeded
     login(site.client, ADMIN)

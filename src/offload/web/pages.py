@@ -41,8 +41,9 @@ def queues() -> str:
     since = offload.store.waiting_since(now)
     workers = offload.workers()
     stopped = set(offload.paused())
+    limits, key_limits = offload.limits(), offload.key_limits()
     rows = []
-    for name in sorted(set(counts) | set(since) | stopped):
+    for name in sorted(set(counts) | set(since) | stopped | set(limits) | set(key_limits)):
         row = {s: counts.get(name, {}).get(s, 0) for s in STATES}
         rows.append({
             "name": name, "counts": row, "total": sum(row.values()),
@@ -53,6 +54,7 @@ def queues() -> str:
         rows[-1]["unserved"] = rows[-1]["latency"] is not None and not rows[-1]["workers"]
         rows[-1]["hour"] = metrics.last_hour(offload, name, now)
         rows[-1]["paused"] = name in stopped
+        rows[-1]["limit"], rows[-1]["key_limit"] = limits.get(name), key_limits.get(name)
     return render_template("queues.html", queues=rows)
 
 
