@@ -306,8 +306,10 @@ def test_queue_list_counts_per_state(site: Site) -> None:
     site.offload.cancel(site.offload.enqueue(jobfuncs.noop, queue="b").id)
     zero = dict.fromkeys(["scheduled", "queued", "started", "finished", "failed", "canceled"], 0)
     assert site.result("queue_list", token=READ) == [
-        {"name": "a", "counts": {**zero, "queued": 2}, "total": 2, "paused": False, "paused_at": None},
-        {"name": "b", "counts": {**zero, "canceled": 1}, "total": 1, "paused": False, "paused_at": None},
+        {"name": "a", "counts": {**zero, "queued": 2}, "total": 2, "paused": False, "paused_at": None,
+         "concurrency_limit": None, "key_concurrency_limit": None},
+        {"name": "b", "counts": {**zero, "canceled": 1}, "total": 1, "paused": False, "paused_at": None,
+         "concurrency_limit": None, "key_concurrency_limit": None},
     ]
 
 
